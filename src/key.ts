@@ -1,0 +1,173 @@
+// A Key: a virtual key (vkey) of the C core, with its gates, its process-wide
+// access and its regions.
+import { accessName, parseAccess, parseGateAccess, type Access, type GateAccess } from './access.js';
+import { VmpkError, describe, invalidArgument, keyDestroyed, nativeError, quoteName, runtimeClosed } from './errors.js';
+import { INTERNAL, notConstructible, type KeyState } from './internal.js';
+import { Region } from './region.js';
+import type { Runtime } from './runtime.js';
+import { checkInteger } from './validate.js';
+
+const E_BUSY = -6;
+const E_SYSTEM = -12;
+
+export class Key {
+  readonly #ks: KeyState;
+
+  /** @internal Keys are made by runtime.createKey(). */
+  constructor(token: typeof INTERNAL, ks: KeyState) {
+    if (token !== INTERNAL) throw notConstructible('Key', 'runtime.createKey()');
+    this.#ks = ks;
+  }
+
+  /** The name given to createKey(), printed in fault reports; null if none. */
+  get name(): string | null {
+    return this.#ks.name;
+  }
+
+  get runtime(): Runtime {
+    return this.#ks.rs.runtime;
+  }
+
+  /** The key's process-wide access: what every thread may do outside gates. */
+  get access(): Access {
+    return accessName(this.#ks.access);
+  }
+
+  /** True after destroy() or after the runtime closed. */
+  get destroyed(): boolean {
+    return this.#ks.destroyed || this.#ks.rs.closed;
+  }
+
+  #check(where: string): KeyState {
+    const ks = this.#ks;
+    if (ks.rs.closed) throw runtimeClosed(where);
+    if (ks.destroyed) throw keyDestroyed(where, ks.name);
+    return ks;
+  }
+
+  #fail(rc: number, where: string, advice?: string): VmpkError {
+    const n = this.#ks.rs.n;
+    return nativeError(rc, where, advice, rc === E_SYSTEM ? n.lastErrno() : undefined);
+  }
+
+  /**
+   * Allocates `size` bytes (rounded up to whole pages), zeroed, in the key's
+   * address window. The region is accessible exactly as the key's other pages.
+   */
+  alloc(size: number): Region {
+    const where = 'key.alloc()';
+    const bytes = checkInteger(size, 'size', where, 1, Number.MAX_SAFE_INTEGER);
+    const ks = this.#check(where);
+    const out: [bigint] = [0n];
+    const rc = ks.rs.n.alloc(ks.rs.rt, ks.handle, bytes, out);
+    if (rc !== 0) {
+      const advice =
+        rc === -8
+          ? `key ${quoteName(ks.name)} has no room left for ${bytes} bytes in its address window; free regions of this key, or create the key with a larger windowSize (runtime.capabilities.windowSize is the default)`
+          : undefined;
+      throw this.#fail(rc, `key.alloc(${bytes})`, advice);
+    }
+    return new Region(INTERNAL, ks, out[0], bytes);
+  }
+
+  /**
+   * A synchronous gate: the calling thread gets `access` to the key's pages
+   * (on top of the process-wide access) while `fn` runs; the gate closes when
+   * fn returns or throws. Returns fn's result. Gates nest; an inner gate may
+   * grant less than an outer one.
+   *
+   * @deprecated for functions that return a promise: the gate would close at
+   * the first `await`, so this throws ASYNC_IN_SYNC_GATE; use key.withAsync().
+   */
+  with(access: GateAccess, fn: () => PromiseLike<unknown>): never;
+  with<T>(access: GateAccess, fn: () => T): T;
+  with<T>(access: GateAccess, fn: () => T): T {
+    // 'rw' and 'r' first: the common case costs two comparisons.
+    const a = access === 'rw' ? 3 : access === 'r' ? 1 : parseGateAccess(access, 'key.with()');
+    if (typeof fn !== 'function') throw invalidArgument(`key.with(): fn must be a function, got ${describe(fn)}`);
+    const ks = this.#ks;
+    const rs = ks.rs;
+    if (rs.closed) throw runtimeClosed('key.with()');
+    if (ks.destroyed) throw keyDestroyed('key.with()', ks.name);
+    const rc = rs.n.begin(rs.rt, ks.handle, a);
+    if (rc !== 0) throw this.#gateError(rc, access);
+    let result: T;
+    try {
+      result = fn();
+    } catch (err) {
+      const rcEnd = rs.n.end(rs.rt, ks.handle);
+      if (rcEnd !== 0) throw this.#endError(rcEnd, access, err);
+      throw err;
+    }
+    const rcEnd = rs.n.end(rs.rt, ks.handle);
+    if (rcEnd !== 0) throw this.#endError(rcEnd, access, undefined);
+    if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof (result as { then?: unknown }).then === 'function') {
+      // The rest of that async function runs after the gate closed. Keep its
+      // rejection from surfacing as an unrelated unhandled rejection: this
+      // error is the report.
+      if (result instanceof Promise) result.catch(() => {});
+      throw new VmpkError(
+        'ASYNC_IN_SYNC_GATE',
+        `key.with('${access}'): fn returned a promise, but key.with() is a synchronous gate: it closed when fn returned, so code after fn's first await runs without access (and faults if it touches the key's memory). Use key.withAsync() for async functions, or do the protected work synchronously`,
+      );
+    }
+    return result;
+  }
+
+  #gateError(rc: number, access: string): VmpkError {
+    const ks = this.#ks;
+    const where = `key.with('${access}')`;
+    if (rc === -5) {
+      const hw = ks.rs.runtime.capabilities.hardwareKeys;
+      return this.#fail(rc, where, `every hardware key (${hw}) is pinned by an open gate, so key ${quoteName(ks.name)} cannot be made resident; nest gates on fewer distinct keys, or open the runtime with a larger maxHardwareKeys`);
+    }
+    if (rc === -10) return this.#fail(rc, where, 'gates are nested deeper than 32 on this thread; nest fewer key.with() calls');
+    return this.#fail(rc, where);
+  }
+
+  #endError(rc: number, access: string, cause: unknown): VmpkError {
+    const err = this.#fail(rc, `key.with('${access}'): closing the gate`);
+    if (cause !== undefined) Object.defineProperty(err, 'cause', { value: cause, configurable: true, writable: true });
+    return err;
+  }
+
+  /** Sets the key's process-wide access, for every thread, like mprotect(2). */
+  protect(access: Access): void {
+    const a = parseAccess(access, 'key.protect()');
+    const ks = this.#check('key.protect()');
+    const rc = ks.rs.n.protect(ks.rs.rt, ks.handle, a);
+    if (rc !== 0) throw this.#fail(rc, `key.protect('${access}')`);
+    ks.access = a;
+  }
+
+  /**
+   * Destroys the key: every region of it is freed, its pages become
+   * inaccessible to every thread and their contents are discarded. Throws
+   * KEY_BUSY inside a gate on this key, KEY_DESTROYED when called twice.
+   */
+  destroy(): void {
+    const ks = this.#check('key.destroy()');
+    const rc = ks.rs.n.keyDestroy(ks.rs.rt, ks.handle);
+    if (rc !== 0) {
+      const advice = rc === E_BUSY ? `a gate on key ${quoteName(ks.name)} is open; destroy the key after key.with() returns` : undefined;
+      throw this.#fail(rc, 'key.destroy()', advice);
+    }
+    ks.destroyed = true;
+  }
+}
+
+/** Validates the name of a key: printed in fault reports, kept to 63 bytes by the core. */
+export function checkKeyName(value: unknown, where: string): string | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'string') throw invalidArgument(`${where}: name must be a string, got ${describe(value)}`);
+  const bytes = Buffer.byteLength(value, 'utf8');
+  if (bytes > 63) throw invalidArgument(`${where}: name must be at most 63 bytes of UTF-8 (it is kept for fault reports), got ${bytes} bytes`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw invalidArgument(`${where}: name must not contain control characters (it is printed on one line in fault reports), got ${describe(value)}`);
+  return value;
+}
+
+/** Window sizes: whole bytes, at least one; the core rounds up to its granule. */
+export function checkWindowSize(value: unknown, where: string): number {
+  return checkInteger(value, 'windowSize', where, 1, Number.MAX_SAFE_INTEGER);
+}

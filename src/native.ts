@@ -1,0 +1,247 @@
+// The one place that knows koffi. It loads libvmpk.so, declares the calls of
+// native/include/vmpk.h, and exports plain functions over numbers and bigints.
+// Nothing here validates arguments: the callers (runtime.ts, key.ts,
+// region.ts) hand over clean values only.
+//
+// Conventions of this binding:
+//   - vmpk_runtime * travels as a JS number. x86-64 user addresses are below
+//     2^47, so a number holds it exactly, and koffi converts a number to
+//     uintptr_t about 10% faster than a BigInt to a pointer (measured on the
+//     vmpk_begin/vmpk_end pair, the hot path).
+//   - vmpk_key is a number: vmpk.h promises handles below 2^53.
+//   - region addresses are bigints (koffi 3's pointer representation).
+//   - every call returns the C int result; outputs go into caller-owned
+//     one-element arrays or objects, written only when the call succeeded.
+import koffi, { type TypeObject } from 'koffi';
+import { fileURLToPath } from 'node:url';
+import { VmpkError } from './errors.js';
+
+export interface NativeOptions {
+  backend: number;
+  maxHwKeys: number;
+  windowSize: number;
+  arenaSize: number;
+  noFaultHandler: boolean;
+}
+
+export interface NativeInfo {
+  backend: number;
+  threadLocal: boolean;
+  hwKeysBudget: number;
+  pageSize: number;
+  windowSize: number;
+}
+
+/** struct vmpk_stats in camelCase, every field a number. */
+export interface NativeStats {
+  gates: number;
+  hits: number;
+  misses: number;
+  evictions: number;
+  pkeyMprotectCalls: number;
+  mprotectCalls: number;
+  syscalls: number;
+  pkruWrites: number;
+  faultsRepaired: number;
+  shootdowns: number;
+  liveVkeys: number;
+  residentVkeys: number;
+  hwKeysHeld: number;
+  regions: number;
+  mappedBytes: number;
+  metadataBytes: number;
+}
+
+export interface Native {
+  /** The file that was loaded. */
+  readonly path: string;
+  open(options: NativeOptions, out: [number]): number;
+  close(rt: number): number;
+  info(rt: number, out: NativeInfo): number;
+  stats(rt: number, out: NativeStats): number;
+  keyCreate(rt: number, name: string | null, access: number, windowSize: number, out: [number]): number;
+  keyDestroy(rt: number, key: number): number;
+  alloc(rt: number, key: number, size: number, out: [bigint]): number;
+  free(rt: number, key: number, region: bigint): number;
+  begin(rt: number, key: number, access: number): number;
+  end(rt: number, key: number): number;
+  protect(rt: number, key: number, access: number): number;
+  probe(address: bigint, access: number): number;
+  lookup(rt: number, address: bigint, out: { key: number; region: bigint; size: number }): number;
+  strerror(rc: number): string;
+  lastErrno(): number;
+  pkuSupported(): boolean;
+  /** A zero-copy ArrayBuffer over native memory. `address` must not be 0. */
+  view(address: bigint, length: number): ArrayBuffer;
+}
+
+// C field order matters: these mirror vmpk.h exactly.
+const OPTIONS = koffi.struct('vmpk_options', {
+  backend: 'int',
+  max_hw_keys: 'int',
+  window_size: 'size_t',
+  arena_size: 'size_t',
+  no_fault_handler: 'int',
+});
+const INFO = koffi.struct('vmpk_info', {
+  backend: 'int',
+  thread_local: 'int',
+  hw_keys_budget: 'int',
+  page_size: 'size_t',
+  window_size: 'size_t',
+});
+const STATS_FIELDS = [
+  ['gates', 'gates'],
+  ['hits', 'hits'],
+  ['misses', 'misses'],
+  ['evictions', 'evictions'],
+  ['pkey_mprotect_calls', 'pkeyMprotectCalls'],
+  ['mprotect_calls', 'mprotectCalls'],
+  ['syscalls', 'syscalls'],
+  ['pkru_writes', 'pkruWrites'],
+  ['faults_repaired', 'faultsRepaired'],
+  ['shootdowns', 'shootdowns'],
+  ['live_vkeys', 'liveVkeys'],
+  ['resident_vkeys', 'residentVkeys'],
+  ['hw_keys_held', 'hwKeysHeld'],
+  ['regions', 'regions'],
+  ['mapped_bytes', 'mappedBytes'],
+  ['metadata_bytes', 'metadataBytes'],
+] as const satisfies ReadonlyArray<readonly [string, keyof NativeStats]>;
+const STATS = koffi.struct('vmpk_stats', Object.fromEntries(STATS_FIELDS.map(([c]) => [c, 'uint64_t'])));
+
+// sizeof on x86-64 (LP64) of the structs in vmpk.h; a mismatch means this file
+// and the header drifted apart.
+if (koffi.sizeof(OPTIONS) !== 32 || koffi.sizeof(INFO) !== 32 || koffi.sizeof(STATS) !== 16 * 8) {
+  throw new Error('vmpk: internal error: struct layouts in src/native.ts do not match native/include/vmpk.h');
+}
+
+/** Where libvmpk.so is looked for: $VMPK_LIBRARY, else native/build/ of this package. */
+export function libraryPath(): string {
+  const env = process.env['VMPK_LIBRARY'];
+  if (env !== undefined && env !== '') return env;
+  // This file is src/native.ts or dist/native.js: both one level below the package root.
+  return fileURLToPath(new URL('../native/build/libvmpk.so', import.meta.url));
+}
+
+function toNumber(v: number | bigint): number {
+  return typeof v === 'bigint' ? Number(v) : v;
+}
+
+function load(path: string): Native {
+  const lib = koffi.load(path);
+  const out = (t: string | TypeObject) => koffi.out(koffi.pointer(t));
+
+  const vmpk_open = lib.func('vmpk_open', 'int', [koffi.pointer(OPTIONS), out('uintptr_t')]);
+  const vmpk_close = lib.func('vmpk_close', 'int', ['uintptr_t']);
+  const vmpk_info = lib.func('vmpk_info', 'int', ['uintptr_t', out(INFO)]);
+  const vmpk_stats = lib.func('vmpk_stats', 'int', ['uintptr_t', out(STATS)]);
+  const vmpk_key_create = lib.func('vmpk_key_create', 'int', ['uintptr_t', 'const char *', 'int', 'size_t', out('uint64_t')]);
+  const vmpk_key_destroy = lib.func('vmpk_key_destroy', 'int', ['uintptr_t', 'uint64_t']);
+  const vmpk_alloc = lib.func('vmpk_alloc', 'int', ['uintptr_t', 'uint64_t', 'size_t', out('void *')]);
+  const vmpk_free = lib.func('vmpk_free', 'int', ['uintptr_t', 'uint64_t', 'void *']);
+  // The hot path: integers only, no out-parameters, nothing to marshal back.
+  const vmpk_begin = lib.func('vmpk_begin', 'int', ['uintptr_t', 'uint64_t', 'int']);
+  const vmpk_end = lib.func('vmpk_end', 'int', ['uintptr_t', 'uint64_t']);
+  const vmpk_protect = lib.func('vmpk_protect', 'int', ['uintptr_t', 'uint64_t', 'int']);
+  const vmpk_probe = lib.func('vmpk_probe', 'int', ['const void *', 'int']);
+  const vmpk_lookup = lib.func('vmpk_lookup', 'int', ['uintptr_t', 'const void *', out('uint64_t'), out('void *'), out('size_t')]);
+  const vmpk_strerror = lib.func('vmpk_strerror', 'const char *', ['int']);
+  const vmpk_last_errno = lib.func('vmpk_last_errno', 'int', []);
+  const vmpk_pku_supported = lib.func('vmpk_pku_supported', 'int', []);
+
+  return {
+    path,
+    open(o, outRt) {
+      const cell: [number | bigint] = [0];
+      const rc = vmpk_open(
+        {
+          backend: o.backend,
+          max_hw_keys: o.maxHwKeys,
+          window_size: o.windowSize,
+          arena_size: o.arenaSize,
+          no_fault_handler: o.noFaultHandler ? 1 : 0,
+        },
+        cell,
+      ) as number;
+      if (rc === 0) outRt[0] = toNumber(cell[0]);
+      return rc;
+    },
+    close: (rt) => vmpk_close(rt) as number,
+    info(rt, o) {
+      const s: Record<string, number | bigint> = {};
+      const rc = vmpk_info(rt, s) as number;
+      if (rc === 0) {
+        o.backend = toNumber(s['backend']!);
+        o.threadLocal = s['thread_local'] !== 0;
+        o.hwKeysBudget = toNumber(s['hw_keys_budget']!);
+        o.pageSize = toNumber(s['page_size']!);
+        o.windowSize = toNumber(s['window_size']!);
+      }
+      return rc;
+    },
+    stats(rt, o) {
+      const s: Record<string, number | bigint> = {};
+      const rc = vmpk_stats(rt, s) as number;
+      if (rc === 0) for (const [c, js] of STATS_FIELDS) o[js] = toNumber(s[c]!);
+      return rc;
+    },
+    keyCreate(rt, name, access, windowSize, outKey) {
+      const cell: [number | bigint] = [0];
+      const rc = vmpk_key_create(rt, name, access, windowSize, cell) as number;
+      if (rc === 0) outKey[0] = toNumber(cell[0]);
+      return rc;
+    },
+    keyDestroy: (rt, key) => vmpk_key_destroy(rt, key) as number,
+    alloc(rt, key, size, outRegion) {
+      const cell: [bigint | null] = [null];
+      const rc = vmpk_alloc(rt, key, size, cell) as number;
+      if (rc === 0) outRegion[0] = cell[0] as bigint;
+      return rc;
+    },
+    free: (rt, key, region) => vmpk_free(rt, key, region) as number,
+    begin: (rt, key, access) => vmpk_begin(rt, key, access) as number,
+    end: (rt, key) => vmpk_end(rt, key) as number,
+    protect: (rt, key, access) => vmpk_protect(rt, key, access) as number,
+    probe: (address, access) => vmpk_probe(address, access) as number,
+    lookup(rt, address, o) {
+      const k: [number | bigint] = [0];
+      const r: [bigint | null] = [null];
+      const z: [number | bigint] = [0];
+      const rc = vmpk_lookup(rt, address, k, r, z) as number;
+      if (rc === 0) {
+        o.key = toNumber(k[0]);
+        o.region = r[0] ?? 0n;
+        o.size = toNumber(z[0]);
+      }
+      return rc;
+    },
+    strerror: (rc) => vmpk_strerror(rc) as string,
+    lastErrno: () => vmpk_last_errno() as number,
+    pkuSupported: () => vmpk_pku_supported() !== 0,
+    view(address, length) {
+      // koffi.view(null or 0, n) aborts the process: never let it see one.
+      if (address === 0n) throw new Error('vmpk: internal error: view of a null pointer');
+      return koffi.view(address, length);
+    },
+  };
+}
+
+let loaded: Native | undefined;
+
+/** Loads libvmpk.so once; later calls return the same binding. */
+export function getNative(): Native {
+  if (loaded !== undefined) return loaded;
+  const path = libraryPath();
+  try {
+    loaded = load(path);
+  } catch (err) {
+    const fromEnv = process.env['VMPK_LIBRARY'] ? ' (from the environment variable VMPK_LIBRARY)' : '';
+    throw new VmpkError(
+      'LIBRARY_LOAD_FAILED',
+      `vmpk: cannot load the native library ${path}${fromEnv}: ${(err as Error).message}; build it with \`npm run build\` (needs make and a C compiler) or point VMPK_LIBRARY at a libvmpk.so`,
+      { cause: err },
+    );
+  }
+  return loaded;
+}

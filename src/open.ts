@@ -1,0 +1,109 @@
+// open(): options, the backend choice (option, then $VMPK_BACKEND, then auto),
+// and the native vmpk_open.
+import { describe, invalidArgument, nativeError } from './errors.js';
+import { INTERNAL, type RuntimeState } from './internal.js';
+import { getNative, type NativeInfo } from './native.js';
+import { Runtime } from './runtime.js';
+import { checkBoolean, checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
+
+export interface OpenOptions {
+  /** 'auto' (default: pku where supported, else mprotect), 'pku' or 'mprotect'. Default: $VMPK_BACKEND, else 'auto'. */
+  backend?: 'auto' | 'pku' | 'mprotect';
+  /** pku: the most hardware keys to use, 1 to 15. Default: all it can get. Ignored by mprotect. */
+  maxHardwareKeys?: number;
+  /** The default address window of a key, in bytes. Default 1 MiB. */
+  windowSize?: number;
+  /** Address space reserved for all windows, in bytes. Default 4 TiB. */
+  arenaSize?: number;
+  /** Install vmpk's SIGSEGV reporter (once per process). Default true. */
+  faultHandler?: boolean;
+}
+
+const OPEN_OPTIONS = ['backend', 'maxHardwareKeys', 'windowSize', 'arenaSize', 'faultHandler'] as const;
+const OPEN_ALIASES: Readonly<Record<string, string>> = {
+  maxhwkeys: 'maxHardwareKeys',
+  hwkeys: 'maxHardwareKeys',
+  hardwarekeys: 'maxHardwareKeys',
+  maxkeys: 'maxHardwareKeys',
+  maxpkeys: 'maxHardwareKeys',
+  pkeys: 'maxHardwareKeys',
+  window: 'windowSize',
+  windowbytes: 'windowSize',
+  arena: 'arenaSize',
+  arenabytes: 'arenaSize',
+  faulthandlers: 'faultHandler',
+  nofaulthandler: 'faultHandler',
+  handler: 'faultHandler',
+  signalhandler: 'faultHandler',
+  mode: 'backend',
+  engine: 'backend',
+};
+
+const BACKENDS: Readonly<Record<string, number>> = { auto: 0, pku: 1, mprotect: 2 };
+const BACKEND_LIST = "'auto', 'pku' or 'mprotect'";
+
+const E_INVALID = -1;
+const E_UNSUPPORTED = -4;
+const E_SYSTEM = -12;
+const E_TOO_MANY = -13;
+
+function resolveBackend(option: unknown): { backend: number; source: string } {
+  if (option !== undefined) {
+    if (typeof option !== 'string' || !Object.hasOwn(BACKENDS, option)) {
+      throw invalidArgument(`open(): option 'backend' must be ${BACKEND_LIST}, got ${describe(option)}`);
+    }
+    return { backend: BACKENDS[option]!, source: `option backend '${option}'` };
+  }
+  const env = process.env['VMPK_BACKEND'];
+  if (env === undefined || env === '') return { backend: 0, source: 'the default' };
+  if (!Object.hasOwn(BACKENDS, env)) {
+    throw invalidArgument(`open(): the environment variable VMPK_BACKEND must be ${BACKEND_LIST} (or unset), got ${describe(env)}`);
+  }
+  return { backend: BACKENDS[env]!, source: `the environment variable VMPK_BACKEND=${env}` };
+}
+
+/**
+ * Opens a runtime. At most 8 may be open at once in a process. Close it with
+ * runtime.close() when done: nothing closes it for you.
+ */
+export function open(options?: OpenOptions): Runtime {
+  const where = 'open()';
+  const o = checkOptionsObject(options, where);
+  rejectUnknownOptions(o, OPEN_OPTIONS, where, OPEN_ALIASES);
+  const { backend, source } = resolveBackend(o['backend']);
+  const maxHwKeys = o['maxHardwareKeys'] === undefined ? 0 : checkInteger(o['maxHardwareKeys'], "option 'maxHardwareKeys'", where, 1, 15);
+  const windowSize = o['windowSize'] === undefined ? 0 : checkInteger(o['windowSize'], "option 'windowSize'", where, 1, Number.MAX_SAFE_INTEGER);
+  const arenaSize = o['arenaSize'] === undefined ? 0 : checkInteger(o['arenaSize'], "option 'arenaSize'", where, 1, Number.MAX_SAFE_INTEGER);
+  const faultHandler = o['faultHandler'] === undefined ? true : checkBoolean(o['faultHandler'], "option 'faultHandler'", where);
+
+  const n = getNative();
+  const out: [number] = [0];
+  const rc = n.open({ backend, maxHwKeys, windowSize, arenaSize, noFaultHandler: !faultHandler }, out);
+  if (rc !== 0) {
+    let advice: string | undefined;
+    if (rc === E_UNSUPPORTED) {
+      advice = `the pku backend was asked for by ${source}, but this CPU or kernel has no memory protection keys (no 'pku'/'ospke' in /proc/cpuinfo, or pkey_alloc fails); use backend 'auto' or 'mprotect'`;
+    } else if (rc === E_TOO_MANY) {
+      advice = 'at most 8 runtimes may be open at once in a process; close one with runtime.close() first';
+    } else if (rc === E_INVALID) {
+      advice = `the native core rejected the options ${JSON.stringify({ maxHardwareKeys: maxHwKeys || undefined, windowSize: windowSize || undefined, arenaSize: arenaSize || undefined })}: windowSize must fit in arenaSize`;
+    }
+    throw nativeError(rc, where, advice, rc === E_SYSTEM ? n.lastErrno() : undefined);
+  }
+  const rt = out[0];
+  const info = {} as NativeInfo;
+  const rcInfo = n.info(rt, info);
+  if (rcInfo !== 0) {
+    const err = nativeError(rcInfo, 'open(): vmpk_info', undefined, rcInfo === E_SYSTEM ? n.lastErrno() : undefined);
+    n.close(rt);
+    throw err;
+  }
+  const rs: RuntimeState = { n, rt, closed: false, pageSize: info.pageSize, runtime: undefined as unknown as Runtime };
+  return new Runtime(INTERNAL, rs, info);
+}
+
+/** True if this CPU and kernel support memory protection keys (the pku backend). */
+export function pkuSupported(): boolean {
+  return getNative().pkuSupported();
+}
+

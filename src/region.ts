@@ -1,0 +1,86 @@
+// A Region: page-granular memory owned by a key (vmpk_alloc / vmpk_free).
+import { VmpkError, keyDestroyed, nativeError, runtimeClosed } from './errors.js';
+import { INTERNAL, notConstructible, type KeyState } from './internal.js';
+import type { Key } from './key.js';
+
+export class Region {
+  readonly #ks: KeyState;
+  readonly #address: bigint;
+  readonly #size: number;
+  readonly #mappedSize: number;
+  #freed = false;
+  #bytes: Uint8Array | undefined;
+
+  /** @internal Regions are made by key.alloc(). */
+  constructor(token: typeof INTERNAL, ks: KeyState, address: bigint, size: number) {
+    if (token !== INTERNAL) throw notConstructible('Region', 'key.alloc(size)');
+    this.#ks = ks;
+    this.#address = address;
+    this.#size = size;
+    const page = ks.rs.pageSize;
+    this.#mappedSize = Math.ceil(size / page) * page;
+  }
+
+  /** The address of the region's first byte. Stays readable after free(). */
+  get address(): bigint {
+    return this.#address;
+  }
+
+  /** The size asked of key.alloc(), in bytes: the length of `bytes`. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The bytes the region occupies: size rounded up to whole pages. */
+  get mappedSize(): number {
+    return this.#mappedSize;
+  }
+
+  get key(): Key {
+    return this.#ks.key;
+  }
+
+  /** True after free(), after its key was destroyed, or after its runtime closed. */
+  get freed(): boolean {
+    return this.#freed || this.#ks.destroyed || this.#ks.rs.closed;
+  }
+
+  /**
+   * A Uint8Array over the region's memory (zero-copy), made once and cached.
+   * Touching it outside a gate that grants the access, while the key's
+   * process-wide access does not, kills the process by SIGSEGV.
+   */
+  get bytes(): Uint8Array {
+    const ks = this.#ks;
+    if (ks.rs.closed) throw runtimeClosed('region.bytes');
+    if (ks.destroyed) throw keyDestroyed('region.bytes', ks.name);
+    if (this.#freed) throw regionFreed('region.bytes');
+    let b = this.#bytes;
+    if (b === undefined) {
+      b = new Uint8Array(ks.rs.n.view(this.#address, this.#size));
+      this.#bytes = b;
+    }
+    return b;
+  }
+
+  /**
+   * Frees the region. Its pages are zeroed and stay in the key's domain for
+   * the key's later allocations; a Uint8Array kept from `bytes` still points
+   * there. A second free() throws DOUBLE_FREE.
+   */
+  free(): void {
+    const ks = this.#ks;
+    const where = 'region.free()';
+    if (ks.rs.closed) throw runtimeClosed(where);
+    if (ks.destroyed) throw keyDestroyed(where, ks.name);
+    if (this.#freed) throw new VmpkError('DOUBLE_FREE', `${where}: the region at 0x${this.#address.toString(16)} was already freed`);
+    const rc = ks.rs.n.free(ks.rs.rt, ks.handle, this.#address);
+    if (rc !== 0) throw nativeError(rc, where, undefined, rc === -12 ? ks.rs.n.lastErrno() : undefined);
+    this.#freed = true;
+    this.#bytes = undefined;
+  }
+}
+
+function regionFreed(where: string): VmpkError {
+  return new VmpkError('REGION_FREED', `${where}: the region was freed; allocate a new one with key.alloc()`);
+}

@@ -1,0 +1,169 @@
+// A Runtime: one vmpk_runtime of the C core, its keys and its statistics.
+import { parseAccess, parseGateAccess, type Access, type GateAccess } from './access.js';
+import { VmpkError, describe, invalidArgument, nativeError, runtimeClosed } from './errors.js';
+import { INTERNAL, notConstructible, type KeyState, type RuntimeState } from './internal.js';
+import { Key, checkKeyName, checkWindowSize } from './key.js';
+import type { NativeInfo, NativeStats } from './native.js';
+import { Region } from './region.js';
+import { checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
+
+export type Backend = 'pku' | 'mprotect';
+
+export interface Capabilities {
+  /** True when a gate gives access to the calling thread only (pku); false when it is process-wide while open (mprotect). */
+  readonly threadLocal: boolean;
+  /** pku: the hardware keys this runtime may hold (its cache size); 0 on mprotect. */
+  readonly hardwareKeys: number;
+  readonly pageSize: number;
+  /** The default address window of a new key, in bytes. */
+  readonly windowSize: number;
+}
+
+/** struct vmpk_stats, in camelCase. Counters are since open(); the last six are current values. */
+export type Stats = NativeStats;
+
+export interface KeyOptions {
+  /** Printed in fault reports; at most 63 bytes of UTF-8, no control characters. */
+  name?: string;
+  /** The process-wide access. Default 'none'. */
+  access?: Access;
+  /** The address space the key's regions share, in bytes. Default: capabilities.windowSize. */
+  windowSize?: number;
+}
+
+const KEY_OPTIONS = ['name', 'access', 'windowSize'] as const;
+const KEY_ALIASES: Readonly<Record<string, string>> = {
+  label: 'name',
+  perm: 'access',
+  perms: 'access',
+  permission: 'access',
+  permissions: 'access',
+  prot: 'access',
+  protection: 'access',
+  window: 'windowSize',
+  windowbytes: 'windowSize',
+  size: 'windowSize',
+};
+
+const E_BUSY = -6;
+const E_SYSTEM = -12;
+
+export class Runtime {
+  readonly #rs: RuntimeState;
+  readonly #backend: Backend;
+  readonly #capabilities: Capabilities;
+
+  /** @internal Runtimes are made by open(). */
+  constructor(token: typeof INTERNAL, rs: RuntimeState, info: NativeInfo) {
+    if (token !== INTERNAL) throw notConstructible('Runtime', 'open()');
+    this.#rs = rs;
+    rs.runtime = this;
+    this.#backend = info.backend === 1 ? 'pku' : 'mprotect';
+    this.#capabilities = Object.freeze({
+      threadLocal: info.threadLocal,
+      hardwareKeys: info.hwKeysBudget,
+      pageSize: info.pageSize,
+      windowSize: info.windowSize,
+    });
+  }
+
+  /** The backend in use: 'pku' (hardware keys) or 'mprotect' (page protection). */
+  get backend(): Backend {
+    return this.#backend;
+  }
+
+  get capabilities(): Capabilities {
+    return this.#capabilities;
+  }
+
+  /** True after close(). */
+  get closed(): boolean {
+    return this.#rs.closed;
+  }
+
+  #check(where: string): RuntimeState {
+    const rs = this.#rs;
+    if (rs.closed) throw runtimeClosed(where);
+    return rs;
+  }
+
+  #fail(rc: number, where: string, advice?: string): VmpkError {
+    return nativeError(rc, where, advice, rc === E_SYSTEM ? this.#rs.n.lastErrno() : undefined);
+  }
+
+  /** A new virtual key: unlimited in number, each with its own address window. */
+  createKey(options?: KeyOptions): Key {
+    const where = 'runtime.createKey()';
+    const o = checkOptionsObject(options, where);
+    rejectUnknownOptions(o, KEY_OPTIONS, where, KEY_ALIASES);
+    const name = checkKeyName(o['name'], where);
+    const access = o['access'] === undefined ? 0 : parseAccess(o['access'], where);
+    const windowSize = o['windowSize'] === undefined ? 0 : checkWindowSize(o['windowSize'], where);
+    const rs = this.#check(where);
+    const out: [number] = [0];
+    const rc = rs.n.keyCreate(rs.rt, name, access, windowSize, out);
+    if (rc !== 0) {
+      const advice = rc === -1 && windowSize !== 0 ? `the native core rejected windowSize ${windowSize}; it must fit in the runtime's arena` : undefined;
+      throw this.#fail(rc, where, advice);
+    }
+    const ks: KeyState = { rs, handle: out[0], name, key: undefined as unknown as Key, destroyed: false, access };
+    ks.key = new Key(INTERNAL, ks);
+    return ks.key;
+  }
+
+  /** The runtime's counters (struct vmpk_stats) as a fresh plain object. */
+  stats(): Stats {
+    const rs = this.#check('runtime.stats()');
+    const out = {} as Stats;
+    const rc = rs.n.stats(rs.rt, out);
+    if (rc !== 0) throw this.#fail(rc, 'runtime.stats()');
+    return out;
+  }
+
+  /**
+   * Whether the calling thread may access `address` (plus `offset`) with
+   * `access` right now. It tries the access for real and catches the fault,
+   * so it tells the truth for any address. A Region stands for its address;
+   * a freed region or one of a destroyed key may still be probed.
+   */
+  probe(address: bigint | Region, access: GateAccess, offset: number = 0): boolean {
+    const where = 'runtime.probe()';
+    let base: bigint;
+    let limit: number;
+    if (address instanceof Region) {
+      if (address.key.runtime !== this) throw new VmpkError('WRONG_RUNTIME', `${where}: the region belongs to another runtime; probe it with region.key.runtime.probe()`);
+      base = address.address;
+      limit = address.size - 1;
+    } else if (typeof address === 'bigint') {
+      if (address < 0n || address >= 1n << 64n) throw invalidArgument(`${where}: address must be a bigint from 0n to 2n ** 64n - 1n, got ${describe(address)}`);
+      base = address;
+      limit = Number.MAX_SAFE_INTEGER;
+    } else {
+      throw invalidArgument(`${where}: address must be a bigint or a Region, got ${describe(address)}`);
+    }
+    const a = parseGateAccess(access, where);
+    const off = checkInteger(offset, 'offset', where, 0, limit);
+    const target = base + BigInt(off);
+    if (target >= 1n << 64n) throw invalidArgument(`${where}: address + offset is beyond 2n ** 64n - 1n`);
+    const rs = this.#check(where);
+    const rc = rs.n.probe(target, a);
+    if (rc < 0) throw this.#fail(rc, where);
+    return rc === 1;
+  }
+
+  /**
+   * Closes the runtime: destroys every key and frees every region. Idempotent:
+   * closing a closed runtime does nothing. Throws KEY_BUSY while a gate is
+   * open (inside key.with()), and then nothing changes.
+   */
+  close(): void {
+    const rs = this.#rs;
+    if (rs.closed) return;
+    const rc = rs.n.close(rs.rt);
+    if (rc !== 0) {
+      const advice = rc === E_BUSY ? 'a gate is open on one of its keys; close the runtime after key.with() returns' : undefined;
+      throw this.#fail(rc, 'runtime.close()', advice);
+    }
+    rs.closed = true;
+  }
+}
