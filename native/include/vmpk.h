@@ -1,0 +1,188 @@
+/*
+ * vmpk: virtualized memory protection keys.
+ *
+ * x86 has 16 protection keys (pkeys); key 0 is everyone's default, so a process
+ * can allocate at most 15, fewer when others (V8 in Node 20) hold some. vmpk
+ * offers an unlimited number of *virtual keys* instead and keeps the most
+ * recently used ones resident on the hardware keys it owns, as a cache.
+ *
+ *   vmpk_key_create()  a new virtual key (vkey) with a process-wide access
+ *   vmpk_alloc()       page-granular memory owned by a vkey
+ *   vmpk_begin/end()   a gate: access for the calling thread only
+ *   vmpk_protect()     the process-wide access, like mprotect(2)
+ *
+ * Every page of a vkey is reachable by thread T only while T is inside a gate
+ * on that vkey that grants the access, or the vkey's process-wide access
+ * grants it. Everything else faults (SIGSEGV), and vmpk's handler prints one
+ * line naming the vkey, the region, the offset and why, before the process
+ * dies as it would have without vmpk.
+ *
+ * Backends:
+ *   pku       hardware keys; a gate changes only the calling thread's PKRU
+ *             (no syscall on a cache hit). Needs CPU PKU and OS support.
+ *   mprotect  fallback on any Linux: same calls, but a gate changes the page
+ *             protection, so it is process-wide while open.
+ *
+ * Errors: every call that can fail returns 0 or a negative vmpk_error; output
+ * parameters are written only on success, and a failed call changes nothing.
+ * All calls are thread-safe. Gates belong to the thread that opened them.
+ */
+#ifndef VMPK_H
+#define VMPK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VMPK_API __attribute__((visibility("default")))
+
+/* A virtual key handle: nonzero, below 2^53 (so JavaScript numbers hold it
+ * exactly), carrying a generation: a destroyed handle stays invalid for good
+ * and is never mistaken for a newer key. */
+typedef uint64_t vmpk_key;
+
+typedef struct vmpk_runtime vmpk_runtime;
+
+/* Access rights. Write implies read, as with PKRU and page protection. */
+enum vmpk_access {
+    VMPK_NONE = 0,
+    VMPK_READ = 1,
+    VMPK_RW   = 3,
+};
+
+enum vmpk_backend {
+    VMPK_BACKEND_AUTO     = 0, /* pku where available, else mprotect */
+    VMPK_BACKEND_PKU      = 1, /* fails with VMPK_E_UNSUPPORTED where unavailable */
+    VMPK_BACKEND_MPROTECT = 2,
+};
+
+enum vmpk_error {
+    VMPK_OK             = 0,
+    VMPK_E_INVALID      = -1,  /* bad argument: access, size, name, options */
+    VMPK_E_STALE        = -2,  /* handle destroyed, never valid, or another runtime's */
+    VMPK_E_NOMEM        = -3,  /* out of memory or address space */
+    VMPK_E_UNSUPPORTED  = -4,  /* the requested backend is not available here */
+    VMPK_E_KEYS_PINNED  = -5,  /* every hardware key is pinned by an open gate */
+    VMPK_E_BUSY         = -6,  /* the key (or runtime) has gates open */
+    VMPK_E_GATE_ORDER   = -7,  /* end() does not match this thread's innermost gate */
+    VMPK_E_WINDOW_FULL  = -8,  /* the key's address window has no room left */
+    VMPK_E_NOT_REGION   = -9,  /* not the start of a live region of this key */
+    VMPK_E_GATE_DEPTH   = -10, /* gates nested deeper than VMPK_MAX_GATE_DEPTH */
+    VMPK_E_NO_HW_KEYS   = -11, /* the pku backend could not get a single hardware key */
+    VMPK_E_SYSTEM       = -12, /* an unexpected OS failure; vmpk_last_errno() says which */
+    VMPK_E_TOO_MANY     = -13, /* too many live vkeys or runtimes (see limits below) */
+};
+
+#define VMPK_MAX_GATE_DEPTH 32       /* nested gates per thread */
+#define VMPK_MAX_RUNTIMES   8        /* runtimes open at once in a process */
+#define VMPK_MAX_NAME       63       /* bytes of a key's name kept for reports */
+
+struct vmpk_options {
+    int backend;             /* enum vmpk_backend; VMPK_BACKEND_AUTO if 0 */
+    int max_hw_keys;         /* pku: hardware keys to use at most; 0 = all it can get */
+    size_t window_size;      /* default address window per key, bytes, rounded
+                                up to 1 MiB; 0 = 1 MiB */
+    int no_fault_handler;    /* 1: do not install the SIGSEGV handler (tests) */
+};
+
+struct vmpk_info {
+    int backend;             /* VMPK_BACKEND_PKU or VMPK_BACKEND_MPROTECT */
+    int thread_local;        /* 1 when gates affect only the calling thread */
+    int hw_keys_budget;      /* pku: hardware keys it may hold; 0 on mprotect */
+    size_t page_size;
+    size_t window_size;      /* default window of a new key */
+    int pkru_stubbed;        /* 1 in a build whose PKRU is a variable: it
+                                counts the pku backend's work, protects nothing */
+};
+
+struct vmpk_stats {
+    uint64_t gates;          /* vmpk_begin calls that succeeded */
+    uint64_t hits;           /* gates that needed no syscall */
+    uint64_t misses;         /* gates that had to bind a hardware key (pku) or mprotect */
+    uint64_t evictions;      /* vkeys unbound from a hardware key to make room */
+    uint64_t pkey_mprotect_calls; /* retagging syscalls (pku backend) */
+    uint64_t mprotect_calls; /* page-protection syscalls (mprotect backend, protect) */
+    uint64_t syscalls;       /* every syscall vmpk made on this runtime's behalf */
+    uint64_t pkru_writes;    /* WRPKRU instructions executed by vmpk */
+    uint64_t faults_repaired; /* lazy grants: a thread's PKRU caught up in its fault */
+    uint64_t shootdowns;     /* cross-thread PKRU revocations */
+    uint64_t live_vkeys;
+    uint64_t resident_vkeys; /* vkeys bound to a hardware key now */
+    uint64_t hw_keys_held;
+    uint64_t regions;        /* live regions */
+    uint64_t mapped_bytes;   /* bytes of windows in use (pages tagged for keys) */
+    uint64_t metadata_bytes; /* vmpk's own bookkeeping for keys and regions */
+};
+
+/* Opens a runtime. opts may be NULL for defaults. Installs the fault handler
+ * once per process (chaining to the one in place before it). */
+VMPK_API int vmpk_open(const struct vmpk_options *opts, vmpk_runtime **out);
+
+/* Destroys every key and frees every region. Fails with VMPK_E_BUSY while any
+ * gate is open. Hardware keys are not returned to the kernel (another thread's
+ * PKRU could still open them): later runtimes of this process reuse them. */
+VMPK_API int vmpk_close(vmpk_runtime *rt);
+
+VMPK_API int vmpk_info(const vmpk_runtime *rt, struct vmpk_info *out);
+VMPK_API int vmpk_stats(const vmpk_runtime *rt, struct vmpk_stats *out);
+
+/* A new vkey with process-wide `access` (enum vmpk_access). `name` (may be
+ * NULL, at most VMPK_MAX_NAME bytes) appears in fault reports. window_size is
+ * the address space its regions share, rounded up to 1 MiB; 0 means the
+ * runtime's default. Keeping one window per key is what
+ * makes an eviction cost two syscalls whatever the number of regions. */
+VMPK_API int vmpk_key_create(vmpk_runtime *rt, const char *name, int access,
+                             size_t window_size, vmpk_key *out);
+
+/* Destroys a vkey: its pages become inaccessible to every thread and their
+ * contents are discarded. Fails with VMPK_E_BUSY while a gate on it is open. */
+VMPK_API int vmpk_key_destroy(vmpk_runtime *rt, vmpk_key key);
+
+/* Allocates `size` bytes (rounded up to pages), zeroed, in the key's window.
+ * The region is accessible exactly as the key's other pages are. */
+VMPK_API int vmpk_alloc(vmpk_runtime *rt, vmpk_key key, size_t size, void **out);
+
+/* Frees a region returned by vmpk_alloc for this key. Its pages are zeroed and
+ * stay in the key's domain for reuse by the key's later allocations. */
+VMPK_API int vmpk_free(vmpk_runtime *rt, vmpk_key key, void *region);
+
+/* Opens a gate: the calling thread gets `access` to the key's pages (on top
+ * of the process-wide access) until the matching vmpk_end(). Gates nest; an
+ * inner gate may grant less than an outer one, and its end restores the
+ * outer state. On the pku backend a resident key makes no syscall and writes
+ * PKRU once; the key stays pinned to its hardware key while the gate is open.
+ * VMPK_E_KEYS_PINNED when every hardware key is pinned. */
+VMPK_API int vmpk_begin(vmpk_runtime *rt, vmpk_key key, int access);
+
+/* Closes the calling thread's innermost gate, which must be on `key`. */
+VMPK_API int vmpk_end(vmpk_runtime *rt, vmpk_key key);
+
+/* Sets the key's process-wide access, like mprotect(2) on all its pages. */
+VMPK_API int vmpk_protect(vmpk_runtime *rt, vmpk_key key, int access);
+
+/* 1 if the calling thread may access `addr` with `access` right now, 0 if
+ * not. Tries the access for real (a read, or an atomic write of the value
+ * already there) and catches the fault, so it tells the truth for any
+ * address, vmpk's or not. */
+VMPK_API int vmpk_probe(const void *addr, int access);
+
+/* Looks up the vkey and region holding addr (0 if none). */
+VMPK_API int vmpk_lookup(const vmpk_runtime *rt, const void *addr, vmpk_key *key,
+                         void **region, size_t *region_size);
+
+VMPK_API const char *vmpk_strerror(int err);
+
+/* errno of the calling thread's last VMPK_E_SYSTEM. */
+VMPK_API int vmpk_last_errno(void);
+
+/* 1 if this CPU and kernel support protection keys (CPUID OSPKE and a working
+ * pkey_alloc), else 0. Never executes a PKRU instruction where unsupported. */
+VMPK_API int vmpk_pku_supported(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VMPK_H */

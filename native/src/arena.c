@@ -1,0 +1,144 @@
+/*
+ * The arena: one reservation of address space for the whole process, cut
+ * into granules. Each vkey's window is a run of whole granules, and owner[]
+ * maps a granule to its (runtime, slot) so the fault handler can name the
+ * vkey behind any address without a lock.
+ *
+ * The arena lives as long as the process: a closed runtime's windows go back
+ * as PROT_NONE, so a view kept past close() still faults instead of reaching
+ * whatever the kernel would have mapped there next.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "arena.h"
+#include "os.h"
+
+#define ARENA_MAX ((size_t)4 << 40)   /* 4 TiB: a million default windows, 4x over */
+#define ARENA_MIN ((size_t)16 << 30)
+#define OWNER_CHUNK 16384             /* owner entries committed at a time */
+
+static struct {
+    pthread_mutex_t lock;
+    uint8_t *base;
+    uint32_t ngranules;
+    uint32_t next;                    /* granules below it have been handed out */
+    _Atomic uint32_t *owner;
+    uint32_t owner_committed;
+    struct range *free;               /* (granule, granules) windows to reuse */
+    uint32_t nfree, free_cap;
+} arena = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static int arena_reserve(void)
+{
+    for (size_t size = ARENA_MAX; size >= ARENA_MIN; size /= 2) {
+        uint32_t n = (uint32_t)(size / GRANULE);
+        void *owner = os_reserve(NULL, (size_t)n * sizeof *arena.owner);
+        if (!owner)
+            continue;
+        void *base = os_reserve(NULL, size);
+        if (!base) {
+            os_release(NULL, owner, (size_t)n * sizeof *arena.owner);
+            continue;
+        }
+        arena.base = base;
+        arena.owner = owner;
+        arena.ngranules = n;
+        return 0;
+    }
+    return VMPK_E_NOMEM;
+}
+
+static int owner_commit(uint32_t upto)
+{
+    while (arena.owner_committed < upto) {
+        size_t bytes = OWNER_CHUNK * sizeof *arena.owner;
+        int r = os_commit(NULL, arena.owner + arena.owner_committed, bytes);
+        if (r)
+            return vmpk__os_error(r);
+        arena.owner_committed += OWNER_CHUNK;
+    }
+    return 0;
+}
+
+static bool take_free_window(uint32_t granules, uint32_t *granule)
+{
+    for (uint32_t i = 0; i < arena.nfree; i++) {
+        if (arena.free[i].pages != granules)
+            continue;
+        *granule = arena.free[i].page;
+        arena.free[i] = arena.free[--arena.nfree];
+        return true;
+    }
+    return false;
+}
+
+int vmpk__arena_window_new(uint32_t owner, uint32_t granules, uint32_t *out)
+{
+    int err = 0;
+    uint32_t g;
+    pthread_mutex_lock(&arena.lock);
+    if (!arena.base && (err = arena_reserve()))
+        goto done;
+    if (!take_free_window(granules, &g)) {
+        if (granules > arena.ngranules - arena.next) {
+            err = VMPK_E_NOMEM;
+            goto done;
+        }
+        if ((err = owner_commit(arena.next + granules)))
+            goto done;
+        g = arena.next;
+        arena.next += granules;
+    }
+    for (uint32_t i = 0; i < granules; i++)
+        atomic_store_explicit(&arena.owner[g + i], owner, memory_order_release);
+    *out = g;
+done:
+    pthread_mutex_unlock(&arena.lock);
+    return err;
+}
+
+int vmpk__arena_window_free(uint32_t granule, uint32_t granules)
+{
+    int err = 0;
+    pthread_mutex_lock(&arena.lock);
+    if (arena.nfree == arena.free_cap) {
+        uint32_t cap = arena.free_cap ? arena.free_cap * 2 : 64;
+        struct range *f = realloc(arena.free, cap * sizeof *f);
+        if (!f) {
+            err = VMPK_E_NOMEM; /* the window is lost to reuse, nothing else */
+            goto done;
+        }
+        arena.free = f;
+        arena.free_cap = cap;
+    }
+    for (uint32_t i = 0; i < granules; i++)
+        atomic_fetch_or(&arena.owner[granule + i], OWNER_FREED);
+    arena.free[arena.nfree++] = (struct range){ granule, granules };
+done:
+    pthread_mutex_unlock(&arena.lock);
+    return err;
+}
+
+uint8_t *vmpk__arena_addr(uint32_t granule)
+{
+    return arena.base + (size_t)granule * GRANULE;
+}
+
+uint32_t vmpk__arena_owner(uintptr_t addr, uint32_t *granule)
+{
+    uintptr_t base = (uintptr_t)arena.base;
+    if (!base || addr < base)
+        return 0;
+    uintptr_t g = (addr - base) / GRANULE;
+    if (g >= atomic_load_explicit((_Atomic uint32_t *)&arena.next, memory_order_relaxed))
+        return 0;
+    if (granule)
+        *granule = (uint32_t)g;
+    return atomic_load_explicit(&arena.owner[g], memory_order_acquire);
+}
+
+size_t vmpk__arena_metadata_bytes(void)
+{
+    return (size_t)arena.owner_committed * sizeof *arena.owner;
+}

@@ -1,0 +1,133 @@
+/*
+ * The mprotect backend: the same API on any Linux, with page protection
+ * doing the work of PKRU. A gate therefore opens the vkey's pages to every
+ * thread while it is open (vmpk_info says thread_local = 0).
+ *
+ * The page protection of a vkey's used pages is always
+ *     perm | (write gates open ? RW : read gates open ? R : NONE)
+ * over the gates of all threads, and a gate costs a syscall only when it
+ * changes that.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+#include "os.h"
+
+static int effective(const struct vkey *v)
+{
+    int gates = v->open_write ? VMPK_RW : v->open_read ? VMPK_READ : VMPK_NONE;
+    return gates | atomic_load(&v->access);
+}
+
+/* Applies the protection the vkey's state now asks for, if it changed. */
+static int apply(struct vmpk_runtime *rt, struct vkey *v, int before)
+{
+    int after = effective(v);
+    if (after == before || !v->used)
+        return 0;
+    int r = os_mprotect(&rt->c, window_base(v), (size_t)v->used * rt->page, prot_of(after));
+    return r == 0 ? 1 : vmpk__os_error(r);
+}
+
+static void count_gate(struct vmpk_runtime *rt, uint32_t slot, int access, int delta)
+{
+    struct vkey *v = &rt->slots[slot];
+    if (access == VMPK_RW)
+        v->open_write += delta;
+    else
+        v->open_read += delta;
+}
+
+static int mp_setup(struct vmpk_runtime *rt, int max_hw_keys)
+{
+    (void)max_hw_keys;
+    rt->hw_budget = 0;
+    return 0;
+}
+
+static void mp_teardown(struct vmpk_runtime *rt)
+{
+    (void)rt;
+}
+
+static int mp_begin(struct vmpk_runtime *rt, struct vmpk_thread *t, uint32_t slot,
+                    uint32_t gen, struct gate *g)
+{
+    struct vkey *v = &rt->slots[slot];
+    pthread_mutex_lock(&rt->lock);
+    int r = VMPK_E_STALE;
+    if (v->live && atomic_load(&v->gen) == gen) {
+        int before = effective(v);
+        count_gate(rt, slot, g->access, +1);
+        r = apply(rt, v, before);
+        if (r < 0)
+            count_gate(rt, slot, g->access, -1);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    if (r == 0)
+        counter_add(&t->counters[rt->id].hits, 1);
+    else if (r == 1)
+        atomic_fetch_add(&rt->c.misses, 1);
+    return r < 0 ? r : 0;
+}
+
+static void mp_end(struct vmpk_runtime *rt, struct vmpk_thread *t, const struct gate *g)
+{
+    (void)t;
+    struct vkey *v = &rt->slots[g->slot];
+    pthread_mutex_lock(&rt->lock);
+    int before = effective(v);
+    count_gate(rt, g->slot, g->access, -1);
+    /* A failure here would leave the pages more open than asked: there is
+     * no safe way on, so stop. */
+    if (apply(rt, v, before) < 0)
+        abort();
+    pthread_mutex_unlock(&rt->lock);
+}
+
+static int mp_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
+{
+    struct vkey *v = &rt->slots[slot];
+    int before = effective(v);
+    int old = atomic_load(&v->access);
+    atomic_store(&v->access, (uint8_t)access);
+    int r = apply(rt, v, before);
+    if (r < 0)
+        atomic_store(&v->access, (uint8_t)old);
+    return r < 0 ? r : 0;
+}
+
+static int mp_grow(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32_t to)
+{
+    struct vkey *v = &rt->slots[slot];
+    int access = effective(v);
+    if (access == VMPK_NONE) /* fresh pages are PROT_NONE already */
+        return 0;
+    int r = os_mprotect(&rt->c, window_base(v) + (size_t)from * rt->page,
+                        (size_t)(to - from) * rt->page, prot_of(access));
+    return vmpk__os_error(r);
+}
+
+static int mp_retire(struct vmpk_runtime *rt, uint32_t slot)
+{
+    struct vkey *v = &rt->slots[slot];
+    if (v->open_read || v->open_write)
+        return VMPK_E_BUSY;
+    int before = effective(v);
+    atomic_store(&v->access, VMPK_NONE);
+    int r = apply(rt, v, before);
+    return r < 0 ? r : 0;
+}
+
+const struct backend vmpk__backend_mprotect = {
+    .name = "mprotect",
+    .kind = VMPK_BACKEND_MPROTECT,
+    .thread_local = false,
+    .setup = mp_setup,
+    .teardown = mp_teardown,
+    .begin = mp_begin,
+    .end = mp_end,
+    .protect = mp_protect,
+    .grow = mp_grow,
+    .retire = mp_retire,
+};

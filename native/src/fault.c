@@ -1,0 +1,242 @@
+/*
+ * The SIGSEGV handler. In order:
+ *   1. a PKU fault that the vkey's perm (or this thread's gates) allows: a
+ *      lazy grant. The thread's PKRU in the signal frame catches up and the
+ *      access is retried. This is how other threads learn of vmpk_protect.
+ *   2. a fault of vmpk_probe: resume with "denied".
+ *   3. any other fault in vmpk's arena: a real violation. Print one line
+ *      naming the vkey, the region, the offset and why, then die by SIGSEGV
+ *      as the process would have without vmpk.
+ *   4. anything else belongs to whoever handled SIGSEGV before (Node's
+ *      WebAssembly trap handler, say): chain to it.
+ * Everything here is async-signal-safe: no locks, no allocation, no stdio.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "cpu_x86.h"
+#include "internal.h"
+#include "os.h"
+#include "pkru.h"
+#include "probe_x86.h"
+#include "sigframe_x86.h"
+
+#ifndef SEGV_PKUERR
+#define SEGV_PKUERR 4
+#endif
+
+extern struct vmpk_runtime *_Atomic vmpk__runtimes[VMPK_MAX_RUNTIMES];
+
+static struct sigaction previous;
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool installed;
+
+/* --- a line of output without stdio ------------------------------------ */
+
+struct line {
+    char buf[512];
+    size_t len;
+};
+
+static void put(struct line *l, const char *s)
+{
+    while (*s && l->len < sizeof l->buf - 1)
+        l->buf[l->len++] = *s++;
+}
+
+static void put_num(struct line *l, uint64_t n, unsigned base)
+{
+    char tmp[24];
+    int i = 0;
+    do {
+        tmp[i++] = "0123456789abcdef"[n % base];
+        n /= base;
+    } while (n);
+    if (base == 16)
+        put(l, "0x");
+    while (i && l->len < sizeof l->buf - 1)
+        l->buf[l->len++] = tmp[--i];
+}
+
+/* --- classification ----------------------------------------------------- */
+
+struct fault {
+    uintptr_t addr;
+    bool write;
+    struct vmpk_runtime *rt; /* NULL: the runtime was closed */
+    uint32_t owner;
+    uint32_t slot;
+    const struct vkey *v;
+};
+
+static bool lazy_grant(const struct fault *f, const siginfo_t *si, ucontext_t *uc)
+{
+    if (si->si_code != SEGV_PKUERR || !f->rt || (f->owner & OWNER_FREED))
+        return false;
+    uint8_t h = atomic_load(&f->v->hw);
+    if (h == HW_NONE || f->rt->hw[h].pkey != (int)si->si_pkey ||
+        HW_SLOT1(atomic_load(&f->rt->hw[h].state)) != f->slot + 1)
+        return false;
+    struct vmpk_thread *t = vmpk__self;
+    int gate = t ? vmpk__thread_gate_access(t, f->rt, f->slot) : VMPK_NONE;
+    int allowed = access_union(gate, atomic_load(&f->v->access));
+    int need = f->write ? VMPK_RW : VMPK_READ;
+    uint32_t pkru;
+    if ((allowed & need) != need || !sigframe_pkru(uc, &pkru))
+        return false;
+    uint32_t want = pkru_with(pkru, (int)si->si_pkey, pkru_bits_for(allowed));
+    if (want == pkru || !sigframe_set_pkru(uc, want))
+        return false; /* retrying would fault again */
+    atomic_fetch_add(&f->rt->c.faults_repaired, 1);
+    return true;
+}
+
+static const char *reason(const struct fault *f, const struct range **region)
+{
+    *region = NULL;
+    if (!f->rt)
+        return "the key's runtime was closed";
+    if (f->owner & OWNER_FREED)
+        return "the key was destroyed";
+    uint32_t page = (uint32_t)((f->addr - (uintptr_t)window_base(f->v)) / f->rt->page);
+    *region = vmpk__region_containing(f->v, page);
+    if (!*region)
+        return "the address is not inside a live region of the key (freed, or past its end)";
+    struct vmpk_thread *t = vmpk__self;
+    int gate = t ? vmpk__thread_gate_access(t, f->rt, f->slot) : VMPK_NONE;
+    int perm = atomic_load(&f->v->access);
+    if (f->write && gate == VMPK_READ)
+        return "the gate open on this thread grants read only";
+    if (gate == VMPK_NONE && perm == VMPK_NONE)
+        return "no gate is open on this thread and the key's process-wide access is none";
+    if (f->write && gate == VMPK_NONE && perm == VMPK_READ)
+        return "no write gate is open on this thread and the key's process-wide access is read-only";
+    return "denied although this thread's gates or the key's process-wide access allow it";
+}
+
+static void report(const struct fault *f)
+{
+    struct line l = { .len = 0 };
+    const struct range *region;
+    const char *why = reason(f, &region);
+    put(&l, "vmpk: SIGSEGV: ");
+    put(&l, f->write ? "write" : "read");
+    put(&l, " of key ");
+    const char *name = f->rt && f->v->name && (!f->v->live || !(f->owner & OWNER_FREED))
+                           ? f->v->name
+                           : NULL;
+    if (name) {
+        put(&l, "\"");
+        put(&l, name);
+        put(&l, "\"");
+    } else {
+        put(&l, "#");
+        put_num(&l, f->slot, 10);
+    }
+    put(&l, " at ");
+    put_num(&l, f->addr, 16);
+    if (region) {
+        uintptr_t start = (uintptr_t)window_base(f->v) + (uintptr_t)region->page * f->rt->page;
+        put(&l, " (region ");
+        put_num(&l, start, 16);
+        put(&l, ", ");
+        put_num(&l, (uint64_t)region->pages * f->rt->page, 10);
+        put(&l, " bytes, offset ");
+        put_num(&l, f->addr - start, 10);
+        put(&l, ")");
+    }
+    put(&l, ", thread ");
+    put_num(&l, (uint64_t)os_gettid(), 10);
+    put(&l, ": ");
+    put(&l, why);
+    put(&l, "\n");
+    ssize_t ignored = write(STDERR_FILENO, l.buf, l.len);
+    (void)ignored;
+}
+
+/* Returning from the handler with the default action re-runs the access,
+ * which faults again and ends the process by SIGSEGV. */
+static void die_by_sigsegv(void)
+{
+    struct sigaction dfl = { .sa_handler = SIG_DFL };
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGSEGV, &dfl, NULL);
+}
+
+static void chain(int sig, siginfo_t *si, void *uc)
+{
+    if (previous.sa_flags & SA_SIGINFO) {
+        if (previous.sa_sigaction)
+            previous.sa_sigaction(sig, si, uc);
+    } else if (previous.sa_handler == SIG_DFL || previous.sa_handler == SIG_IGN) {
+        die_by_sigsegv(); /* ignoring a fault would re-run it forever */
+    } else {
+        previous.sa_handler(sig);
+    }
+}
+
+static void on_sigsegv(int sig, siginfo_t *si, void *ctx)
+{
+    ucontext_t *uc = ctx;
+    int saved_errno = errno;
+    struct fault f = { .addr = (uintptr_t)si->si_addr, .write = sigframe_is_write(uc) };
+    f.owner = vmpk__arena_owner(f.addr, NULL);
+    if (f.owner) {
+        f.rt = atomic_load(&vmpk__runtimes[OWNER_RT(f.owner)]);
+        f.slot = OWNER_SLOT1(f.owner) - 1;
+        if (f.rt)
+            f.v = &f.rt->slots[f.slot];
+        else
+            f.owner |= OWNER_FREED;
+        if (lazy_grant(&f, si, uc))
+            goto out;
+    }
+    if (probe_fault_at(sigframe_ip(uc))) {
+        sigframe_resume_at(uc, (uintptr_t)vmpk__probe_denied, 0);
+        goto out;
+    }
+    if (f.owner) {
+        report(&f);
+        die_by_sigsegv();
+        goto out;
+    }
+    chain(sig, si, ctx);
+out:
+    errno = saved_errno;
+}
+
+int vmpk__fault_install(void)
+{
+    int err = 0;
+    pthread_mutex_lock(&install_lock);
+    if (!installed) {
+        if (os_pkey_supported())
+            sigframe_init();
+        struct sigaction sa = { .sa_sigaction = on_sigsegv,
+                                .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART };
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGSEGV, &sa, &previous))
+            err = vmpk__system_error(errno);
+        else
+            installed = true;
+    }
+    pthread_mutex_unlock(&install_lock);
+    return err;
+}
+
+int vmpk_probe(const void *addr, int access)
+{
+    if (!access_valid(access))
+        return VMPK_E_INVALID;
+    int err = vmpk__fault_install();
+    if (err)
+        return err;
+    if (access == VMPK_NONE)
+        return 1;
+    return access == VMPK_RW ? vmpk__probe_write((volatile void *)addr)
+                             : vmpk__probe_read(addr);
+}

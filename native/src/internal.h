@@ -1,0 +1,232 @@
+/*
+ * vmpk internals.
+ *
+ * Glossary (two key spaces, never mixed up in names):
+ *   vkey      a virtual key: a protection domain. Unlimited in number.
+ *   slot      a vkey's entry in the runtime's vkey table. A handle (vmpk_key)
+ *             names a slot and the slot's generation at creation.
+ *   pkey      a hardware protection key number (1..15) as the kernel knows it.
+ *   hw        an index into rt->hw[], the hardware keys this runtime holds;
+ *             rt->hw[h].pkey is the pkey.
+ *   resident  a vkey bound to a hw key: its pages are tagged with that pkey.
+ *   pin       an open gate (on any thread) keeps its vkey resident.
+ *   window    the contiguous address space of one vkey; its regions are
+ *             carved from it, so retagging a vkey is one syscall.
+ *   used      the prefix of a window that regions have reached; only it is
+ *             ever tagged or made accessible, the rest stays PROT_NONE.
+ *   granule   the arena's unit (1 MiB): a window is whole granules, and
+ *             the owner table maps a granule to its runtime and slot.
+ *   gate      a begin/end pair on one thread: thread-local access on pku.
+ *   perm      a vkey's process-wide access (vmpk_protect).
+ *
+ * Locking: rt->lock guards every slow path. The pku gate hit path takes no
+ * lock: it pins the hw key with a CAS and then checks the handle's generation.
+ */
+#ifndef VMPK_INTERNAL_H
+#define VMPK_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include "vmpk.h"
+
+#define MAX_HW_KEYS 15
+#define GRANULE ((size_t)1 << 20) /* 1 MiB: the arena unit, the smallest window */
+#define HW_NONE 0xff
+#define SLOT_BITS 24          /* slot index + 1 in a handle */
+#define GEN_BITS 21
+#define RT_BITS 3             /* runtime id: VMPK_MAX_RUNTIMES == 1 << RT_BITS */
+#define MAX_SLOTS ((1u << SLOT_BITS) - 2)
+#define GEN_RETIRED ((1u << GEN_BITS) - 1) /* a slot whose generations ran out */
+
+#define relaxed_load(p) atomic_load_explicit((p), memory_order_relaxed)
+#define relaxed_store(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+/* A counter owned by one writer: a plain add, readable by others. */
+#define counter_add(p, n) relaxed_store((p), relaxed_load(p) + (n))
+
+/* Pages [page, page + pages) of a window, as offsets from the window base. */
+struct range {
+    uint32_t page;
+    uint32_t pages;
+};
+
+struct vkey {
+    _Atomic uint32_t gen;     /* generation handles must carry; bumped on destroy */
+    _Atomic uint8_t access;   /* perm: process-wide vmpk_access */
+    _Atomic uint8_t hw;       /* hw index while resident, else HW_NONE */
+    bool live;
+    uint32_t granule;         /* the window's first granule */
+    uint32_t granules;        /* the window's size in granules */
+    uint32_t used;            /* pages of the window in use (tagged) */
+    uint32_t nregions;
+    uint32_t cap;             /* capacity of many[]; 0 while `one` holds it */
+    uint16_t open_read;       /* mprotect backend: gates open, all threads */
+    uint16_t open_write;
+    union {
+        struct range one;
+        struct range *many;
+    } r;                      /* live regions, sorted by page */
+    char *name;               /* NULL when unnamed; kept until the slot is reused */
+    uint32_t next_free;       /* free slot list, slot + 1 */
+};
+
+/* A hardware key held by the runtime. `state` packs the binding and the pins
+ * so that the gate hit path can pin with one CAS:
+ *   bits 63..32  slot + 1 of the resident vkey, 0 when unbound
+ *   bits 31..0   pins (open gates, any thread) */
+struct hwkey {
+    _Atomic uint64_t state;
+    _Atomic uint64_t stamp;   /* last use, for LRU; speed only */
+    int pkey;
+};
+
+#define HW_STATE(slot, pins) (((uint64_t)(slot) + 1) << 32 | (pins))
+#define HW_SLOT1(state) ((uint32_t)((state) >> 32))
+#define HW_PINS(state) ((uint32_t)(state))
+
+/* One open gate on the calling thread. */
+struct gate {
+    struct vmpk_runtime *rt;
+    uint32_t slot;
+    uint8_t hw;               /* pku: the hw key pinned */
+    uint8_t access;           /* what this gate grants */
+    uint8_t outer;            /* what an enclosing gate on the same vkey grants */
+};
+
+/* Per-runtime counters kept by each thread, so the hot path never shares a
+ * cache line with other threads. */
+struct thread_counters {
+    _Atomic uint64_t gates;
+    _Atomic uint64_t hits;
+    _Atomic uint64_t pkru_writes;
+};
+
+struct vmpk_thread {
+    uint32_t depth;
+    struct gate gates[VMPK_MAX_GATE_DEPTH];
+    struct thread_counters counters[VMPK_MAX_RUNTIMES];
+    struct vmpk_thread *next; /* registry, under the registry lock */
+};
+
+struct runtime_counters {
+    _Atomic uint64_t misses, evictions, pkey_mprotect_calls, mprotect_calls,
+        syscalls, faults_repaired, shootdowns;
+};
+
+struct backend;
+
+struct vmpk_runtime {
+    pthread_mutex_t lock;
+    const struct backend *be;
+    uint8_t id;
+    size_t page;
+
+    /* vkey table: reserved once, committed as it grows, never moves. */
+    struct vkey *slots;
+    uint32_t nslots;          /* slots ever used */
+    uint32_t slots_committed;
+    uint32_t free_slots;      /* free list head, slot + 1 */
+    uint32_t live;
+    uint32_t regions;
+    uint64_t used_pages;
+    uint64_t name_bytes;
+
+    uint32_t window_granules; /* default window of a new key */
+
+    /* pku backend */
+    struct hwkey hw[MAX_HW_KEYS];
+    _Atomic uint32_t nhw;
+    int hw_budget;
+    _Atomic uint64_t clock;
+
+    struct runtime_counters c;
+    struct thread_counters base; /* thread counters at open, for this id */
+};
+
+/* The backend contract. Every entry is called with rt->lock held except
+ * begin and end, which take it themselves where they need it. */
+struct backend {
+    const char *name;
+    int kind;                 /* enum vmpk_backend */
+    bool thread_local;
+    int (*setup)(struct vmpk_runtime *rt, int max_hw_keys);
+    void (*teardown)(struct vmpk_runtime *rt);
+    /* Opens a gate for the calling thread; g is filled in except rt/slot. */
+    int (*begin)(struct vmpk_runtime *rt, struct vmpk_thread *t, uint32_t slot,
+                 uint32_t gen, struct gate *g);
+    void (*end)(struct vmpk_runtime *rt, struct vmpk_thread *t, const struct gate *g);
+    int (*protect)(struct vmpk_runtime *rt, uint32_t slot, int access);
+    /* Pages [from, to) of the window came into use. */
+    int (*grow)(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32_t to);
+    /* The vkey is being destroyed: unbind it. VMPK_E_BUSY if gates pin it. */
+    int (*retire)(struct vmpk_runtime *rt, uint32_t slot);
+};
+
+extern const struct backend vmpk__backend_pku;
+extern const struct backend vmpk__backend_mprotect;
+
+/* handles (vkeys.c) */
+vmpk_key vmpk__handle(const struct vmpk_runtime *rt, uint32_t slot, uint32_t gen);
+/* Slot of a live vkey named by `key`, or a negative vmpk_error. */
+int64_t vmpk__slot_of(const struct vmpk_runtime *rt, vmpk_key key);
+uint32_t vmpk__gen_of(vmpk_key key);
+int vmpk__slots_init(struct vmpk_runtime *rt);
+void vmpk__slots_fini(struct vmpk_runtime *rt);
+int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *slot);
+void vmpk__slot_release(struct vmpk_runtime *rt, uint32_t slot);
+
+/* regions inside a window (regions.c) */
+int vmpk__region_alloc(struct vmpk_runtime *rt, struct vkey *v, uint32_t pages, uint32_t *page);
+int vmpk__region_free(struct vkey *v, uint32_t page, uint32_t *pages);
+const struct range *vmpk__region_find(const struct vkey *v, uint32_t page);
+const struct range *vmpk__region_containing(const struct vkey *v, uint32_t page);
+void vmpk__regions_clear(struct vkey *v);
+size_t vmpk__regions_bytes(const struct vkey *v);
+
+uint8_t *vmpk__arena_addr(uint32_t granule);
+static inline uint8_t *window_base(const struct vkey *v)
+{
+    return vmpk__arena_addr(v->granule);
+}
+
+/* per-thread state (thread.c) */
+extern __thread struct vmpk_thread *vmpk__self __attribute__((tls_model("initial-exec")));
+struct vmpk_thread *vmpk__thread_new(void);
+static inline struct vmpk_thread *vmpk__thread(void)
+{
+    struct vmpk_thread *t = vmpk__self;
+    return __builtin_expect(t != NULL, 1) ? t : vmpk__thread_new();
+}
+/* Sum of every thread's counters for runtime id. */
+void vmpk__thread_counters(uint8_t id, struct thread_counters *sum);
+/* The access the calling thread's gates grant on (rt, slot). */
+int vmpk__thread_gate_access(const struct vmpk_thread *t, const struct vmpk_runtime *rt,
+                             uint32_t slot);
+
+/* fault handling (fault.c) */
+int vmpk__fault_install(void);
+void vmpk__fault_register(struct vmpk_runtime *rt);
+void vmpk__fault_unregister(struct vmpk_runtime *rt);
+
+/* Records errno for vmpk_last_errno() and returns VMPK_E_SYSTEM. */
+int vmpk__system_error(int err);
+/* A -errno from os.h as a vmpk_error. */
+int vmpk__os_error(int r);
+
+static inline int prot_of(int access)
+{
+    return access == VMPK_RW ? PROT_READ | PROT_WRITE
+           : access == VMPK_READ ? PROT_READ
+                                 : PROT_NONE;
+}
+
+static inline int access_valid(int a)
+{
+    return a == VMPK_NONE || a == VMPK_READ || a == VMPK_RW;
+}
+
+#endif /* VMPK_INTERNAL_H */

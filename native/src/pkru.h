@@ -1,0 +1,56 @@
+/*
+ * PKRU arithmetic: pure functions, testable on any machine.
+ *
+ * PKRU is 32 bits per thread, two per pkey k, AD at bit 2k and WD at 2k+1:
+ *
+ *     31 30 29 28         2k+1 2k          3  2  1  0
+ *    +--+--+--+--+- ... -+--+--+- ... -+--+--+--+--+
+ *    |WD|AD|WD|AD|       |WD|AD|       |WD|AD|WD|AD|
+ *    +--+--+--+--+- ... -+--+--+- ... -+--+--+--+--+
+ *     key 15  key 14       key k         key 1 key 0
+ *
+ * AD (access disable) blocks data reads and writes, WD (write disable) blocks
+ * writes. Instruction fetch is never checked. vmpk only ever changes the two
+ * bits of pkeys it owns (others, such as V8's, are left alone).
+ */
+#ifndef VMPK_PKRU_H
+#define VMPK_PKRU_H
+
+#include <stdint.h>
+
+#include "vmpk.h"
+
+#define PKRU_AD 1u
+#define PKRU_WD 2u
+#define PKRU_CLOSED (PKRU_AD | PKRU_WD)
+
+/* The two bits that give exactly `access` (enum vmpk_access). */
+static inline uint32_t pkru_bits_for(int access)
+{
+    return access == VMPK_RW ? 0 : access == VMPK_READ ? PKRU_WD : PKRU_CLOSED;
+}
+
+/* The access two bits give. AD alone still blocks everything. */
+static inline int pkru_access_of(uint32_t bits)
+{
+    return (bits & PKRU_AD) ? VMPK_NONE : (bits & PKRU_WD) ? VMPK_READ : VMPK_RW;
+}
+
+static inline uint32_t pkru_key_bits(uint32_t pkru, int pkey)
+{
+    return (pkru >> (2 * pkey)) & 3u;
+}
+
+static inline uint32_t pkru_with(uint32_t pkru, int pkey, uint32_t bits)
+{
+    return (pkru & ~(3u << (2 * pkey))) | (bits << (2 * pkey));
+}
+
+/* Access a thread has while gates grant `gate` and the vkey's perm is `perm`:
+ * the union, where write implies read. */
+static inline int access_union(int gate, int perm)
+{
+    return gate | perm;
+}
+
+#endif /* VMPK_PKRU_H */

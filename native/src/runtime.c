@@ -1,0 +1,461 @@
+/*
+ * The public API: argument checks, locking, and the calls into the vkey
+ * table, the arena, the regions and the backend.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "internal.h"
+#include "os.h"
+
+/* Open runtimes by id, for the fault handler. A runtime's memory is kept
+ * after close and reused by the next open of its id, so a handler that races
+ * with close() never reads freed memory. */
+struct vmpk_runtime *_Atomic vmpk__runtimes[VMPK_MAX_RUNTIMES];
+static struct vmpk_runtime *spare[VMPK_MAX_RUNTIMES];
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t next_id;
+
+static __thread int last_errno;
+
+int vmpk__system_error(int err)
+{
+    last_errno = err;
+    return VMPK_E_SYSTEM;
+}
+
+int vmpk__os_error(int r)
+{
+    return r == 0 ? 0 : r == -ENOMEM ? VMPK_E_NOMEM : vmpk__system_error(-r);
+}
+
+int vmpk_last_errno(void)
+{
+    return last_errno;
+}
+
+int vmpk_pku_supported(void)
+{
+    return os_pkey_supported();
+}
+
+static int choose_backend(int asked, const struct backend **out)
+{
+    if (asked == VMPK_BACKEND_AUTO) {
+        /* The one setting the test suites and users share. */
+        const char *env = getenv("VMPK_BACKEND");
+        if (env && *env && strcmp(env, "auto") != 0) {
+            if (strcmp(env, "pku") == 0)
+                asked = VMPK_BACKEND_PKU;
+            else if (strcmp(env, "mprotect") == 0)
+                asked = VMPK_BACKEND_MPROTECT;
+            else
+                return VMPK_E_INVALID;
+        }
+    }
+    switch (asked) {
+    case VMPK_BACKEND_AUTO:
+        *out = os_pkey_supported() ? &vmpk__backend_pku : &vmpk__backend_mprotect;
+        return 0;
+    case VMPK_BACKEND_PKU:
+        *out = &vmpk__backend_pku;
+        return 0;
+    case VMPK_BACKEND_MPROTECT:
+        *out = &vmpk__backend_mprotect;
+        return 0;
+    default:
+        return VMPK_E_INVALID;
+    }
+}
+
+/* Takes a free id and its runtime memory (kept from an earlier open). */
+static int runtime_take(struct vmpk_runtime **out)
+{
+    int err = VMPK_E_TOO_MANY;
+    pthread_mutex_lock(&registry_lock);
+    for (int i = 0; i < VMPK_MAX_RUNTIMES; i++) {
+        uint8_t id = (uint8_t)((next_id + i) % VMPK_MAX_RUNTIMES);
+        if (atomic_load(&vmpk__runtimes[id]))
+            continue;
+        struct vmpk_runtime *rt = spare[id];
+        if (!rt) {
+            rt = calloc(1, sizeof *rt);
+            if (!rt || (err = vmpk__slots_init(rt))) {
+                free(rt);
+                err = VMPK_E_NOMEM;
+                break;
+            }
+            rt->id = id;
+            spare[id] = rt;
+        }
+        next_id = (uint8_t)(id + 1); /* rotate ids, so old handles rarely alias */
+        *out = rt;
+        err = 0;
+        break;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return err;
+}
+
+int vmpk_open(const struct vmpk_options *opts, vmpk_runtime **out)
+{
+    struct vmpk_options o = opts ? *opts : (struct vmpk_options){ 0 };
+    const struct backend *be;
+    if (!out || o.max_hw_keys < 0 || o.max_hw_keys > MAX_HW_KEYS ||
+        o.window_size > (size_t)UINT32_MAX * GRANULE)
+        return VMPK_E_INVALID;
+    int err = choose_backend(o.backend, &be);
+    if (err)
+        return err;
+    if ((err = vmpk__fault_install()))
+        return err;
+    struct vmpk_runtime *rt;
+    if ((err = runtime_take(&rt)))
+        return err;
+
+    /* Reset everything but the id and the slot reservation, which are kept
+     * (committed slot pages stay committed). */
+    struct vkey *slots = rt->slots;
+    uint32_t committed = rt->slots_committed;
+    uint8_t id = rt->id;
+    memset(rt, 0, sizeof *rt);
+    rt->slots = slots;
+    rt->slots_committed = committed;
+    rt->id = id;
+    pthread_mutex_init(&rt->lock, NULL);
+    rt->be = be;
+    rt->page = os_page_size();
+    rt->window_granules = o.window_size ? (uint32_t)((o.window_size + GRANULE - 1) / GRANULE) : 1;
+    if ((err = be->setup(rt, o.max_hw_keys)))
+        return err;
+    vmpk__thread_counters(id, &rt->base);
+    atomic_store(&vmpk__runtimes[id], rt);
+    *out = rt;
+    return 0;
+}
+
+static bool gates_open(const struct vmpk_runtime *rt)
+{
+    uint32_t n = atomic_load(&rt->nhw);
+    for (uint32_t h = 0; h < n; h++)
+        if (HW_PINS(atomic_load(&rt->hw[h].state)))
+            return true;
+    for (uint32_t s = 0; s < rt->nslots; s++)
+        if (rt->slots[s].live && (rt->slots[s].open_read || rt->slots[s].open_write))
+            return true;
+    return false;
+}
+
+static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot);
+
+int vmpk_close(vmpk_runtime *rt)
+{
+    if (!rt)
+        return VMPK_E_INVALID;
+    pthread_mutex_lock(&rt->lock);
+    if (gates_open(rt)) {
+        pthread_mutex_unlock(&rt->lock);
+        return VMPK_E_BUSY;
+    }
+    int err = 0;
+    for (uint32_t s = 0; s < rt->nslots; s++) {
+        if (!rt->slots[s].live)
+            continue;
+        int r = destroy_locked(rt, s);
+        err = err ? err : r;
+    }
+    if (err) { /* the keys left alive stay usable; close can be retried */
+        pthread_mutex_unlock(&rt->lock);
+        return err;
+    }
+    rt->be->teardown(rt);
+    for (uint32_t s = 0; s < rt->nslots; s++) {
+        free(rt->slots[s].name);
+        rt->slots[s].name = NULL;
+    }
+    atomic_store(&vmpk__runtimes[rt->id], NULL);
+    pthread_mutex_unlock(&rt->lock);
+    return 0;
+}
+
+int vmpk_info(const vmpk_runtime *rt, struct vmpk_info *out)
+{
+    if (!rt || !out)
+        return VMPK_E_INVALID;
+    *out = (struct vmpk_info){
+        .backend = rt->be->kind,
+        .thread_local = rt->be->thread_local,
+        .hw_keys_budget = rt->hw_budget,
+        .page_size = rt->page,
+        .window_size = (size_t)rt->window_granules * GRANULE,
+#ifdef VMPK_PKRU_STUB
+        .pkru_stubbed = rt->be->kind == VMPK_BACKEND_PKU,
+#endif
+    };
+    return 0;
+}
+
+int vmpk_stats(const vmpk_runtime *rt, struct vmpk_stats *out)
+{
+    if (!rt || !out)
+        return VMPK_E_INVALID;
+    struct thread_counters t;
+    vmpk__thread_counters(rt->id, &t);
+    struct vmpk_runtime *m = (struct vmpk_runtime *)rt; /* the lock only */
+    pthread_mutex_lock(&m->lock);
+    uint64_t resident = 0, names = 0, ranges = 0;
+    uint32_t n = atomic_load(&rt->nhw);
+    for (uint32_t h = 0; h < n; h++)
+        resident += atomic_load(&rt->hw[h].state) != 0;
+    for (uint32_t s = 0; s < rt->nslots; s++) {
+        const struct vkey *v = &rt->slots[s];
+        names += v->name ? strlen(v->name) + 1 : 0;
+        ranges += vmpk__regions_bytes(v);
+    }
+    *out = (struct vmpk_stats){
+        .gates = t.gates - rt->base.gates,
+        .hits = t.hits - rt->base.hits,
+        .misses = atomic_load(&rt->c.misses),
+        .evictions = atomic_load(&rt->c.evictions),
+        .pkey_mprotect_calls = atomic_load(&rt->c.pkey_mprotect_calls),
+        .mprotect_calls = atomic_load(&rt->c.mprotect_calls),
+        .syscalls = atomic_load(&rt->c.syscalls),
+        .pkru_writes = t.pkru_writes - rt->base.pkru_writes,
+        .faults_repaired = atomic_load(&rt->c.faults_repaired),
+        .shootdowns = atomic_load(&rt->c.shootdowns),
+        .live_vkeys = rt->live,
+        .resident_vkeys = resident,
+        .hw_keys_held = n,
+        .regions = rt->regions,
+        .mapped_bytes = rt->used_pages * rt->page,
+        .metadata_bytes = (uint64_t)rt->nslots * sizeof(struct vkey) + names + ranges +
+                          (uint64_t)rt->nslots * sizeof(uint32_t), /* owner entries */
+    };
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
+int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t window_size,
+                    vmpk_key *out)
+{
+    if (!rt || !out || !access_valid(access) || window_size > (size_t)UINT32_MAX * GRANULE)
+        return VMPK_E_INVALID;
+    size_t name_len = name ? strnlen(name, VMPK_MAX_NAME + 1) : 0;
+    if (name_len > VMPK_MAX_NAME)
+        return VMPK_E_INVALID;
+    uint32_t granules = window_size ? (uint32_t)((window_size + GRANULE - 1) / GRANULE)
+                                    : rt->window_granules;
+    char *copy = NULL;
+    if (name_len && !(copy = strndup(name, name_len)))
+        return VMPK_E_NOMEM;
+
+    pthread_mutex_lock(&rt->lock);
+    uint32_t slot, granule;
+    int err = vmpk__slot_new(rt, &slot);
+    if (!err && (err = vmpk__arena_window_new(OWNER(rt->id, slot), granules, &granule)))
+        vmpk__slot_release(rt, slot);
+    if (!err) {
+        struct vkey *v = &rt->slots[slot];
+        free(v->name); /* the name of the slot's previous, destroyed vkey */
+        v->name = copy;
+        v->granule = granule;
+        v->granules = granules;
+        v->used = 0;
+        v->nregions = v->cap = 0;
+        v->open_read = v->open_write = 0;
+        atomic_store(&v->access, (uint8_t)access);
+        atomic_store(&v->hw, HW_NONE);
+        v->live = true;
+        rt->live++;
+        *out = vmpk__handle(rt, slot, atomic_load(&v->gen));
+    }
+    pthread_mutex_unlock(&rt->lock);
+    if (err)
+        free(copy);
+    return err;
+}
+
+/* Under rt->lock. */
+static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot)
+{
+    struct vkey *v = &rt->slots[slot];
+    int err = rt->be->retire(rt, slot); /* pages now PROT_NONE on pkey 0 */
+    if (err)
+        return err;
+    if (v->used)
+        os_discard(&rt->c, window_base(v), (size_t)v->used * rt->page);
+    vmpk__arena_window_free(v->granule, v->granules);
+    rt->regions -= v->nregions;
+    rt->used_pages -= v->used;
+    vmpk__regions_clear(v);
+    vmpk__slot_release(rt, slot);
+    rt->live--;
+    return 0;
+}
+
+#define WITH_SLOT(rt, key, slot, body)                                                     \
+    do {                                                                                   \
+        if (!(rt))                                                                         \
+            return VMPK_E_INVALID;                                                         \
+        pthread_mutex_lock(&(rt)->lock);                                                   \
+        int64_t slot = vmpk__slot_of((rt), (key));                                         \
+        int err_ = slot < 0 ? (int)slot : 0;                                               \
+        if (!err_)                                                                         \
+            err_ = (body);                                                                 \
+        pthread_mutex_unlock(&(rt)->lock);                                                 \
+        return err_;                                                                       \
+    } while (0)
+
+int vmpk_key_destroy(vmpk_runtime *rt, vmpk_key key)
+{
+    WITH_SLOT(rt, key, slot, destroy_locked(rt, (uint32_t)slot));
+}
+
+static int alloc_locked(struct vmpk_runtime *rt, uint32_t slot, uint32_t pages, void **out)
+{
+    struct vkey *v = &rt->slots[slot];
+    uint32_t page;
+    int err = vmpk__region_alloc(rt, v, pages, &page);
+    if (err)
+        return err;
+    if (page + pages > v->used) {
+        if ((err = rt->be->grow(rt, slot, v->used, page + pages))) {
+            uint32_t ignored;
+            vmpk__region_free(v, page, &ignored);
+            return err;
+        }
+        rt->used_pages += page + pages - v->used;
+        v->used = page + pages;
+    }
+    rt->regions++;
+    *out = window_base(v) + (size_t)page * rt->page;
+    return 0;
+}
+
+int vmpk_alloc(vmpk_runtime *rt, vmpk_key key, size_t size, void **out)
+{
+    if (!rt || !out || size == 0 || size > (size_t)UINT32_MAX * rt->page)
+        return VMPK_E_INVALID;
+    uint32_t pages = (uint32_t)((size + rt->page - 1) / rt->page);
+    WITH_SLOT(rt, key, slot, alloc_locked(rt, (uint32_t)slot, pages, out));
+}
+
+static int free_locked(struct vmpk_runtime *rt, uint32_t slot, void *region)
+{
+    struct vkey *v = &rt->slots[slot];
+    uintptr_t base = (uintptr_t)window_base(v), at = (uintptr_t)region;
+    if (at < base || at >= base + (uintptr_t)v->used * rt->page || (at - base) % rt->page)
+        return VMPK_E_NOT_REGION;
+    uint32_t pages;
+    int err = vmpk__region_free(v, (uint32_t)((at - base) / rt->page), &pages);
+    if (err)
+        return err;
+    /* The pages stay in the key's domain, zeroed, for its next alloc. */
+    os_discard(&rt->c, region, (size_t)pages * rt->page);
+    rt->regions--;
+    return 0;
+}
+
+int vmpk_free(vmpk_runtime *rt, vmpk_key key, void *region)
+{
+    WITH_SLOT(rt, key, slot, free_locked(rt, (uint32_t)slot, region));
+}
+
+int vmpk_protect(vmpk_runtime *rt, vmpk_key key, int access)
+{
+    if (!access_valid(access))
+        return VMPK_E_INVALID;
+    WITH_SLOT(rt, key, slot, rt->be->protect(rt, (uint32_t)slot, access));
+}
+
+int vmpk_begin(vmpk_runtime *rt, vmpk_key key, int access)
+{
+    if (!rt || (access != VMPK_READ && access != VMPK_RW))
+        return VMPK_E_INVALID;
+    uint32_t slot1 = (uint32_t)key & ((1u << SLOT_BITS) - 1);
+    if (key >> (SLOT_BITS + GEN_BITS) != rt->id || slot1 == 0 || slot1 > rt->nslots)
+        return key == 0 || key >> (SLOT_BITS + GEN_BITS + RT_BITS) ? VMPK_E_INVALID
+                                                                    : VMPK_E_STALE;
+    struct vmpk_thread *t = vmpk__thread();
+    if (!t)
+        return VMPK_E_NOMEM;
+    if (t->depth == VMPK_MAX_GATE_DEPTH)
+        return VMPK_E_GATE_DEPTH;
+    struct gate *g = &t->gates[t->depth];
+    *g = (struct gate){
+        .rt = rt,
+        .slot = slot1 - 1,
+        .access = (uint8_t)access,
+        .outer = (uint8_t)vmpk__thread_gate_access(t, rt, slot1 - 1),
+    };
+    int err = rt->be->begin(rt, t, slot1 - 1, vmpk__gen_of(key), g);
+    if (err)
+        return err;
+    t->depth++;
+    counter_add(&t->counters[rt->id].gates, 1);
+    return 0;
+}
+
+int vmpk_end(vmpk_runtime *rt, vmpk_key key)
+{
+    struct vmpk_thread *t = vmpk__self;
+    if (!rt)
+        return VMPK_E_INVALID;
+    const struct gate *g = t && t->depth ? &t->gates[t->depth - 1] : NULL;
+    if (!g || g->rt != rt || g->slot + 1 != (uint32_t)(key & ((1u << SLOT_BITS) - 1)) ||
+        atomic_load(&rt->slots[g->slot].gen) != vmpk__gen_of(key))
+        return VMPK_E_GATE_ORDER;
+    rt->be->end(rt, t, g);
+    t->depth--;
+    return 0;
+}
+
+int vmpk_lookup(const vmpk_runtime *rt, const void *addr, vmpk_key *key, void **region,
+                size_t *region_size)
+{
+    if (!rt)
+        return VMPK_E_INVALID;
+    uint32_t owner = vmpk__arena_owner((uintptr_t)addr, NULL);
+    if (!owner || (owner & OWNER_FREED) || OWNER_RT(owner) != rt->id)
+        return VMPK_E_NOT_REGION;
+    struct vmpk_runtime *m = (struct vmpk_runtime *)rt;
+    pthread_mutex_lock(&m->lock);
+    uint32_t slot = OWNER_SLOT1(owner) - 1;
+    const struct vkey *v = &rt->slots[slot];
+    size_t off = (size_t)((const uint8_t *)addr - window_base(v));
+    const struct range *r = v->live ? vmpk__region_containing(v, (uint32_t)(off / rt->page)) : NULL;
+    if (r) {
+        if (key)
+            *key = vmpk__handle(rt, slot, atomic_load(&v->gen));
+        if (region)
+            *region = window_base(v) + (size_t)r->page * rt->page;
+        if (region_size)
+            *region_size = (size_t)r->pages * rt->page;
+    }
+    pthread_mutex_unlock(&m->lock);
+    return r ? 0 : VMPK_E_NOT_REGION;
+}
+
+const char *vmpk_strerror(int err)
+{
+    switch (err) {
+    case VMPK_OK: return "success";
+    case VMPK_E_INVALID: return "invalid argument";
+    case VMPK_E_STALE: return "the key was destroyed or does not belong to this runtime";
+    case VMPK_E_NOMEM: return "out of memory or address space";
+    case VMPK_E_UNSUPPORTED: return "the requested backend is not available on this machine";
+    case VMPK_E_KEYS_PINNED: return "every hardware key is pinned by an open gate";
+    case VMPK_E_BUSY: return "gates are open on the key";
+    case VMPK_E_GATE_ORDER: return "end() does not match the innermost gate of this thread";
+    case VMPK_E_WINDOW_FULL: return "the key's address window is full";
+    case VMPK_E_NOT_REGION: return "not the start of a live region of this key";
+    case VMPK_E_GATE_DEPTH: return "gates nested too deeply";
+    case VMPK_E_NO_HW_KEYS: return "no hardware protection key could be allocated";
+    case VMPK_E_SYSTEM: return "unexpected operating system error";
+    case VMPK_E_TOO_MANY: return "too many live keys or runtimes";
+    default: return "unknown error";
+    }
+}

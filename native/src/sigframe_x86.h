@@ -1,0 +1,25 @@
+/*
+ * The interrupted context in a SIGSEGV handler (x86-64 Linux): its PKRU,
+ * kept in the signal frame's XSAVE area and restored by sigreturn, whether
+ * the access was a write, and its instruction pointer.
+ */
+#ifndef VMPK_SIGFRAME_X86_H
+#define VMPK_SIGFRAME_X86_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <ucontext.h>
+
+/* Finds where PKRU sits in an XSAVE area. Call once, where PKU is enabled. */
+void sigframe_init(void);
+/* The PKRU the interrupted code had, or false when the frame has none. */
+bool sigframe_pkru(const ucontext_t *uc, uint32_t *pkru);
+/* Makes sigreturn restore `pkru` into the interrupted thread. */
+bool sigframe_set_pkru(ucontext_t *uc, uint32_t pkru);
+/* The page-fault error code says write (bit 1). */
+bool sigframe_is_write(const ucontext_t *uc);
+uintptr_t sigframe_ip(const ucontext_t *uc);
+/* Resumes at ip with rax set: how a probe's fault becomes a return value. */
+void sigframe_resume_at(ucontext_t *uc, uintptr_t ip, uint64_t rax);
+
+#endif /* VMPK_SIGFRAME_X86_H */

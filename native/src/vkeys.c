@@ -1,0 +1,84 @@
+/*
+ * The vkey table and handles. The table is one reservation committed as it
+ * grows, so a slot never moves and the gate hit path can read it unlocked.
+ *
+ * A handle packs the runtime id, the slot's generation and slot + 1:
+ *     bits 47..45 runtime id | 44..24 generation | 23..0 slot + 1
+ * Destroying a vkey bumps its slot's generation; a slot whose generations
+ * run out is retired for good rather than reused.
+ */
+#include "internal.h"
+#include "os.h"
+
+#define SLOT_CHUNK 4096 /* slots committed at a time */
+
+vmpk_key vmpk__handle(const struct vmpk_runtime *rt, uint32_t slot, uint32_t gen)
+{
+    return (uint64_t)rt->id << (SLOT_BITS + GEN_BITS) | (uint64_t)gen << SLOT_BITS |
+           (slot + 1);
+}
+
+uint32_t vmpk__gen_of(vmpk_key key)
+{
+    return (uint32_t)(key >> SLOT_BITS) & ((1u << GEN_BITS) - 1);
+}
+
+int64_t vmpk__slot_of(const struct vmpk_runtime *rt, vmpk_key key)
+{
+    if (key == 0 || key >> (SLOT_BITS + GEN_BITS + RT_BITS))
+        return VMPK_E_INVALID;
+    uint32_t slot1 = (uint32_t)key & ((1u << SLOT_BITS) - 1);
+    if (key >> (SLOT_BITS + GEN_BITS) != rt->id || slot1 == 0 || slot1 > rt->nslots)
+        return VMPK_E_STALE;
+    const struct vkey *v = &rt->slots[slot1 - 1];
+    if (!v->live || atomic_load(&v->gen) != vmpk__gen_of(key))
+        return VMPK_E_STALE;
+    return slot1 - 1;
+}
+
+int vmpk__slots_init(struct vmpk_runtime *rt)
+{
+    rt->slots = os_reserve(NULL, (size_t)MAX_SLOTS * sizeof *rt->slots);
+    return rt->slots ? 0 : VMPK_E_NOMEM;
+}
+
+void vmpk__slots_fini(struct vmpk_runtime *rt)
+{
+    os_release(NULL, rt->slots, (size_t)MAX_SLOTS * sizeof *rt->slots);
+}
+
+int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *out)
+{
+    if (rt->free_slots) {
+        uint32_t slot = rt->free_slots - 1;
+        rt->free_slots = rt->slots[slot].next_free;
+        *out = slot;
+        return 0;
+    }
+    if (rt->nslots == MAX_SLOTS)
+        return VMPK_E_TOO_MANY;
+    if (rt->nslots == rt->slots_committed) {
+        int r = os_commit(&rt->c, rt->slots + rt->slots_committed,
+                          SLOT_CHUNK * sizeof *rt->slots);
+        if (r)
+            return vmpk__os_error(r);
+        rt->slots_committed += SLOT_CHUNK;
+    }
+    struct vkey *v = &rt->slots[rt->nslots];
+    atomic_store(&v->gen, 1);
+    atomic_store(&v->hw, HW_NONE);
+    *out = rt->nslots++;
+    return 0;
+}
+
+void vmpk__slot_release(struct vmpk_runtime *rt, uint32_t slot)
+{
+    struct vkey *v = &rt->slots[slot];
+    uint32_t gen = atomic_load(&v->gen) + 1;
+    v->live = false;
+    atomic_store(&v->gen, gen);
+    if (gen == GEN_RETIRED)
+        return;
+    v->next_free = rt->free_slots;
+    rt->free_slots = slot + 1;
+}
