@@ -167,7 +167,10 @@ export function checkKeyName(value: unknown, where: string): string | null {
   return value;
 }
 
-/** Window sizes: whole bytes, at least one; the core rounds up to its granule. */
-export function checkWindowSize(value: unknown, where: string): number {
-  return checkInteger(value, 'windowSize', where, 1, Number.MAX_SAFE_INTEGER);
+/** The most address space one window may take: all of vmpk's arena (4 TiB). */
+export const MAX_WINDOW_SIZE = 2 ** 42;
+
+/** Window sizes: whole bytes, 1 to 4 TiB; the core rounds up to whole MiB. */
+export function checkWindowSize(value: unknown, what: string, where: string): number {
+  return checkInteger(value, what, where, 1, MAX_WINDOW_SIZE);
 }

@@ -20,7 +20,6 @@ export interface NativeOptions {
   backend: number;
   maxHwKeys: number;
   windowSize: number;
-  arenaSize: number;
   noFaultHandler: boolean;
 }
 
@@ -30,6 +29,8 @@ export interface NativeInfo {
   hwKeysBudget: number;
   pageSize: number;
   windowSize: number;
+  /** A build whose PKRU is a variable (make stub): counts the pku backend's work, protects nothing. */
+  pkruStubbed: boolean;
 }
 
 /** struct vmpk_stats in camelCase, every field a number. */
@@ -80,7 +81,6 @@ const OPTIONS = koffi.struct('vmpk_options', {
   backend: 'int',
   max_hw_keys: 'int',
   window_size: 'size_t',
-  arena_size: 'size_t',
   no_fault_handler: 'int',
 });
 const INFO = koffi.struct('vmpk_info', {
@@ -89,6 +89,7 @@ const INFO = koffi.struct('vmpk_info', {
   hw_keys_budget: 'int',
   page_size: 'size_t',
   window_size: 'size_t',
+  pkru_stubbed: 'int',
 });
 const STATS_FIELDS = [
   ['gates', 'gates'],
@@ -112,7 +113,7 @@ const STATS = koffi.struct('vmpk_stats', Object.fromEntries(STATS_FIELDS.map(([c
 
 // sizeof on x86-64 (LP64) of the structs in vmpk.h; a mismatch means this file
 // and the header drifted apart.
-if (koffi.sizeof(OPTIONS) !== 32 || koffi.sizeof(INFO) !== 32 || koffi.sizeof(STATS) !== 16 * 8) {
+if (koffi.sizeof(OPTIONS) !== 24 || koffi.sizeof(INFO) !== 40 || koffi.sizeof(STATS) !== 16 * 8) {
   throw new Error('vmpk: internal error: struct layouts in src/native.ts do not match native/include/vmpk.h');
 }
 
@@ -159,7 +160,6 @@ function load(path: string): Native {
           backend: o.backend,
           max_hw_keys: o.maxHwKeys,
           window_size: o.windowSize,
-          arena_size: o.arenaSize,
           no_fault_handler: o.noFaultHandler ? 1 : 0,
         },
         cell,
@@ -177,6 +177,7 @@ function load(path: string): Native {
         o.hwKeysBudget = toNumber(s['hw_keys_budget']!);
         o.pageSize = toNumber(s['page_size']!);
         o.windowSize = toNumber(s['window_size']!);
+        o.pkruStubbed = s['pkru_stubbed'] !== 0;
       }
       return rc;
     },

@@ -3,6 +3,7 @@
 import { describe, invalidArgument, nativeError } from './errors.js';
 import { INTERNAL, type RuntimeState } from './internal.js';
 import { getNative, type NativeInfo } from './native.js';
+import { checkWindowSize } from './key.js';
 import { Runtime } from './runtime.js';
 import { checkBoolean, checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
 
@@ -13,13 +14,11 @@ export interface OpenOptions {
   maxHardwareKeys?: number;
   /** The default address window of a key, in bytes. Default 1 MiB. */
   windowSize?: number;
-  /** Address space reserved for all windows, in bytes. Default 4 TiB. */
-  arenaSize?: number;
   /** Install vmpk's SIGSEGV reporter (once per process). Default true. */
   faultHandler?: boolean;
 }
 
-const OPEN_OPTIONS = ['backend', 'maxHardwareKeys', 'windowSize', 'arenaSize', 'faultHandler'] as const;
+const OPEN_OPTIONS = ['backend', 'maxHardwareKeys', 'windowSize', 'faultHandler'] as const;
 const OPEN_ALIASES: Readonly<Record<string, string>> = {
   maxhwkeys: 'maxHardwareKeys',
   hwkeys: 'maxHardwareKeys',
@@ -29,8 +28,6 @@ const OPEN_ALIASES: Readonly<Record<string, string>> = {
   pkeys: 'maxHardwareKeys',
   window: 'windowSize',
   windowbytes: 'windowSize',
-  arena: 'arenaSize',
-  arenabytes: 'arenaSize',
   faulthandlers: 'faultHandler',
   nofaulthandler: 'faultHandler',
   handler: 'faultHandler',
@@ -42,6 +39,9 @@ const OPEN_ALIASES: Readonly<Record<string, string>> = {
 const BACKENDS: Readonly<Record<string, number>> = { auto: 0, pku: 1, mprotect: 2 };
 const BACKEND_LIST = "'auto', 'pku' or 'mprotect'";
 
+const AUTO = 0;
+const PKU = 1;
+const MPROTECT = 2;
 const E_INVALID = -1;
 const E_UNSUPPORTED = -4;
 const E_SYSTEM = -12;
@@ -72,13 +72,15 @@ export function open(options?: OpenOptions): Runtime {
   rejectUnknownOptions(o, OPEN_OPTIONS, where, OPEN_ALIASES);
   const { backend, source } = resolveBackend(o['backend']);
   const maxHwKeys = o['maxHardwareKeys'] === undefined ? 0 : checkInteger(o['maxHardwareKeys'], "option 'maxHardwareKeys'", where, 1, 15);
-  const windowSize = o['windowSize'] === undefined ? 0 : checkInteger(o['windowSize'], "option 'windowSize'", where, 1, Number.MAX_SAFE_INTEGER);
-  const arenaSize = o['arenaSize'] === undefined ? 0 : checkInteger(o['arenaSize'], "option 'arenaSize'", where, 1, Number.MAX_SAFE_INTEGER);
+  const windowSize = o['windowSize'] === undefined ? 0 : checkWindowSize(o['windowSize'], "option 'windowSize'", where);
   const faultHandler = o['faultHandler'] === undefined ? true : checkBoolean(o['faultHandler'], "option 'faultHandler'", where);
 
   const n = getNative();
+  // Resolved here, never left to the core: its AUTO consults $VMPK_BACKEND
+  // itself, which would let the environment override an explicit 'auto'.
+  const resolved = backend === AUTO ? (n.pkuSupported() ? PKU : MPROTECT) : backend;
   const out: [number] = [0];
-  const rc = n.open({ backend, maxHwKeys, windowSize, arenaSize, noFaultHandler: !faultHandler }, out);
+  const rc = n.open({ backend: resolved, maxHwKeys, windowSize, noFaultHandler: !faultHandler }, out);
   if (rc !== 0) {
     let advice: string | undefined;
     if (rc === E_UNSUPPORTED) {
@@ -86,7 +88,7 @@ export function open(options?: OpenOptions): Runtime {
     } else if (rc === E_TOO_MANY) {
       advice = 'at most 8 runtimes may be open at once in a process; close one with runtime.close() first';
     } else if (rc === E_INVALID) {
-      advice = `the native core rejected the options ${JSON.stringify({ maxHardwareKeys: maxHwKeys || undefined, windowSize: windowSize || undefined, arenaSize: arenaSize || undefined })}: windowSize must fit in arenaSize`;
+      advice = `the native core rejected the options ${JSON.stringify({ maxHardwareKeys: maxHwKeys || undefined, windowSize: windowSize || undefined })} (see docs/api.md)`;
     }
     throw nativeError(rc, where, advice, rc === E_SYSTEM ? n.lastErrno() : undefined);
   }

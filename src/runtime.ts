@@ -17,6 +17,8 @@ export interface Capabilities {
   readonly pageSize: number;
   /** The default address window of a new key, in bytes. */
   readonly windowSize: number;
+  /** True in a test build of the core whose PKRU is a plain variable: the pku backend's work is counted, nothing is protected. */
+  readonly pkruStubbed: boolean;
 }
 
 /** struct vmpk_stats, in camelCase. Counters are since open(); the last six are current values. */
@@ -64,6 +66,7 @@ export class Runtime {
       hardwareKeys: info.hwKeysBudget,
       pageSize: info.pageSize,
       windowSize: info.windowSize,
+      pkruStubbed: info.pkruStubbed,
     });
   }
 
@@ -98,12 +101,12 @@ export class Runtime {
     rejectUnknownOptions(o, KEY_OPTIONS, where, KEY_ALIASES);
     const name = checkKeyName(o['name'], where);
     const access = o['access'] === undefined ? 0 : parseAccess(o['access'], where);
-    const windowSize = o['windowSize'] === undefined ? 0 : checkWindowSize(o['windowSize'], where);
+    const windowSize = o['windowSize'] === undefined ? 0 : checkWindowSize(o['windowSize'], 'windowSize', where);
     const rs = this.#check(where);
     const out: [number] = [0];
     const rc = rs.n.keyCreate(rs.rt, name, access, windowSize, out);
     if (rc !== 0) {
-      const advice = rc === -1 && windowSize !== 0 ? `the native core rejected windowSize ${windowSize}; it must fit in the runtime's arena` : undefined;
+      const advice = rc === -3 ? `no room for another window of ${windowSize || this.#capabilities.windowSize} bytes in vmpk's address-space arena (4 TiB for all keys of the process); destroy keys, or use smaller windows` : undefined;
       throw this.#fail(rc, where, advice);
     }
     const ks: KeyState = { rs, handle: out[0], name, key: undefined as unknown as Key, destroyed: false, access };
