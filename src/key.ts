@@ -56,7 +56,7 @@ export class Key {
    */
   alloc(size: number): Region {
     const where = 'key.alloc()';
-    const bytes = checkInteger(size, 'size', where, 1, Number.MAX_SAFE_INTEGER);
+    const bytes = checkInteger(size, 'size', where, 1, MAX_WINDOW_SIZE);
     const ks = this.#check(where);
     const out: [bigint] = [0n];
     const rc = ks.rs.n.alloc(ks.rs.rt, ks.handle, bytes, out);
