@@ -1,0 +1,53 @@
+#!/bin/sh
+# Runs the C tests built under native/build and sums their results:
+#   run.sh BUILD_DIR         release, ASan+UBSan, the stub build's counts, the smoke test
+#   run.sh BUILD_DIR tsan    the thread tests under ThreadSanitizer
+# Each binary ends with "N passed, N failed, N skipped". The last line here is
+# "C tests: N passed, N failed"; skips are listed on the line before it.
+build=$1
+passed=0 failed=0 skipped=0
+
+run() { # label, command...
+    label=$1
+    shift
+    out=$("$@" 2>&1)
+    status=$?
+    printf '%s\n' "$out" | sed "s|^|[$label] |"
+    summary=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+    if [ -z "$summary" ]; then
+        echo "[$label] no summary line (exit status $status): counted as one failure"
+        failed=$((failed + 1))
+        return
+    fi
+    set -- $summary
+    passed=$((passed + $1)) failed=$((failed + $3)) skipped=$((skipped + ${5:-0}))
+    if [ "$3" = 0 ] && [ "$status" != 0 ]; then
+        echo "[$label] exit status $status with no failed test: counted as one failure"
+        failed=$((failed + 1))
+    fi
+}
+
+if [ "$2" = tsan ]; then
+    run tsan env VMPK_BACKEND=pku "$build/tsan/test_threads"
+else
+    for t in "$build"/release/test_*; do
+        run "$(basename "$t")" "$t"
+        run "$(basename "$t") asan+ubsan" "$build/san/$(basename "$t")"
+    done
+    # The pku backend's bookkeeping, exactly, on any machine (PKRU stubbed).
+    run "test_counts stub" env VMPK_BACKEND=pku "$build/stub/test_counts"
+    # The smoke test proves real PKU semantics; it skips (exit 77) without PKU.
+    "$build/pku_smoke" >/tmp/vmpk-smoke.$$ 2>&1
+    status=$?
+    if [ $status = 77 ]; then
+        echo "[pku_smoke] skipped: no PKU on this machine"
+        skipped=$((skipped + 1))
+    else
+        run pku_smoke cat /tmp/vmpk-smoke.$$
+        [ $status = 0 ] || { echo "[pku_smoke] exit status $status"; failed=$((failed + 1)); }
+    fi
+    rm -f /tmp/vmpk-smoke.$$
+fi
+echo "C tests skipped: $skipped"
+echo "C tests: $passed passed, $failed failed"
+[ "$failed" = 0 ]

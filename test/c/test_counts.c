@@ -1,0 +1,196 @@
+/*
+ * Exact counts of the pku backend's cache: hits, misses, evictions, syscalls
+ * and PKRU writes for scripted access patterns. Runs where the backend is
+ * pku: in the PKU guest, and on any machine with the stub build (make stub),
+ * whose bookkeeping is the same code.
+ */
+#include "check.h"
+
+static vmpk_runtime *rt;
+
+static vmpk_key make_key(int regions)
+{
+    vmpk_key k;
+    void *p;
+    CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_NONE, 0, &k), 0);
+    for (int i = 0; i < regions; i++)
+        CHECK_EQ(vmpk_alloc(rt, k, 4096, &p), 0);
+    return k;
+}
+
+static void gate(vmpk_key k)
+{
+    CHECK_EQ(vmpk_begin(rt, k, VMPK_RW), 0);
+    CHECK_EQ(vmpk_end(rt, k), 0);
+}
+
+static void destroy_all(vmpk_key *k, int n)
+{
+    for (int i = 0; i < n; i++)
+        CHECK_EQ(vmpk_key_destroy(rt, k[i]), 0);
+}
+
+#define DELTA(field) ((long long)(after.field - before.field))
+
+static void scripted_pattern_with_two_hw_keys(void)
+{
+    NEED_PKU();
+    rt = open_rt(2);
+    vmpk_key a = make_key(1), b = make_key(1), c = make_key(1);
+    struct vmpk_stats before = stats_of(rt);
+    gate(a);    /* miss: a on hw 0 */
+    gate(a);    /* hit */
+    gate(b);    /* miss: b on hw 1 */
+    gate(a);    /* hit: a is now the most recent */
+    gate(c);    /* miss: evicts b, the least recently used */
+    gate(b);    /* miss: evicts a */
+    gate(a);    /* miss: evicts c */
+    struct vmpk_stats after = stats_of(rt);
+    CHECK_EQ(DELTA(gates), 7);
+    CHECK_EQ(DELTA(hits), 2);
+    CHECK_EQ(DELTA(misses), 5);
+    CHECK_EQ(DELTA(evictions), 3);
+    /* one tag per miss, one retag per eviction */
+    CHECK_EQ(DELTA(pkey_mprotect_calls), 5 + 3);
+    CHECK_EQ(DELTA(pkru_writes), 7 * 2); /* open and close, each gate */
+    CHECK_EQ(after.resident_vkeys, 2);
+    CHECK_EQ(after.hw_keys_held, 2);
+    vmpk_key all[] = { a, b, c };
+    destroy_all(all, 3);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+
+static void hits_make_no_syscall(void)
+{
+    NEED_PKU();
+    rt = open_rt(4);
+    vmpk_key k[4];
+    for (int i = 0; i < 4; i++) {
+        k[i] = make_key(3);
+        gate(k[i]);
+    }
+    struct vmpk_stats before = stats_of(rt);
+    for (int round = 0; round < 100; round++)
+        for (int i = 0; i < 4; i++) {
+            CHECK_EQ(vmpk_begin(rt, k[i], VMPK_READ), 0);
+            CHECK_EQ(vmpk_begin(rt, k[(i + 1) % 4], VMPK_RW), 0); /* nested */
+            CHECK_EQ(vmpk_end(rt, k[(i + 1) % 4]), 0);
+            CHECK_EQ(vmpk_end(rt, k[i]), 0);
+        }
+    struct vmpk_stats after = stats_of(rt);
+    CHECK_EQ(DELTA(hits), 800);
+    CHECK_EQ(DELTA(misses), 0);
+    CHECK_EQ(DELTA(syscalls), 0);
+    destroy_all(k, 4);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+
+static void lru_order(void)
+{
+    NEED_PKU();
+    rt = open_rt(3);
+    vmpk_key a = make_key(1), b = make_key(1), c = make_key(1), d = make_key(1);
+    gate(a);
+    gate(b);
+    gate(c);
+    gate(a);    /* order, oldest first: b c a */
+    struct vmpk_stats before = stats_of(rt);
+    gate(d);    /* evicts b */
+    gate(a);    /* hit */
+    gate(c);    /* hit */
+    struct vmpk_stats mid = stats_of(rt);
+    gate(b);    /* miss: evicts d, now the oldest */
+    gate(c);    /* hit */
+    gate(a);    /* hit */
+    struct vmpk_stats after = stats_of(rt);
+    CHECK_EQ(mid.misses - before.misses, 1);
+    CHECK_EQ(mid.hits - before.hits, 2);
+    CHECK_EQ(DELTA(misses), 2);
+    CHECK_EQ(DELTA(evictions), 2);
+    CHECK_EQ(DELTA(hits), 4);
+    vmpk_key all[] = { a, b, c, d };
+    destroy_all(all, 4);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+
+static void all_pinned_fails_and_changes_nothing(void)
+{
+    NEED_PKU();
+    rt = open_rt(2);
+    vmpk_key a = make_key(1), b = make_key(1), c = make_key(1);
+    CHECK_EQ(vmpk_begin(rt, a, VMPK_RW), 0);
+    CHECK_EQ(vmpk_begin(rt, b, VMPK_RW), 0);
+    struct vmpk_stats before = stats_of(rt);
+    CHECK_EQ(vmpk_begin(rt, c, VMPK_RW), VMPK_E_KEYS_PINNED);
+    struct vmpk_stats after = stats_of(rt);
+    CHECK_EQ(DELTA(gates), 0);
+    CHECK_EQ(DELTA(evictions), 0);
+    CHECK_EQ(DELTA(syscalls), 0);
+    CHECK_EQ(DELTA(pkru_writes), 0);
+    CHECK_EQ(after.resident_vkeys, 2);
+    CHECK_EQ(vmpk_end(rt, b), 0);
+    CHECK_EQ(vmpk_begin(rt, c, VMPK_RW), 0); /* b is unpinned: evicted */
+    CHECK_EQ(vmpk_end(rt, c), 0);
+    CHECK_EQ(vmpk_end(rt, a), 0);
+    vmpk_key all[] = { a, b, c };
+    destroy_all(all, 3);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+
+/* A miss costs two pkey_mprotect calls whatever the number of regions. */
+static void two_syscalls_per_miss(void)
+{
+    NEED_PKU();
+    int sizes[] = { 1, 10, 100 };
+    for (int s = 0; s < 3; s++) {
+        rt = open_rt(2);
+        vmpk_key k[8];
+        for (int i = 0; i < 8; i++)
+            k[i] = make_key(sizes[s]);
+        gate(k[6]); /* both hw keys allocated, and the first */
+        gate(k[7]); /* gate of the loop evicts the oldest */
+        struct vmpk_stats before = stats_of(rt);
+        for (int round = 0; round < 10; round++)
+            for (int i = 0; i < 8; i++)
+                gate(k[i]);
+        struct vmpk_stats after = stats_of(rt);
+        printf("# %d regions per vkey: %lld misses, %lld syscalls\n", sizes[s], DELTA(misses),
+               DELTA(syscalls));
+        CHECK_EQ(DELTA(misses), 80);
+        CHECK_EQ(DELTA(evictions), 80);
+        CHECK_EQ(DELTA(syscalls), 2 * 80);
+        CHECK_EQ(DELTA(pkey_mprotect_calls), 2 * 80);
+        destroy_all(k, 8);
+        CHECK_EQ(vmpk_close(rt), 0);
+    }
+}
+
+/* A key's first regions cost nothing while it is not resident and its
+ * process-wide access is none: fresh window pages are PROT_NONE already. */
+static void cold_alloc_is_free(void)
+{
+    NEED_PKU();
+    rt = open_rt(2);
+    vmpk_key k;
+    void *p;
+    CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_NONE, 0, &k), 0);
+    struct vmpk_stats before = stats_of(rt);
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ(vmpk_alloc(rt, k, 4096, &p), 0);
+    struct vmpk_stats after = stats_of(rt);
+    CHECK_EQ(DELTA(syscalls), 0);
+    CHECK_EQ(after.regions, 10);
+    CHECK_EQ(vmpk_key_destroy(rt, k), 0);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+
+int main(void)
+{
+    RUN(scripted_pattern_with_two_hw_keys);
+    RUN(hits_make_no_syscall);
+    RUN(lru_order);
+    RUN(all_pinned_fails_and_changes_nothing);
+    RUN(two_syscalls_per_miss);
+    RUN(cold_alloc_is_free);
+    return check_done();
+}
