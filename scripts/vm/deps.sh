@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Makes sure the Debian packages the guest needs are installed: QEMU (TCG is
+# the only accelerator that gives PKU on hosts without it), a static busybox
+# for the initramfs, and cpio to pack it. Installs them when run as root,
+# otherwise prints the one command to run.
+set -euo pipefail
+
+packages=(qemu-system-x86 busybox-static cpio)
+
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
+}
+
+missing=()
+for p in "${packages[@]}"; do
+  installed "$p" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+cmd="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
+if [[ $EUID -ne 0 ]]; then
+  echo "vmpk-vm: missing Debian packages: ${missing[*]}" >&2
+  echo "vmpk-vm: install them with: sudo sh -c '$cmd'" >&2
+  exit 1
+fi
+echo "vmpk-vm: installing ${missing[*]} (one time)" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
