@@ -112,7 +112,8 @@ static int bind(struct vmpk_runtime *rt, uint32_t slot, uint8_t *out)
         if ((pick < 0 || atomic_load(&rt->hw[pick].state) != 0) && (int)n < rt->hw_budget) {
             int pkey = take_pkey(rt);
             if (pkey >= 0) {
-                rt->hw[n] = (struct hwkey){ .pkey = pkey };
+                rt->hw[n].pkey = pkey;
+                atomic_store(&rt->hw[n].state, 0);
                 atomic_store(&rt->nhw, n + 1);
                 pick = (int)n;
             }
@@ -141,7 +142,8 @@ static int pku_begin(struct vmpk_runtime *rt, struct vmpk_thread *t, uint32_t sl
                      uint32_t gen, struct gate *g)
 {
     struct vkey *v = &rt->slots[slot];
-    uint8_t h = relaxed_load(&v->hw);
+    /* acquire: pairs with bind()'s store, after the hw key was set up */
+    uint8_t h = atomic_load_explicit(&v->hw, memory_order_acquire);
     if (h != HW_NONE && hw_pin_if_bound(&rt->hw[h], slot)) {
         if (atomic_load(&v->gen) != gen) { /* destroyed and reused meanwhile */
             hw_unpin(&rt->hw[h]);

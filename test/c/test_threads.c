@@ -137,9 +137,15 @@ static void many_threads_share_few_hw_keys(void)
     rt = main_rt;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     rt = open_rt(0);
+    /* The ThreadSanitizer build stubs PKRU: only the stress means anything. */
+    if (argc > 1 && strcmp(argv[1], "stress") == 0) {
+        RUN(many_threads_share_few_hw_keys);
+        CHECK_EQ(vmpk_close(rt), 0);
+        return check_done();
+    }
     RUN(gate_is_thread_local_on_pku);
     RUN(protect_reaches_other_threads);
     RUN(exiting_thread_releases_its_gates);
