@@ -43,4 +43,11 @@ describe(`faults in a child process (${backend} backend)`, () => {
     expect(line).toMatch(reason);
     if (mode !== 'after-destroy') expect(line).toMatch(/\(region 0x[0-9a-f]+, 4096 bytes, offset 10\)/);
   });
+
+  it('with faultHandler: false the process still dies by SIGSEGV, without the report', () => {
+    const r = run('no-handler');
+    expect(r.stdout).toBe(`touching ${backend}\n`);
+    expect(r.signal, r.stderr).toBe('SIGSEGV');
+    expect(r.report, r.stderr).toEqual([]);
+  });
 });
