@@ -1,0 +1,19 @@
+/* The baselines of bench/gate.mjs, built into bench/build/libnoop.so: the
+ * cheapest C functions koffi can call, bare and with the argument types of
+ * vmpk_begin (uintptr_t, uint64_t, int) and vmpk_end (uintptr_t, uint64_t),
+ * so the cost of koffi's marshalling can be told apart from the core's. */
+#include <stdint.h>
+
+void noop(void) {}
+
+int noop_begin(uintptr_t rt, uint64_t key, int access)
+{
+    (void)rt, (void)key, (void)access;
+    return 0;
+}
+
+int noop_end(uintptr_t rt, uint64_t key)
+{
+    (void)rt, (void)key;
+    return 0;
+}
