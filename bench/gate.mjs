@@ -140,7 +140,7 @@ export async function main() {
 
   console.log(`machine: ${machine()}; node ${process.version}`);
   console.log(`library: ${library.replace(ROOT, '')}${stubbed ? ' (stub build)' : ''}`);
-  if (stubbed) console.log('PKRU stubbed: WRPKRU cost not included (each WRPKRU/RDPKRU is a thread-local store/load)');
+  if (stubbed) console.log('PKRU stubbed: WRPKRU cost not included (each WRPKRU/RDPKRU is a thread-local store/load,\n  reached through __tls_get_addr in this shared library: 4 calls per gate pair)');
   console.log(`trials: ${TRIALS}, interleaved; per-trial ratios, median (quartiles):`);
   console.log(`  with('rw') pku hit       / noop pair: ${ratioText(r.withPku)}   target <= ${TARGET}x: ${met ? 'MET' : 'NOT MET'}`);
   console.log(`  empty calls, gate's args / noop pair: ${ratioText(r.argsPair)}   (koffi's argument marshalling)`);
