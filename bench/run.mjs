@@ -1,0 +1,70 @@
+// npm run bench: every benchmark of docs/benchmarks.md, each in a fresh
+// process, then a summary against the targets of issue 3.
+//
+//   node bench/run.mjs        on this machine (the pku side on the stub build
+//                             where the CPU has no PKU); about a minute
+//   node bench/run.mjs --vm   the real build's counts in the QEMU guest
+//                             (npm run vm): miss.mjs --real, backends.mjs --counts
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { BUILD, ROOT, ensureBuilt, heading, machine } from './lib.mjs';
+
+const vm = process.argv.includes('--vm');
+const out = join(BUILD, vm ? 'vm' : 'results');
+const started = Date.now();
+
+function read(name) {
+  const f = join(out, `${name}.json`);
+  return existsSync(f) ? JSON.parse(readFileSync(f, 'utf8')) : undefined;
+}
+
+function run(cmd, args, env = {}) {
+  const r = spawnSync(cmd, args, { cwd: ROOT, stdio: 'inherit', env: { ...process.env, ...env } });
+  if (r.status !== 0) console.log(`bench: ${cmd} ${args.join(' ')} exited with status ${r.status ?? r.signal}`);
+  return r.status === 0;
+}
+
+console.log(`vmpk benchmarks, ${new Date().toISOString().slice(0, 10)}: ${machine()}, node ${process.version}`);
+console.log('Ratios are measured side by side in one process; counts are exact. See docs/benchmarks.md.');
+ensureBuilt({ dist: true });
+rmSync(out, { recursive: true, force: true });
+
+const ok = [];
+if (vm) {
+  console.log('\nIn the QEMU TCG guest (npm run vm): the real build, counts only (TCG makes times meaningless).');
+  ok.push(run('npm', ['run', '-s', 'vm', '--', 'sh', '-c', 'node bench/miss.mjs --real && node bench/backends.mjs --counts'], { VMPK_VM_OUT: out, VMPK_BENCH_OUT: out }));
+} else {
+  for (const script of ['hitpath.mjs', 'miss.mjs', 'gate.mjs', 'backends.mjs']) {
+    ok.push(run(process.execPath, [join('bench', script)], { VMPK_BENCH_OUT: out }));
+  }
+}
+
+heading('summary: the targets of issue 3');
+const verdict = (met) => (met === undefined ? 'not measured' : met ? 'MET' : 'NOT MET');
+const gate = read('gate');
+if (gate) {
+  console.log(`  key.with('rw') on a hit / bare koffi void pair: ${gate.ratios.withPku.median.toFixed(2)}x, target <= ${gate.target}x: ${verdict(gate.met)}${gate.stubbed ? ' (stub build: WRPKRU not included)' : ''}`);
+  console.log(`    of which koffi's marshalling of the gate's arguments alone: ${gate.ratios.argsPair.median.toFixed(2)}x`);
+}
+const hit = read('hitpath');
+if (hit && !hit.skipped) {
+  console.log(`  vmpk_begin + vmpk_end hit, instructions per pair besides the 2 WRPKRUs: ${hit.besidesWrpkru.toFixed(0)}, target <= ${hit.target}: ${verdict(hit.met)} (stub build, callgrind)`);
+}
+for (const name of ['miss-stub', 'miss-real']) {
+  const m = read(name);
+  if (!m || m.skipped) continue;
+  const per = m.rows.map((r) => `${r.case} ${(r.syscalls / r.misses).toFixed(2)}`).join(', ');
+  console.log(`  syscalls per miss (${m.build} build): ${per}; target <= ${m.target}: ${verdict(m.met)}${m.strace === undefined ? '' : `; strace saw ${m.strace.toFixed(2)}`}`);
+}
+for (const name of ['backends-stub', 'backends-real', 'backends']) {
+  const b = read(name);
+  if (!b) continue;
+  for (const [seq, r] of Object.entries(b.sequences)) {
+    const t = r.mprotectOverPku ? `; CPU time mprotect/pku ${r.mprotectOverPku.median.toFixed(2)}x` : '';
+    console.log(`  ${seq} (${b.stubbed ? 'pku stub' : 'pku real'}): syscalls per gate pku ${r.counts.pku.syscalls.toFixed(3)}, mprotect ${r.counts.mprotect.syscalls.toFixed(3)}${t}`);
+  }
+}
+if (!vm) console.log('  real build (PKU): npm run bench:vm runs the miss and backend counts in the QEMU guest');
+console.log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s${ok.every(Boolean) ? '' : ', with failures (see above)'}`);
+process.exitCode = ok.every(Boolean) ? 0 : 1;
