@@ -55,7 +55,7 @@ for (const name of ['miss-stub', 'miss-real']) {
   const m = read(name);
   if (!m || m.skipped) continue;
   const per = m.rows.map((r) => `${r.case} ${(r.syscalls / r.misses).toFixed(2)}`).join(', ');
-  console.log(`  syscalls per miss (${m.build} build): ${per}; target <= ${m.target}: ${verdict(m.met)}${m.strace === undefined ? '' : `; strace saw ${m.strace.toFixed(2)}`}`);
+  console.log(`  syscalls per miss (${m.build} build): ${per}; target <= ${m.target}: ${verdict(m.met)}${m.strace === undefined ? '' : `; strace saw ${m.strace.all.toFixed(2)}`}`);
 }
 for (const name of ['backends-stub', 'backends-real', 'backends']) {
   const b = read(name);
