@@ -42,14 +42,16 @@ static int arena_reserve(void)
             continue;
         }
         /* Adjacent windows with the same protection and pkey merge back into
-         * one VMA only if they share an anon_vma. The kernel attaches one on
-         * a VMA's first write fault and copies it into every piece split off
-         * later, so write once before any split: every window then shares it
-         * and 100,000 keys need a few dozen VMAs, not 100,000. */
-        if (os_commit(NULL, base, 4096) == 0) {
+         * one VMA only if they share an anon_vma (or have none). The kernel
+         * attaches one to a VMA at its first write fault and copies it into
+         * every piece split off later. So give the whole arena one now, with
+         * no split (each call covers the whole VMA): then every window shares
+         * it, and 100,000 keys need tens of VMAs, not 100,000 (Linux 6.1
+         * merges no piece back otherwise). */
+        if (os_commit(NULL, base, size) == 0) {
             *(volatile uint8_t *)base = 1;
             os_discard(NULL, base, 4096);
-            os_mprotect(NULL, base, 4096, PROT_NONE);
+            os_mprotect(NULL, base, size, PROT_NONE);
         }
         arena.base = base;
         arena.owner = owner;

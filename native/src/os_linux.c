@@ -1,6 +1,7 @@
 /* Linux system calls, counted. See os.h. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -34,7 +35,10 @@ int os_pkey_alloc(struct runtime_counters *c)
 {
     count(c, NULL);
     int k = atomic_fetch_add(&stub_next_pkey, 1);
-    return k < 16 ? k : -ENOSPC;
+    if (k >= 16)
+        return -ENOSPC;
+    vmpk__stub_pkru |= 3u << (2 * k); /* as the kernel does with the rights */
+    return k;
 }
 
 int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot, int pkey)
@@ -45,8 +49,9 @@ int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int pro
 }
 #else
 /* CPUID OSPKE first, so no PKRU instruction or pkey call runs where the CPU
- * or the kernel lacks support; then a pkey_alloc that must succeed. */
-int os_pkey_supported(void)
+ * or the kernel lacks support; then a pkey_alloc that must succeed. Decided
+ * once: later, vmpk itself may hold every key there is. */
+static int detect_pkeys(void)
 {
     if (!cpu_has_ospke())
         return 0;
@@ -57,12 +62,26 @@ int os_pkey_supported(void)
     return 1;
 }
 
+static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
+static int pkeys_supported;
+
+static void detect(void)
+{
+    pkeys_supported = detect_pkeys();
+}
+
+int os_pkey_supported(void)
+{
+    pthread_once(&detect_once, detect);
+    return pkeys_supported;
+}
+
 int os_pkey_alloc(struct runtime_counters *c)
 {
     count(c, NULL);
-    /* Rights 0: the calling thread gets full access; vmpk sets the bits it
-     * wants right after, only for this key. */
-    return result(syscall(SYS_pkey_alloc, 0, 0));
+    /* The rights apply to the calling thread only: closed, like every
+     * other thread's bits for a key vmpk has not opened. */
+    return result(syscall(SYS_pkey_alloc, 0, PKEY_DISABLE_ACCESS | PKEY_DISABLE_WRITE));
 }
 
 int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot, int pkey)

@@ -9,27 +9,42 @@
 
 static vmpk_runtime *rt;
 
-struct probe_job {
+/* A thread started before any key exists, probing on request: its PKRU is
+ * what vmpk made of it, not a copy of the main thread's. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
     const void *addr;
-    int access;
-    int result;
-};
+    int access, result, pending;
+} job = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0 };
 
-static void *probe_thread(void *arg)
+static void *prober(void *arg)
 {
-    struct probe_job *j = arg;
-    j->result = vmpk_probe(j->addr, j->access);
+    (void)arg;
+    pthread_mutex_lock(&job.lock);
+    for (;;) {
+        while (!job.pending)
+            pthread_cond_wait(&job.cond, &job.lock);
+        job.result = vmpk_probe(job.addr, job.access);
+        job.pending = 0;
+        pthread_cond_broadcast(&job.cond);
+    }
     return NULL;
 }
 
-/* What another thread's probe says. */
+/* What the other thread's probe says. */
 static int probe_elsewhere(const void *addr, int access)
 {
-    struct probe_job j = { addr, access, -100 };
-    pthread_t t;
-    pthread_create(&t, NULL, probe_thread, &j);
-    pthread_join(t, NULL);
-    return j.result;
+    pthread_mutex_lock(&job.lock);
+    job.addr = addr;
+    job.access = access;
+    job.pending = 1;
+    pthread_cond_broadcast(&job.cond);
+    while (job.pending)
+        pthread_cond_wait(&job.cond, &job.lock);
+    int result = job.result;
+    pthread_mutex_unlock(&job.lock);
+    return result;
 }
 
 static void gate_is_thread_local_on_pku(void)
@@ -139,6 +154,8 @@ static void many_threads_share_few_hw_keys(void)
 
 int main(int argc, char **argv)
 {
+    pthread_t t;
+    pthread_create(&t, NULL, prober, NULL);
     rt = open_rt(0);
     /* The ThreadSanitizer build stubs PKRU: only the stress means anything. */
     if (argc > 1 && strcmp(argv[1], "stress") == 0) {
