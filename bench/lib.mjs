@@ -64,6 +64,17 @@ export function machine() {
   return `${model}, ${cpuHasPku() ? 'PKU present' : 'no PKU'}${process.env.VMPK_VM ? ' (QEMU TCG guest)' : ''}`;
 }
 
+/** The commit the core was built from, and whether native/ differs from it. */
+export function coreVersion() {
+  try {
+    const commit = sh('git', ['rev-parse', '--short', 'HEAD']).trim();
+    const dirty = sh('git', ['status', '--porcelain', '--', 'native/src', 'native/include']).trim() !== '';
+    return `${commit}${dirty ? ' with uncommitted changes in native/' : ''}`;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
+}
+
 /** `key=value key=value` → object; numbers where they parse. */
 export function parseKV(line) {
   const o = {};

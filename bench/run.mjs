@@ -8,7 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUILD, ROOT, ensureBuilt, heading, machine } from './lib.mjs';
+import { BUILD, ROOT, coreVersion, ensureBuilt, heading, machine } from './lib.mjs';
 
 const vm = process.argv.includes('--vm');
 const out = join(BUILD, vm ? 'vm' : 'results');
@@ -26,7 +26,7 @@ function run(cmd, args, env = {}) {
 }
 
 console.log(`vmpk benchmarks, ${new Date().toISOString().slice(0, 10)}: ${machine()}, node ${process.version}`);
-console.log('Ratios are measured side by side in one process; counts are exact. See docs/benchmarks.md.');
+console.log(`core: ${coreVersion()}. Ratios are measured side by side in one process; counts are exact. See docs/benchmarks.md.`);
 ensureBuilt({ dist: true });
 rmSync(out, { recursive: true, force: true });
 
