@@ -71,15 +71,18 @@ export class Key {
   }
 
   /**
-   * A synchronous gate: the calling thread gets `access` to the key's pages
-   * (on top of the process-wide access) while `fn` runs; the gate closes when
-   * fn returns or throws. Returns fn's result. Gates nest; an inner gate may
-   * grant less than an outer one.
-   *
-   * @deprecated for functions that return a promise: the gate would close at
-   * the first `await`, so this throws ASYNC_IN_SYNC_GATE; use key.withAsync().
+   * @deprecated key.with() refuses functions that return a promise: its gate
+   * would close at their first `await`. It throws ASYNC_IN_SYNC_GATE; use
+   * key.withAsync() for async functions.
    */
   with(access: GateAccess, fn: () => PromiseLike<unknown>): never;
+  /**
+   * A synchronous gate: the calling thread gets `access` to the key's pages
+   * (on top of the process-wide access) while `fn` runs; the gate closes when
+   * fn returns or throws. Returns fn's result. Gates nest; on pku an inner
+   * gate may grant less than an outer one. fn must not return a promise
+   * (ASYNC_IN_SYNC_GATE).
+   */
   with<T>(access: GateAccess, fn: () => T): T;
   with<T>(access: GateAccess, fn: () => T): T {
     // 'rw' and 'r' first: the common case costs two comparisons.
