@@ -35,7 +35,7 @@ if (vm) {
   console.log('\nIn the QEMU TCG guest (npm run vm): the real build, counts only (TCG makes times meaningless).');
   ok.push(run('npm', ['run', '-s', 'vm', '--', 'sh', '-c', 'node bench/miss.mjs --real && node bench/backends.mjs --counts'], { VMPK_VM_OUT: out, VMPK_BENCH_OUT: out }));
 } else {
-  for (const script of ['hitpath.mjs', 'miss.mjs', 'gate.mjs', 'backends.mjs']) {
+  for (const script of ['hitpath.mjs', 'miss.mjs', 'gate.mjs', 'signatures.mjs', 'backends.mjs']) {
     ok.push(run(process.execPath, [join('bench', script)], { VMPK_BENCH_OUT: out }));
   }
 }

@@ -17,3 +17,34 @@ int noop_end(uintptr_t rt, uint64_t key)
     (void)rt, (void)key;
     return 0;
 }
+
+/* For bench/signatures.mjs: what each argument type costs a koffi call. */
+int sig_r(void)
+{
+    return 0;
+}
+
+int sig_i1(int a)
+{
+    return a & 0;
+}
+
+int sig_i2(int a, int b)
+{
+    return (a + b) & 0;
+}
+
+int sig_i3(int a, int b, int c)
+{
+    return (a + b + c) & 0;
+}
+
+int sig_u64(uint64_t a)
+{
+    return (int)a & 0;
+}
+
+int sig_uptr(uintptr_t a)
+{
+    return (int)a & 0;
+}
