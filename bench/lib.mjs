@@ -64,10 +64,10 @@ export function machine() {
   return `${model}, ${cpuHasPku() ? 'PKU present' : 'no PKU'}${process.env.VMPK_VM ? ' (QEMU TCG guest)' : ''}`;
 }
 
-/** The commit the core was built from, and whether native/ differs from it. */
+/** The last commit that changed native/, and whether native/ differs from it. */
 export function coreVersion() {
   try {
-    const commit = sh('git', ['rev-parse', '--short', 'HEAD']).trim();
+    const commit = sh('git', ['log', '-1', '--format=%h', '--', 'native']).trim();
     const dirty = sh('git', ['status', '--porcelain', '--', 'native/src', 'native/include']).trim() !== '';
     return `${commit}${dirty ? ' with uncommitted changes in native/' : ''}`;
   } catch {

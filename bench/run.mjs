@@ -26,7 +26,7 @@ function run(cmd, args, env = {}) {
 }
 
 console.log(`vmpk benchmarks, ${new Date().toISOString().slice(0, 10)}: ${machine()}, node ${process.version}`);
-console.log(`core: ${coreVersion()}. Ratios are measured side by side in one process; counts are exact. See docs/benchmarks.md.`);
+console.log(`core: native/ at ${coreVersion()}. Ratios are measured side by side in one process; counts are exact. See docs/benchmarks.md.`);
 ensureBuilt({ dist: true });
 rmSync(out, { recursive: true, force: true });
 
