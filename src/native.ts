@@ -51,6 +51,8 @@ export interface NativeStats {
   regions: number;
   mappedBytes: number;
   metadataBytes: number;
+  shootdownSignals: number;
+  pins: number;
 }
 
 export interface Native {
@@ -76,21 +78,6 @@ export interface Native {
   view(address: bigint, length: number): ArrayBuffer;
 }
 
-// C field order matters: these mirror vmpk.h exactly.
-const OPTIONS = koffi.struct('vmpk_options', {
-  backend: 'int',
-  max_hw_keys: 'int',
-  window_size: 'size_t',
-  no_fault_handler: 'int',
-});
-const INFO = koffi.struct('vmpk_info', {
-  backend: 'int',
-  thread_local: 'int',
-  hw_keys_budget: 'int',
-  page_size: 'size_t',
-  window_size: 'size_t',
-  pkru_stubbed: 'int',
-});
 const STATS_FIELDS = [
   ['gates', 'gates'],
   ['hits', 'hits'],
@@ -108,14 +95,37 @@ const STATS_FIELDS = [
   ['regions', 'regions'],
   ['mapped_bytes', 'mappedBytes'],
   ['metadata_bytes', 'metadataBytes'],
+  ['shootdown_signals', 'shootdownSignals'],
+  ['pins', 'pins'],
 ] as const satisfies ReadonlyArray<readonly [string, keyof NativeStats]>;
-const STATS = koffi.struct('vmpk_stats', Object.fromEntries(STATS_FIELDS.map(([c]) => [c, 'uint64_t'])));
 
-// sizeof on x86-64 (LP64) of the structs in vmpk.h; a mismatch means this file
-// and the header drifted apart.
-if (koffi.sizeof(OPTIONS) !== 24 || koffi.sizeof(INFO) !== 40 || koffi.sizeof(STATS) !== 16 * 8) {
-  throw new Error('vmpk: internal error: struct layouts in src/native.ts do not match native/include/vmpk.h');
-}
+/**
+ * The structs of vmpk.h, member by member in C order. The C core writes whole
+ * structs into buffers koffi sizes from these lists, so a member missing here
+ * is a buffer overflow: test/binding.test.ts compares them with the header.
+ */
+export const C_STRUCTS: Readonly<Record<'vmpk_options' | 'vmpk_info' | 'vmpk_stats', ReadonlyArray<readonly [string, string]>>> = {
+  vmpk_options: [
+    ['backend', 'int'],
+    ['max_hw_keys', 'int'],
+    ['window_size', 'size_t'],
+    ['no_fault_handler', 'int'],
+  ],
+  vmpk_info: [
+    ['backend', 'int'],
+    ['thread_local', 'int'],
+    ['hw_keys_budget', 'int'],
+    ['page_size', 'size_t'],
+    ['window_size', 'size_t'],
+    ['pkru_stubbed', 'int'],
+  ],
+  vmpk_stats: STATS_FIELDS.map(([c]) => [c, 'uint64_t'] as const),
+};
+
+const struct = (name: keyof typeof C_STRUCTS) => koffi.struct(name, Object.fromEntries(C_STRUCTS[name]));
+const OPTIONS = struct('vmpk_options');
+const INFO = struct('vmpk_info');
+const STATS = struct('vmpk_stats');
 
 /** Where libvmpk.so is looked for: $VMPK_LIBRARY, else native/build/ of this package. */
 export function libraryPath(): string {

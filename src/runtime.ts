@@ -21,7 +21,7 @@ export interface Capabilities {
   readonly pkruStubbed: boolean;
 }
 
-/** struct vmpk_stats, in camelCase. Counters are since open(); the last six are current values. */
+/** struct vmpk_stats, in camelCase: counters since open(), and current values (liveVkeys, residentVkeys, hwKeysHeld, regions, mappedBytes, metadataBytes, pins). */
 export type Stats = NativeStats;
 
 export interface KeyOptions {
