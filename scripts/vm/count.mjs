@@ -10,7 +10,8 @@
 //   #label  host                 what its lines are called
 //   #skips  fail                 "fail" where PKU is promised (the guest): a skip is a failure
 //   NAME    KIND    STATUS  FILE one line per suite; a later line for NAME replaces an earlier one
-// KIND   text:   FILE is the suite's output; its last "[...: ]N passed, N failed[, N skipped]" line counts
+// KIND   text:   FILE is the suite's output; its last "[LABEL: ]N passed, N failed[, N skipped]"
+//                line counts (skips may come on a "LABEL skipped: N" line before it)
 //        vitest: FILE is vitest's JSON report (--reporter=json --outputFile.json=FILE)
 //        exit:   a whole run's exit status (no FILE): if any is non-zero and nothing
 //                else in the manifest failed, that counts as one failure
@@ -19,14 +20,23 @@
 import { existsSync, readFileSync } from 'node:fs';
 
 const EXIT_SKIP = '77';
-const SUMMARY = /^(?:[^:]*: )?(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$/;
+const SUMMARY = /^(?:([^:]*): )?(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$/;
+const SKIPS = /^(.*) skipped: (\d+)$/;
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
 
+// A "LABEL skipped: N" line gives the skips of a "LABEL: N passed, N failed"
+// line that follows it (test/c/run.sh writes both).
 function countText(file) {
   let counts = null;
-  for (const line of readFileSync(file, 'utf8').replace(ANSI, '').split('\n')) {
-    const m = SUMMARY.exec(line.trim());
-    if (m) counts = { passed: +m[1], failed: +m[2], skipped: +(m[3] ?? 0) };
+  let skips = null;
+  for (const raw of readFileSync(file, 'utf8').replace(ANSI, '').split('\n')) {
+    const line = raw.trim();
+    const m = SUMMARY.exec(line);
+    const s = SKIPS.exec(line);
+    if (s) skips = { label: s[1], n: +s[2] };
+    if (!m) continue;
+    const skipped = m[4] ?? (skips && skips.label === (m[1] ?? '') ? skips.n : 0);
+    counts = { passed: +m[2], failed: +m[3], skipped: +skipped };
   }
   return counts;
 }
@@ -120,7 +130,7 @@ for (const path of process.argv.slice(2)) {
   }
   const failed = group.failed + group.extra;
   console.log(`${manifest.label}: ${group.passed + group.failed} tests ran (${group.passed} passed, ${group.failed} failed), ` +
-    `${group.skipped} skipped${group.extra ? `; ${group.extra} failed outside tests (see above)` : ''}`);
+    `${group.skipped} skipped${group.extra ? `; ${group.extra} more counted as failed (see above)` : ''}`);
   total.passed += group.passed;
   total.failed += failed;
 }
