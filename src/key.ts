@@ -125,6 +125,7 @@ export class Key {
       return this.#fail(rc, where, `every hardware key (${hw}) is pinned by an open gate, so key ${quoteName(ks.name)} cannot be made resident; nest gates on fewer distinct keys, or open the runtime with a larger maxHardwareKeys`);
     }
     if (rc === -10) return this.#fail(rc, where, 'gates are nested deeper than 32 on this thread; nest fewer key.with() calls');
+    if (rc === -11) return this.#fail(rc, where, "this runtime could not get a single hardware key: other runtimes of the process (or other code) hold them all; close those runtimes, or open this one with backend 'mprotect'");
     return this.#fail(rc, where);
   }
 

@@ -52,10 +52,10 @@ function resolveBackend(option: unknown): { backend: number; source: string } {
     if (typeof option !== 'string' || !Object.hasOwn(BACKENDS, option)) {
       throw invalidArgument(`open(): option 'backend' must be ${BACKEND_LIST}, got ${describe(option)}`);
     }
-    return { backend: BACKENDS[option]!, source: `option backend '${option}'` };
+    return { backend: BACKENDS[option]!, source: `the option backend: '${option}'` };
   }
   const env = process.env['VMPK_BACKEND'];
-  if (env === undefined || env === '') return { backend: 0, source: 'the default' };
+  if (env === undefined || env === '') return { backend: AUTO, source: "the default backend 'auto'" };
   if (!Object.hasOwn(BACKENDS, env)) {
     throw invalidArgument(`open(): the environment variable VMPK_BACKEND must be ${BACKEND_LIST} (or unset), got ${describe(env)}`);
   }
