@@ -20,7 +20,6 @@ export interface NativeOptions {
   backend: number;
   maxHwKeys: number;
   windowSize: number;
-  noFaultHandler: boolean;
 }
 
 export interface NativeInfo {
@@ -109,7 +108,6 @@ export const C_STRUCTS: Readonly<Record<'vmpk_options' | 'vmpk_info' | 'vmpk_sta
     ['backend', 'int'],
     ['max_hw_keys', 'int'],
     ['window_size', 'size_t'],
-    ['no_fault_handler', 'int'],
   ],
   vmpk_info: [
     ['backend', 'int'],
@@ -170,7 +168,6 @@ function load(path: string): Native {
           backend: o.backend,
           max_hw_keys: o.maxHwKeys,
           window_size: o.windowSize,
-          no_fault_handler: o.noFaultHandler ? 1 : 0,
         },
         cell,
       ) as number;

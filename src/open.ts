@@ -5,7 +5,7 @@ import { INTERNAL, type RuntimeState } from './internal.js';
 import { getNative, type NativeInfo } from './native.js';
 import { checkWindowSize } from './key.js';
 import { Runtime } from './runtime.js';
-import { checkBoolean, checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
+import { checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
 
 export interface OpenOptions {
   /** 'auto' (default: pku where supported, else mprotect), 'pku' or 'mprotect'. Default: $VMPK_BACKEND, else 'auto'. */
@@ -14,11 +14,9 @@ export interface OpenOptions {
   maxHardwareKeys?: number;
   /** The default address window of a key, in bytes. Default 1 MiB. */
   windowSize?: number;
-  /** Install vmpk's SIGSEGV reporter (once per process). Default true. */
-  faultHandler?: boolean;
 }
 
-const OPEN_OPTIONS = ['backend', 'maxHardwareKeys', 'windowSize', 'faultHandler'] as const;
+const OPEN_OPTIONS = ['backend', 'maxHardwareKeys', 'windowSize'] as const;
 const OPEN_ALIASES: Readonly<Record<string, string>> = {
   maxhwkeys: 'maxHardwareKeys',
   hwkeys: 'maxHardwareKeys',
@@ -28,10 +26,6 @@ const OPEN_ALIASES: Readonly<Record<string, string>> = {
   pkeys: 'maxHardwareKeys',
   window: 'windowSize',
   windowbytes: 'windowSize',
-  faulthandlers: 'faultHandler',
-  nofaulthandler: 'faultHandler',
-  handler: 'faultHandler',
-  signalhandler: 'faultHandler',
   mode: 'backend',
   engine: 'backend',
 };
@@ -73,14 +67,13 @@ export function open(options?: OpenOptions): Runtime {
   const { backend, source } = resolveBackend(o['backend']);
   const maxHwKeys = o['maxHardwareKeys'] === undefined ? 0 : checkInteger(o['maxHardwareKeys'], "option 'maxHardwareKeys'", where, 1, 15);
   const windowSize = o['windowSize'] === undefined ? 0 : checkWindowSize(o['windowSize'], "option 'windowSize'", where);
-  const faultHandler = o['faultHandler'] === undefined ? true : checkBoolean(o['faultHandler'], "option 'faultHandler'", where);
 
   const n = getNative();
   // Resolved here, never left to the core: its AUTO consults $VMPK_BACKEND
   // itself, which would let the environment override an explicit 'auto'.
   const resolved = backend === AUTO ? (n.pkuSupported() ? PKU : MPROTECT) : backend;
   const out: [number] = [0];
-  const rc = n.open({ backend: resolved, maxHwKeys, windowSize, noFaultHandler: !faultHandler }, out);
+  const rc = n.open({ backend: resolved, maxHwKeys, windowSize }, out);
   if (rc !== 0) {
     let advice: string | undefined;
     if (rc === E_UNSUPPORTED) {

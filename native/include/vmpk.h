@@ -13,7 +13,7 @@
  *
  * Every page of a vkey is reachable by thread T only while T is inside a gate
  * on that vkey that grants the access, or the vkey's process-wide access
- * grants it. Everything else faults (SIGSEGV), and vmpk's handler prints one
+ * grants it. (On the mprotect backend, read "process" for "thread".) Everything else faults (SIGSEGV), and vmpk's handler prints one
  * line naming the vkey, the region, the offset and why, before the process
  * dies as it would have without vmpk.
  *
@@ -81,11 +81,12 @@ enum vmpk_error {
 #define VMPK_MAX_NAME       63       /* bytes of a key's name kept for reports */
 
 struct vmpk_options {
-    int backend;             /* enum vmpk_backend; VMPK_BACKEND_AUTO if 0 */
+    int backend;             /* enum vmpk_backend; VMPK_BACKEND_AUTO if 0, which
+                                follows the environment variable VMPK_BACKEND
+                                ("pku", "mprotect" or "auto") where it is set */
     int max_hw_keys;         /* pku: hardware keys to use at most; 0 = all it can get */
     size_t window_size;      /* default address window per key, bytes, rounded
                                 up to 1 MiB; 0 = 1 MiB */
-    int no_fault_handler;    /* 1: do not install the SIGSEGV handler (tests) */
 };
 
 struct vmpk_info {
@@ -108,17 +109,21 @@ struct vmpk_stats {
     uint64_t syscalls;       /* every syscall vmpk made on this runtime's behalf */
     uint64_t pkru_writes;    /* WRPKRU instructions executed by vmpk */
     uint64_t faults_repaired; /* lazy grants: a thread's PKRU caught up in its fault */
-    uint64_t shootdowns;     /* cross-thread PKRU revocations */
+    uint64_t shootdowns;     /* cross-thread PKRU revocations (signal rounds) */
     uint64_t live_vkeys;
     uint64_t resident_vkeys; /* vkeys bound to a hardware key now */
     uint64_t hw_keys_held;
     uint64_t regions;        /* live regions */
     uint64_t mapped_bytes;   /* bytes of windows in use (pages tagged for keys) */
     uint64_t metadata_bytes; /* vmpk's own bookkeeping for keys and regions */
+    uint64_t shootdown_signals; /* threads signalled by shootdowns */
+    uint64_t pins;           /* pins held now (vmpk_pin) */
 };
 
-/* Opens a runtime. opts may be NULL for defaults. Installs the fault handler
- * once per process (chaining to the one in place before it). */
+/* Opens a runtime. opts may be NULL for defaults. Installs, once per process,
+ * the SIGSEGV handler (chaining to the one in place before it), which the
+ * lazy grants, vmpk_probe and the fault reports need, and the handler of the
+ * shootdown signal, SIGRTMAX - 3. */
 VMPK_API int vmpk_open(const struct vmpk_options *opts, vmpk_runtime **out);
 
 /* Destroys every key and frees every region. Fails with VMPK_E_BUSY while any
@@ -154,14 +159,30 @@ VMPK_API int vmpk_free(vmpk_runtime *rt, vmpk_key key, void *region);
  * inner gate may grant less than an outer one, and its end restores the
  * outer state. On the pku backend a resident key makes no syscall and writes
  * PKRU once; the key stays pinned to its hardware key while the gate is open.
+ * On mprotect, gates are process-wide: the pages give the union of every
+ * open gate, so an inner gate cannot narrow an outer one there. 
  * VMPK_E_KEYS_PINNED when every hardware key is pinned. */
 VMPK_API int vmpk_begin(vmpk_runtime *rt, vmpk_key key, int access);
 
 /* Closes the calling thread's innermost gate, which must be on `key`. */
 VMPK_API int vmpk_end(vmpk_runtime *rt, vmpk_key key);
 
-/* Sets the key's process-wide access, like mprotect(2) on all its pages. */
+/* Sets the key's process-wide access, like mprotect(2) on all its pages.
+ * When it returns, a narrowing holds in every thread of the process,
+ * including threads that never called vmpk (on pku: the key leaves its
+ * hardware key, or, while a gate pins it, every other thread's PKRU is
+ * corrected by a signal, a "shootdown"). A widening reaches other threads
+ * lazily: their first access faults, the fault handler sees that the new
+ * access allows it, updates that thread's PKRU and retries the access. */
 VMPK_API int vmpk_protect(vmpk_runtime *rt, vmpk_key key, int access);
+
+/* Pins the key resident without opening it, for gates that span awaits: the
+ * asynchronous gate pins once and opens and closes a synchronous gate around
+ * each of its steps, all hits. A pin is no thread's: any thread may unpin.
+ * VMPK_E_KEYS_PINNED when every hardware key is pinned; destroy fails with
+ * VMPK_E_BUSY while pinned. On mprotect it only counts. */
+VMPK_API int vmpk_pin(vmpk_runtime *rt, vmpk_key key);
+VMPK_API int vmpk_unpin(vmpk_runtime *rt, vmpk_key key);
 
 /* 1 if the calling thread may access `addr` with `access` right now, 0 if
  * not. Tries the access for real (a read, or an atomic write of the value

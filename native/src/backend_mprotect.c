@@ -10,6 +10,7 @@
  */
 #include <stdlib.h>
 
+#include "gate.h"
 #include "internal.h"
 #include "os.h"
 
@@ -50,18 +51,25 @@ static void mp_teardown(struct vmpk_runtime *rt)
     (void)rt;
 }
 
-static int mp_begin(struct vmpk_runtime *rt, struct vmpk_thread *t, uint32_t slot,
-                    uint32_t gen, struct gate *g)
+/* vmpk_begin */
+static int mp_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
 {
+    struct vmpk_thread *t;
+    uint32_t slot;
+    int r = vmpk__gate_prepare(rt, key, access, &t, &slot);
+    if (r)
+        return r;
     struct vkey *v = &rt->slots[slot];
     pthread_mutex_lock(&rt->lock);
-    int r = VMPK_E_STALE;
-    if (v->live && atomic_load(&v->gen) == gen) {
+    r = VMPK_E_STALE;
+    if (v->live && atomic_load(&v->gen) == vmpk__gen_of(key)) {
         int before = effective(v);
-        count_gate(rt, slot, g->access, +1);
+        count_gate(rt, slot, access, +1);
         r = apply(rt, v, before);
         if (r < 0)
-            count_gate(rt, slot, g->access, -1);
+            count_gate(rt, slot, access, -1);
+        else
+            gate_push(t, rt, key, slot, HW_NONE, access);
     }
     pthread_mutex_unlock(&rt->lock);
     if (r == 0)
@@ -71,18 +79,24 @@ static int mp_begin(struct vmpk_runtime *rt, struct vmpk_thread *t, uint32_t slo
     return r < 0 ? r : 0;
 }
 
-static void mp_end(struct vmpk_runtime *rt, struct vmpk_thread *t, const struct gate *g)
+/* vmpk_end */
+static int mp_end(struct vmpk_runtime *rt, vmpk_key key)
 {
-    (void)t;
+    struct vmpk_thread *t = vmpk__self;
+    struct gate *g = gate_top(t, rt, key);
+    if (!g)
+        return VMPK_E_GATE_ORDER;
     struct vkey *v = &rt->slots[g->slot];
     pthread_mutex_lock(&rt->lock);
     int before = effective(v);
     count_gate(rt, g->slot, g->access, -1);
+    t->depth--;
     /* A failure here would leave the pages more open than asked: there is
      * no safe way on, so stop. */
     if (apply(rt, v, before) < 0)
         abort();
     pthread_mutex_unlock(&rt->lock);
+    return 0;
 }
 
 static int mp_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
@@ -119,6 +133,18 @@ static int mp_retire(struct vmpk_runtime *rt, uint32_t slot)
     return r < 0 ? r : 0;
 }
 
+/* Nothing to keep resident: the runtime counts the pins. */
+static int mp_pin(struct vmpk_runtime *rt, uint32_t slot)
+{
+    (void)rt, (void)slot;
+    return 0;
+}
+
+static void mp_unpin(struct vmpk_runtime *rt, uint32_t slot)
+{
+    (void)rt, (void)slot;
+}
+
 const struct backend vmpk__backend_mprotect = {
     .name = "mprotect",
     .kind = VMPK_BACKEND_MPROTECT,
@@ -130,4 +156,6 @@ const struct backend vmpk__backend_mprotect = {
     .protect = mp_protect,
     .grow = mp_grow,
     .retire = mp_retire,
+    .pin = mp_pin,
+    .unpin = mp_unpin,
 };

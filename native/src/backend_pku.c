@@ -9,25 +9,35 @@
  * its perm) and tags the new one (one pkey_mprotect): two syscalls, whatever
  * the number of regions, because each vkey is one window.
  *
- * A thread's PKRU bits for a resident vkey's pkey are the union of its own
- * gates on it and the vkey's perm. Bits of other threads catch up lazily:
- * a PKU fault that the perm allows is repaired in the fault handler.
+ * A thread's ideal bits for a resident vkey's pkey are the union of its own
+ * gates on it and the vkey's perm; for a pkey that serves no vkey, closed.
+ * Each thread sets its own bits in its gates. Others' bits catch up lazily
+ * where that only widens them (a PKU fault the perm allows is repaired in
+ * the fault handler), and by shootdown where they must narrow at once:
+ * before a pkey serves another vkey, and when protect() narrows the perm of
+ * a vkey that gates pin. The hw key's open_elsewhere flag says whether any
+ * thread can hold wider bits than its own gates, so that the shootdown is
+ * paid only then.
  */
 #include <stdlib.h>
 
 #include "cache.h"
+#include "gate.h"
 #include "cpu_x86.h"
 #include "os.h"
 #include "pkru.h"
+#include "shootdown.h"
+#include "tasks.h"
 
 /* pkeys that closed runtimes held. They are never given back to the kernel
  * (some thread's PKRU may still open them), only to later runtimes. */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static int pool[MAX_HW_KEYS];
 static int npool;
+static bool kernel_has_none; /* pkey_alloc failed: do not ask on every miss */
 
 /* Sets the calling thread's bits for pkey to give `access`. */
-static void set_thread_access(struct vmpk_runtime *rt, struct vmpk_thread *t, int pkey,
+static inline void set_thread_access(struct vmpk_runtime *rt, struct vmpk_thread *t, int pkey,
                               int access)
 {
     uint32_t pkru = rdpkru();
@@ -36,6 +46,19 @@ static void set_thread_access(struct vmpk_runtime *rt, struct vmpk_thread *t, in
         return;
     wrpkru_checked(next);
     counter_add(&t->counters[rt->id].pkru_writes, 1);
+}
+
+/* Gives the calling thread its own gates' access `gate` plus the vkey's perm
+ * on the vkey's pkey. Re-done if a shootdown ran meanwhile: it may have read
+ * the state before this thread's write landed. */
+static inline __attribute__((always_inline)) void sync_thread(struct vmpk_runtime *rt, struct vmpk_thread *t, const struct vkey *v,
+                        int pkey, int gate)
+{
+    uint64_t seen;
+    do {
+        seen = atomic_load(&vmpk__revocations);
+        set_thread_access(rt, t, pkey, access_union(gate, atomic_load(&v->access)));
+    } while (atomic_load(&vmpk__revocations) != seen);
 }
 
 static int pku_setup(struct vmpk_runtime *rt, int max_hw_keys)
@@ -61,19 +84,20 @@ static void pku_teardown(struct vmpk_runtime *rt)
     atomic_store(&rt->nhw, 0);
 }
 
-/* A pkey from the pool or the kernel; -1 when none can be had. */
-static int take_pkey(struct vmpk_runtime *rt)
+/* A pkey from the pool or the kernel; -1 when none can be had. A pooled
+ * pkey may still be open in threads of its last runtime: *stale says so. */
+static int take_pkey(struct vmpk_runtime *rt, bool *stale)
 {
     int pkey = -1;
     pthread_mutex_lock(&pool_lock);
     if (npool)
         pkey = pool[--npool];
-    pthread_mutex_unlock(&pool_lock);
-    if (pkey < 0) {
+    *stale = pkey >= 0;
+    if (pkey < 0 && !kernel_has_none) {
         pkey = os_pkey_alloc(&rt->c);
-        if (pkey < 0)
-            rt->hw_budget = (int)atomic_load(&rt->nhw); /* no more to be had */
+        kernel_has_none = pkey < 0;
     }
+    pthread_mutex_unlock(&pool_lock);
     return pkey < 0 ? -1 : pkey;
 }
 
@@ -110,10 +134,12 @@ static int bind(struct vmpk_runtime *rt, uint32_t slot, uint8_t *out)
         uint32_t n = atomic_load(&rt->nhw);
         int pick = cache_pick(rt->hw, n);
         if ((pick < 0 || atomic_load(&rt->hw[pick].state) != 0) && (int)n < rt->hw_budget) {
-            int pkey = take_pkey(rt);
+            bool stale;
+            int pkey = take_pkey(rt, &stale);
             if (pkey >= 0) {
                 rt->hw[n].pkey = pkey;
                 atomic_store(&rt->hw[n].state, 0);
+                atomic_store(&rt->hw[n].open_elsewhere, stale);
                 atomic_store(&rt->nhw, n + 1);
                 pick = (int)n;
             }
@@ -128,47 +154,115 @@ static int bind(struct vmpk_runtime *rt, uint32_t slot, uint8_t *out)
             if (err)
                 return err;
         }
-        int err = retag(rt, v, PROT_READ | PROT_WRITE, rt->hw[pick].pkey);
+        struct hwkey *k = &rt->hw[pick];
+        if (atomic_load(&k->open_elsewhere)) { /* invariant 2 */
+            int err = vmpk__shootdown(rt);
+            if (err)
+                return err;
+        }
+        int err = retag(rt, v, PROT_READ | PROT_WRITE, k->pkey);
         if (err)
             return err;
-        hw_bind_pinned(&rt->hw[pick], slot);
+        atomic_store(&k->open_elsewhere, atomic_load(&v->access) != VMPK_NONE);
+        hw_bind_pinned(k, slot);
         atomic_store(&v->hw, (uint8_t)pick);
         *out = (uint8_t)pick;
         return 0;
     }
 }
 
-static int pku_begin(struct vmpk_runtime *rt, struct vmpk_thread *t, uint32_t slot,
-                     uint32_t gen, struct gate *g)
+/* Opens the gate: pushes it, stamps the LRU, writes this thread's bits. */
+static inline __attribute__((always_inline)) void open_gate(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key key,
+                             uint32_t slot, uint8_t h, int access)
 {
+    gate_push(t, rt, key, slot, h, access);
+    hw_touch(&rt->hw[h]);
+    sync_thread(rt, t, &rt->slots[slot], rt->hw[h].pkey, access);
+}
+
+/* Everything but a plain hit: checks every argument, and binds the vkey to
+ * a hw key (evicting the least recently used one) if it is not resident. */
+static __attribute__((noinline)) int begin_slow(struct vmpk_runtime *rt, vmpk_key key,
+                                                int access)
+{
+    struct vmpk_thread *t;
+    uint32_t slot;
+    int err = vmpk__gate_prepare(rt, key, access, &t, &slot);
+    if (err)
+        return err;
     struct vkey *v = &rt->slots[slot];
-    /* acquire: pairs with bind()'s store, after the hw key was set up */
-    uint8_t h = atomic_load_explicit(&v->hw, memory_order_acquire);
-    if (h != HW_NONE && hw_pin_if_bound(&rt->hw[h], slot)) {
-        if (atomic_load(&v->gen) != gen) { /* destroyed and reused meanwhile */
-            hw_unpin(&rt->hw[h]);
-            return VMPK_E_STALE;
-        }
-        counter_add(&t->counters[rt->id].hits, 1);
-    } else {
+    uint32_t gen = vmpk__gen_of(key);
+    uint8_t h = atomic_load(&v->hw);
+    bool missed = false;
+    if (h == HW_NONE || !hw_pin_if_bound(&rt->hw[h], slot)) {
         pthread_mutex_lock(&rt->lock);
-        int err = v->live && atomic_load(&v->gen) == gen ? bind(rt, slot, &h) : VMPK_E_STALE;
+        bool valid = v->live && atomic_load(&v->gen) == gen;
+        h = atomic_load(&v->hw);
+        missed = valid && h == HW_NONE;
+        err = valid ? bind(rt, slot, &h) : VMPK_E_STALE;
         pthread_mutex_unlock(&rt->lock);
         if (err)
             return err;
-        atomic_fetch_add(&rt->c.misses, 1);
+    } else if (atomic_load(&v->gen) != gen) {
+        hw_unpin(&rt->hw[h]);
+        return VMPK_E_STALE;
     }
-    hw_touch(rt, &rt->hw[h]);
-    g->hw = h;
-    set_thread_access(rt, t, rt->hw[h].pkey, access_union(g->access, atomic_load(&v->access)));
+    open_gate(rt, t, key, slot, h, access);
+    if (missed)
+        atomic_fetch_add(&rt->c.misses, 1);
+    else
+        counter_add(&t->counters[rt->id].hits, 1);
     return 0;
 }
 
-static void pku_end(struct vmpk_runtime *rt, struct vmpk_thread *t, const struct gate *g)
+/* vmpk_begin. The hit path: no lock, no syscall; pin, check, one WRPKRU. */
+static int pku_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
 {
-    const struct vkey *v = &rt->slots[g->slot];
-    set_thread_access(rt, t, rt->hw[g->hw].pkey, access_union(g->outer, atomic_load(&v->access)));
-    hw_unpin(&rt->hw[g->hw]);
+    struct vmpk_thread *t = vmpk__self;
+    uint32_t slot = gate_slot(key);
+    if (__builtin_expect(!t || key >> (SLOT_BITS + GEN_BITS) != rt->id ||
+                             slot >= relaxed_load(&rt->nslots) ||
+                             (access != VMPK_READ && access != VMPK_RW) ||
+                             t->depth == VMPK_MAX_GATE_DEPTH, 0))
+        return begin_slow(rt, key, access);
+    struct vkey *v = &rt->slots[slot];
+    /* acquire: pairs with bind()'s store, made after the hw key was set up */
+    uint8_t h = atomic_load_explicit(&v->hw, memory_order_acquire);
+    if (__builtin_expect(h == HW_NONE || !hw_pin_if_bound(&rt->hw[h], slot), 0))
+        return begin_slow(rt, key, access);
+    if (__builtin_expect(atomic_load_explicit(&v->gen, memory_order_acquire) !=
+                             vmpk__gen_of(key), 0)) { /* destroyed and reused */
+        hw_unpin(&rt->hw[h]);
+        return VMPK_E_STALE;
+    }
+    open_gate(rt, t, key, slot, h, access);
+    counter_add(&t->counters[rt->id].hits, 1);
+    return 0;
+}
+
+/* A thread created inside a gate copied the gate's bits: take them back
+ * while the gate still pins the vkey. */
+static __attribute__((noinline)) void revoke_copies(struct vmpk_runtime *rt, struct hwkey *k)
+{
+    atomic_store(&k->open_elsewhere, true);
+    if (vmpk__shootdown(rt))
+        abort(); /* some thread would keep the gate's access */
+}
+
+/* vmpk_end */
+static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
+{
+    struct vmpk_thread *t = vmpk__self;
+    struct gate *g = gate_top(t, rt, key);
+    if (__builtin_expect(!g, 0))
+        return VMPK_E_GATE_ORDER;
+    struct hwkey *k = &rt->hw[g->hw];
+    t->depth--; /* popped first: a shootdown from now on leaves it out */
+    sync_thread(rt, t, &rt->slots[g->slot], k->pkey, g->outer);
+    if (__builtin_expect(tasks_births() != g->births, 0))
+        revoke_copies(rt, k);
+    hw_unpin(k);
+    return 0;
 }
 
 static int pku_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
@@ -198,6 +292,15 @@ static int pku_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
     if (t)
         set_thread_access(rt, t, rt->hw[h].pkey,
                           access_union(vmpk__thread_gate_access(t, rt, slot), access));
+    struct hwkey *k = &rt->hw[h];
+    if ((old & ~access) && atomic_load(&k->open_elsewhere)) {
+        int err = vmpk__shootdown(rt); /* gates pin it: narrow every thread */
+        if (err) {
+            atomic_store(&v->access, (uint8_t)old);
+            return err;
+        }
+    }
+    atomic_store(&k->open_elsewhere, access != VMPK_NONE);
     return 0;
 }
 
@@ -231,6 +334,44 @@ static int pku_retire(struct vmpk_runtime *rt, uint32_t slot)
     return r ? vmpk__os_error(r) : 0;
 }
 
+static int pku_pin(struct vmpk_runtime *rt, uint32_t slot)
+{
+    uint8_t h;
+    int err = bind(rt, slot, &h);
+    if (!err)
+        hw_touch(&rt->hw[h]);
+    return err;
+}
+
+static void pku_unpin(struct vmpk_runtime *rt, uint32_t slot)
+{
+    hw_unpin(&rt->hw[atomic_load(&rt->slots[slot].hw)]);
+}
+
+/* The calling thread's ideal PKRU (see the top of this file), for the
+ * shootdown handler: no locks, reads only. */
+uint32_t vmpk__pku_ideal(uint32_t pkru, const struct vmpk_thread *t)
+{
+    for (int id = 0; id < VMPK_MAX_RUNTIMES; id++) {
+        struct vmpk_runtime *rt = atomic_load(&vmpk__runtimes[id]);
+        if (!rt || rt->be != &vmpk__backend_pku)
+            continue;
+        uint32_t n = atomic_load(&rt->nhw);
+        for (uint32_t h = 0; h < n; h++) {
+            uint32_t slot1 = HW_SLOT1(atomic_load(&rt->hw[h].state));
+            int access = VMPK_NONE;
+            if (slot1) {
+                int gate = t ? vmpk__thread_gate_access(t, rt, slot1 - 1) : VMPK_NONE;
+                access = access_union(gate, atomic_load(&rt->slots[slot1 - 1].access));
+            }
+            pkru = pkru_with(pkru, rt->hw[h].pkey, pkru_bits_for(access));
+        }
+    }
+    for (int i = 0; i < npool; i++) /* racy read of a short array: fine */
+        pkru = pkru_with(pkru, pool[i], PKRU_CLOSED);
+    return pkru;
+}
+
 const struct backend vmpk__backend_pku = {
     .name = "pku",
     .kind = VMPK_BACKEND_PKU,
@@ -242,4 +383,6 @@ const struct backend vmpk__backend_pku = {
     .protect = pku_protect,
     .grow = pku_grow,
     .retire = pku_retire,
+    .pin = pku_pin,
+    .unpin = pku_unpin,
 };

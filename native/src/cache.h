@@ -10,6 +10,7 @@
 #ifndef VMPK_CACHE_H
 #define VMPK_CACHE_H
 
+#include "cpu_x86.h"
 #include "internal.h"
 
 /* Pins k if it serves slot; false if it serves another or none. */
@@ -28,12 +29,11 @@ static inline void hw_unpin(struct hwkey *k)
     atomic_fetch_sub(&k->state, 1);
 }
 
-/* Records a use for LRU. Racy by design: an approximate order is enough. */
-static inline void hw_touch(struct vmpk_runtime *rt, struct hwkey *k)
+/* Records a use for LRU. The TSC orders uses across threads without a
+ * shared counter for every gate to write. */
+static inline void hw_touch(struct hwkey *k)
 {
-    uint64_t now = relaxed_load(&rt->clock) + 1;
-    relaxed_store(&rt->clock, now);
-    relaxed_store(&k->stamp, now);
+    relaxed_store(&k->stamp, cpu_ticks());
 }
 
 /* Unbinds k from slot unless a gate pins it. */

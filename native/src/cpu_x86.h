@@ -13,8 +13,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/* A cheap, process-wide ordering of events: the LRU's clock. */
+static inline uint64_t cpu_ticks(void)
+{
+    return __builtin_ia32_rdtsc();
+}
+
 #ifdef VMPK_PKRU_STUB
-extern __thread uint32_t vmpk__stub_pkru;
+/* volatile: the check after a write must read it back for real. */
+extern __thread volatile uint32_t vmpk__stub_pkru __attribute__((tls_model("initial-exec")));
 static inline uint32_t rdpkru(void) { return vmpk__stub_pkru; }
 static inline void wrpkru(uint32_t v) { vmpk__stub_pkru = v; }
 #else

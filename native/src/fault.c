@@ -18,18 +18,17 @@
 #include <unistd.h>
 
 #include "arena.h"
-#include "cpu_x86.h"
 #include "internal.h"
 #include "os.h"
 #include "pkru.h"
 #include "probe_x86.h"
+#include "shootdown.h"
+#include "tasks.h"
 #include "sigframe_x86.h"
 
 #ifndef SEGV_PKUERR
 #define SEGV_PKUERR 4
 #endif
-
-extern struct vmpk_runtime *_Atomic vmpk__runtimes[VMPK_MAX_RUNTIMES];
 
 static struct sigaction previous;
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -212,6 +211,7 @@ out:
 int vmpk__fault_install(void)
 {
     int err = 0;
+    tasks_init();
     pthread_mutex_lock(&install_lock);
     if (!installed) {
         if (os_pkey_supported())
@@ -219,10 +219,14 @@ int vmpk__fault_install(void)
         struct sigaction sa = { .sa_sigaction = on_sigsegv,
                                 .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART };
         sigemptyset(&sa.sa_mask);
-        if (sigaction(SIGSEGV, &sa, &previous))
-            err = vmpk__system_error(errno);
-        else
-            installed = true;
+        /* A shootdown waits until this handler has written the frame. */
+        sigaddset(&sa.sa_mask, vmpk__shootdown_signal());
+        if ((err = vmpk__shootdown_install()) == 0) {
+            if (sigaction(SIGSEGV, &sa, &previous))
+                err = vmpk__system_error(errno);
+            else
+                installed = true;
+        }
     }
     pthread_mutex_unlock(&install_lock);
     return err;

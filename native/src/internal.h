@@ -72,6 +72,7 @@ struct vkey {
     } r;                      /* live regions, sorted by page */
     char *name;               /* NULL when unnamed; kept until the slot is reused */
     uint32_t next_free;       /* free slot list, slot + 1 */
+    uint32_t pins;            /* vmpk_pin, not yet unpinned */
 };
 
 /* A hardware key held by the runtime. `state` packs the binding and the pins
@@ -82,6 +83,11 @@ struct hwkey {
     _Atomic uint64_t state;
     _Atomic uint64_t stamp;   /* last use, for LRU; speed only */
     int pkey;
+    /* Some thread may hold bits for pkey wider than its own gates: the perm
+     * of the vkey it serves (lazy grants), or a gate's bits copied into a
+     * thread created inside the gate. Reusing the pkey then needs a
+     * shootdown first (invariant 2); otherwise it is free. */
+    _Atomic bool open_elsewhere;
 };
 
 #define HW_STATE(slot, pins) (((uint64_t)(slot) + 1) << 32 | (pins))
@@ -91,16 +97,17 @@ struct hwkey {
 /* One open gate on the calling thread. */
 struct gate {
     struct vmpk_runtime *rt;
+    vmpk_key key;
     uint32_t slot;
     uint8_t hw;               /* pku: the hw key pinned */
     uint8_t access;           /* what this gate grants */
     uint8_t outer;            /* what an enclosing gate on the same vkey grants */
+    unsigned births;          /* tasks_births() at begin: a clone copies PKRU */
 };
 
 /* Per-runtime counters kept by each thread, so the hot path never shares a
  * cache line with other threads. */
 struct thread_counters {
-    _Atomic uint64_t gates;
     _Atomic uint64_t hits;
     _Atomic uint64_t pkru_writes;
 };
@@ -114,7 +121,7 @@ struct vmpk_thread {
 
 struct runtime_counters {
     _Atomic uint64_t misses, evictions, pkey_mprotect_calls, mprotect_calls,
-        syscalls, faults_repaired, shootdowns;
+        syscalls, faults_repaired, shootdowns, shootdown_signals;
 };
 
 struct backend;
@@ -127,7 +134,7 @@ struct vmpk_runtime {
 
     /* vkey table: reserved once, committed as it grows, never moves. */
     struct vkey *slots;
-    uint32_t nslots;          /* slots ever used */
+    _Atomic uint32_t nslots;  /* slots ever used; read unlocked by the gate path */
     uint32_t slots_committed;
     uint32_t free_slots;      /* free list head, slot + 1 */
     uint32_t live;
@@ -141,29 +148,30 @@ struct vmpk_runtime {
     struct hwkey hw[MAX_HW_KEYS];
     _Atomic uint32_t nhw;
     int hw_budget;
-    _Atomic uint64_t clock;
 
     struct runtime_counters c;
     struct thread_counters base; /* thread counters at open, for this id */
 };
 
 /* The backend contract. Every entry is called with rt->lock held except
- * begin and end, which take it themselves where they need it. */
+ * begin and end, which are vmpk_begin and vmpk_end themselves (the gate path
+ * is the hot one, so each backend owns it whole) and lock where they need. */
 struct backend {
     const char *name;
     int kind;                 /* enum vmpk_backend */
     bool thread_local;
     int (*setup)(struct vmpk_runtime *rt, int max_hw_keys);
     void (*teardown)(struct vmpk_runtime *rt);
-    /* Opens a gate for the calling thread; g is filled in except rt/slot. */
-    int (*begin)(struct vmpk_runtime *rt, struct vmpk_thread *t, uint32_t slot,
-                 uint32_t gen, struct gate *g);
-    void (*end)(struct vmpk_runtime *rt, struct vmpk_thread *t, const struct gate *g);
+    int (*begin)(struct vmpk_runtime *rt, vmpk_key key, int access);
+    int (*end)(struct vmpk_runtime *rt, vmpk_key key);
     int (*protect)(struct vmpk_runtime *rt, uint32_t slot, int access);
     /* Pages [from, to) of the window came into use. */
     int (*grow)(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32_t to);
     /* The vkey is being destroyed: unbind it. VMPK_E_BUSY if gates pin it. */
     int (*retire)(struct vmpk_runtime *rt, uint32_t slot);
+    /* vmpk_pin / vmpk_unpin: keep the vkey resident, or stop. */
+    int (*pin)(struct vmpk_runtime *rt, uint32_t slot);
+    void (*unpin)(struct vmpk_runtime *rt, uint32_t slot);
 };
 
 extern const struct backend vmpk__backend_pku;
@@ -173,7 +181,10 @@ extern const struct backend vmpk__backend_mprotect;
 vmpk_key vmpk__handle(const struct vmpk_runtime *rt, uint32_t slot, uint32_t gen);
 /* Slot of a live vkey named by `key`, or a negative vmpk_error. */
 int64_t vmpk__slot_of(const struct vmpk_runtime *rt, vmpk_key key);
-uint32_t vmpk__gen_of(vmpk_key key);
+static inline uint32_t vmpk__gen_of(vmpk_key key)
+{
+    return (uint32_t)(key >> SLOT_BITS) & ((1u << GEN_BITS) - 1);
+}
 int vmpk__slots_init(struct vmpk_runtime *rt);
 void vmpk__slots_fini(struct vmpk_runtime *rt);
 int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *slot);
@@ -204,8 +215,17 @@ static inline struct vmpk_thread *vmpk__thread(void)
 /* Sum of every thread's counters for runtime id. */
 void vmpk__thread_counters(uint8_t id, struct thread_counters *sum);
 /* The access the calling thread's gates grant on (rt, slot). */
-int vmpk__thread_gate_access(const struct vmpk_thread *t, const struct vmpk_runtime *rt,
-                             uint32_t slot);
+static inline int vmpk__thread_gate_access(const struct vmpk_thread *t,
+                                           const struct vmpk_runtime *rt, uint32_t slot)
+{
+    for (uint32_t i = t->depth; i-- > 0;)
+        if (t->gates[i].rt == rt && t->gates[i].slot == slot)
+            return t->gates[i].access;
+    return VMPK_NONE;
+}
+
+/* Open runtimes by id, read lock-free by the signal handlers. */
+extern struct vmpk_runtime *_Atomic vmpk__runtimes[VMPK_MAX_RUNTIMES];
 
 /* fault handling (fault.c) */
 int vmpk__fault_install(void);

@@ -26,7 +26,8 @@ static int result(long r)
 }
 
 #ifdef VMPK_PKRU_STUB
-__thread uint32_t vmpk__stub_pkru = 0x55555554; /* Linux's init value */
+__thread volatile uint32_t vmpk__stub_pkru __attribute__((tls_model("initial-exec"))) =
+    0x55555554; /* Linux's init value */
 static _Atomic int stub_next_pkey = 1;
 
 int os_pkey_supported(void) { return 1; }

@@ -24,10 +24,10 @@
 #define PKRU_WD 2u
 #define PKRU_CLOSED (PKRU_AD | PKRU_WD)
 
-/* The two bits that give exactly `access` (enum vmpk_access). */
+/* The two bits that give exactly `access` (enum vmpk_access: 0, 1 or 3). */
 static inline uint32_t pkru_bits_for(int access)
 {
-    return access == VMPK_RW ? 0 : access == VMPK_READ ? PKRU_WD : PKRU_CLOSED;
+    return (0x0b >> (2 * (access & 3))) & 3; /* 3 -> 00, 1 -> 10, 0 -> 11 */
 }
 
 /* The access two bits give. AD alone still blocks everything. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "gate.h"
 #include "internal.h"
 #include "os.h"
 
@@ -144,7 +145,8 @@ static bool gates_open(const struct vmpk_runtime *rt)
         if (HW_PINS(atomic_load(&rt->hw[h].state)))
             return true;
     for (uint32_t s = 0; s < rt->nslots; s++)
-        if (rt->slots[s].live && (rt->slots[s].open_read || rt->slots[s].open_write))
+        if (rt->slots[s].live &&
+            (rt->slots[s].open_read || rt->slots[s].open_write || rt->slots[s].pins))
             return true;
     return false;
 }
@@ -206,17 +208,18 @@ int vmpk_stats(const vmpk_runtime *rt, struct vmpk_stats *out)
     vmpk__thread_counters(rt->id, &t);
     struct vmpk_runtime *m = (struct vmpk_runtime *)rt; /* the lock only */
     pthread_mutex_lock(&m->lock);
-    uint64_t resident = 0, names = 0, ranges = 0;
+    uint64_t resident = 0, names = 0, ranges = 0, pins = 0;
     uint32_t n = atomic_load(&rt->nhw);
     for (uint32_t h = 0; h < n; h++)
         resident += atomic_load(&rt->hw[h].state) != 0;
     for (uint32_t s = 0; s < rt->nslots; s++) {
         const struct vkey *v = &rt->slots[s];
         names += v->name ? strlen(v->name) + 1 : 0;
+        pins += v->live ? v->pins : 0;
         ranges += vmpk__regions_bytes(v);
     }
     *out = (struct vmpk_stats){
-        .gates = t.gates - rt->base.gates,
+        .gates = t.hits - rt->base.hits + atomic_load(&rt->c.misses),
         .hits = t.hits - rt->base.hits,
         .misses = atomic_load(&rt->c.misses),
         .evictions = atomic_load(&rt->c.evictions),
@@ -233,6 +236,8 @@ int vmpk_stats(const vmpk_runtime *rt, struct vmpk_stats *out)
         .mapped_bytes = rt->used_pages * rt->page,
         .metadata_bytes = (uint64_t)rt->nslots * sizeof(struct vkey) + names + ranges +
                           (uint64_t)rt->nslots * sizeof(uint32_t), /* owner entries */
+        .shootdown_signals = atomic_load(&rt->c.shootdown_signals),
+        .pins = pins,
     };
     pthread_mutex_unlock(&m->lock);
     return 0;
@@ -282,6 +287,8 @@ int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t windo
 static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot)
 {
     struct vkey *v = &rt->slots[slot];
+    if (v->pins)
+        return VMPK_E_BUSY;
     int err = rt->be->retire(rt, slot); /* pages now PROT_NONE on pkey 0 */
     if (err)
         return err;
@@ -371,46 +378,56 @@ int vmpk_protect(vmpk_runtime *rt, vmpk_key key, int access)
     WITH_SLOT(rt, key, slot, rt->be->protect(rt, (uint32_t)slot, access));
 }
 
+int vmpk__gate_prepare(struct vmpk_runtime *rt, vmpk_key key, int access,
+                       struct vmpk_thread **t, uint32_t *slot)
+{
+    if (access != VMPK_READ && access != VMPK_RW)
+        return VMPK_E_INVALID;
+    if (key == 0 || key >> (SLOT_BITS + GEN_BITS + RT_BITS))
+        return VMPK_E_INVALID;
+    *slot = gate_slot(key);
+    if (key >> (SLOT_BITS + GEN_BITS) != rt->id || *slot >= atomic_load(&rt->nslots))
+        return VMPK_E_STALE;
+    if (!(*t = vmpk__thread()))
+        return VMPK_E_NOMEM;
+    return (*t)->depth == VMPK_MAX_GATE_DEPTH ? VMPK_E_GATE_DEPTH : 0;
+}
+
 int vmpk_begin(vmpk_runtime *rt, vmpk_key key, int access)
 {
-    if (!rt || (access != VMPK_READ && access != VMPK_RW))
-        return VMPK_E_INVALID;
-    uint32_t slot1 = (uint32_t)key & ((1u << SLOT_BITS) - 1);
-    if (key >> (SLOT_BITS + GEN_BITS) != rt->id || slot1 == 0 || slot1 > rt->nslots)
-        return key == 0 || key >> (SLOT_BITS + GEN_BITS + RT_BITS) ? VMPK_E_INVALID
-                                                                    : VMPK_E_STALE;
-    struct vmpk_thread *t = vmpk__thread();
-    if (!t)
-        return VMPK_E_NOMEM;
-    if (t->depth == VMPK_MAX_GATE_DEPTH)
-        return VMPK_E_GATE_DEPTH;
-    struct gate *g = &t->gates[t->depth];
-    *g = (struct gate){
-        .rt = rt,
-        .slot = slot1 - 1,
-        .access = (uint8_t)access,
-        .outer = (uint8_t)vmpk__thread_gate_access(t, rt, slot1 - 1),
-    };
-    int err = rt->be->begin(rt, t, slot1 - 1, vmpk__gen_of(key), g);
-    if (err)
-        return err;
-    t->depth++;
-    counter_add(&t->counters[rt->id].gates, 1);
-    return 0;
+    return rt ? rt->be->begin(rt, key, access) : VMPK_E_INVALID;
 }
 
 int vmpk_end(vmpk_runtime *rt, vmpk_key key)
 {
-    struct vmpk_thread *t = vmpk__self;
-    if (!rt)
+    return rt ? rt->be->end(rt, key) : VMPK_E_INVALID;
+}
+
+static int pin_locked(struct vmpk_runtime *rt, uint32_t slot)
+{
+    int err = rt->be->pin(rt, slot);
+    if (!err)
+        rt->slots[slot].pins++;
+    return err;
+}
+
+static int unpin_locked(struct vmpk_runtime *rt, uint32_t slot)
+{
+    if (!rt->slots[slot].pins)
         return VMPK_E_INVALID;
-    const struct gate *g = t && t->depth ? &t->gates[t->depth - 1] : NULL;
-    if (!g || g->rt != rt || g->slot + 1 != (uint32_t)(key & ((1u << SLOT_BITS) - 1)) ||
-        atomic_load(&rt->slots[g->slot].gen) != vmpk__gen_of(key))
-        return VMPK_E_GATE_ORDER;
-    rt->be->end(rt, t, g);
-    t->depth--;
+    rt->be->unpin(rt, slot);
+    rt->slots[slot].pins--;
     return 0;
+}
+
+int vmpk_pin(vmpk_runtime *rt, vmpk_key key)
+{
+    WITH_SLOT(rt, key, slot, pin_locked(rt, (uint32_t)slot));
+}
+
+int vmpk_unpin(vmpk_runtime *rt, vmpk_key key)
+{
+    WITH_SLOT(rt, key, slot, unpin_locked(rt, (uint32_t)slot));
 }
 
 int vmpk_lookup(const vmpk_runtime *rt, const void *addr, vmpk_key *key, void **region,

@@ -19,7 +19,6 @@ static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 
 static void add_counters(struct thread_counters *to, const struct thread_counters *from)
 {
-    counter_add(&to->gates, relaxed_load(&from->gates));
     counter_add(&to->hits, relaxed_load(&from->hits));
     counter_add(&to->pkru_writes, relaxed_load(&from->pkru_writes));
 }
@@ -29,8 +28,7 @@ static void thread_exit(void *arg)
     struct vmpk_thread *t = arg;
     while (t->depth) {
         const struct gate *g = &t->gates[t->depth - 1];
-        g->rt->be->end(g->rt, t, g);
-        t->depth--;
+        g->rt->be->end(g->rt, g->key);
     }
     pthread_mutex_lock(&registry_lock);
     for (struct vmpk_thread **p = &threads; *p; p = &(*p)->next) {
@@ -74,13 +72,4 @@ void vmpk__thread_counters(uint8_t id, struct thread_counters *sum)
     for (struct vmpk_thread *t = threads; t; t = t->next)
         add_counters(sum, &t->counters[id]);
     pthread_mutex_unlock(&registry_lock);
-}
-
-int vmpk__thread_gate_access(const struct vmpk_thread *t, const struct vmpk_runtime *rt,
-                             uint32_t slot)
-{
-    for (uint32_t i = t->depth; i-- > 0;)
-        if (t->gates[i].rt == rt && t->gates[i].slot == slot)
-            return t->gates[i].access;
-    return VMPK_NONE;
 }

@@ -18,11 +18,6 @@ vmpk_key vmpk__handle(const struct vmpk_runtime *rt, uint32_t slot, uint32_t gen
            (slot + 1);
 }
 
-uint32_t vmpk__gen_of(vmpk_key key)
-{
-    return (uint32_t)(key >> SLOT_BITS) & ((1u << GEN_BITS) - 1);
-}
-
 int64_t vmpk__slot_of(const struct vmpk_runtime *rt, vmpk_key key)
 {
     if (key == 0 || key >> (SLOT_BITS + GEN_BITS + RT_BITS))

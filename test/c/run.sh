@@ -30,7 +30,7 @@ run() { # label, command...
 }
 
 if [ "$2" = tsan ]; then
-    run tsan env VMPK_BACKEND=pku "$build/tsan/test_threads" stress
+    run tsan env VMPK_BACKEND=pku "$build/tsan/test_stress" quiet
 else
     for t in "$build"/release/test_*; do
         run "$(basename "$t")" "$t"
@@ -40,7 +40,8 @@ else
         # Stand-ins where PKU is missing, both with PKRU stubbed: the pku
         # backend's bookkeeping counted exactly, and its locking under TSan.
         run "test_counts stub" env VMPK_BACKEND=pku "$build/stub/test_counts"
-        run "test_threads tsan" env VMPK_BACKEND=pku "$build/tsan/test_threads" stress
+        run "test_stress tsan" env VMPK_BACKEND=pku VMPK_STRESS_GATES=200000 \
+            "$build/tsan/test_stress" quiet
     fi
     # The smoke test proves real PKU semantics; it skips (exit 77) without PKU.
     "$build/pku_smoke" >/tmp/vmpk-smoke.$$ 2>&1

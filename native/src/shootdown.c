@@ -1,0 +1,127 @@
+/*
+ * See shootdown.h. One shootdown runs at a time in the process. A thread's
+ * handler always computes its ideal PKRU from the current state, so a late
+ * or repeated signal is harmless, and a thread that is inside another
+ * handler with the signal blocked gets it the moment that handler returns,
+ * before its interrupted code runs again.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "cpu_x86.h"
+#include "os.h"
+#include "shootdown.h"
+#include "sigframe_x86.h"
+#include "tasks.h"
+
+#define SPINS_BEFORE_CHECKING 2000 /* sched_yield rounds before asking /proc */
+
+_Atomic uint64_t vmpk__revocations;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t *tids;
+static size_t tids_cap;
+static _Atomic int *acked;
+static size_t acked_cap;
+static _Atomic int targets; /* entries of tids/acked in use by this round */
+static struct sigaction previous;
+static int signo;
+
+uint32_t vmpk__pku_ideal(uint32_t pkru, const struct vmpk_thread *t);
+
+static void on_shootdown(int sig, siginfo_t *si, void *ctx)
+{
+    if (si->si_code != SI_TKILL || si->si_pid != getpid()) {
+        if (previous.sa_flags & SA_SIGINFO)
+            previous.sa_sigaction(sig, si, ctx);
+        else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN)
+            previous.sa_handler(sig);
+        return;
+    }
+    int saved_errno = errno;
+#ifdef VMPK_PKRU_STUB
+    (void)ctx;
+    vmpk__stub_pkru = vmpk__pku_ideal(vmpk__stub_pkru, vmpk__self);
+#else
+    uint32_t pkru;
+    if (sigframe_pkru(ctx, &pkru))
+        sigframe_set_pkru(ctx, vmpk__pku_ideal(pkru, vmpk__self));
+#endif
+    pid_t me = os_gettid();
+    int n = atomic_load(&targets);
+    for (int i = 0; i < n; i++)
+        if (tids[i] == me)
+            atomic_store(&acked[i], 1);
+    errno = saved_errno;
+}
+
+int vmpk__shootdown_install(void)
+{
+    signo = vmpk__shootdown_signal();
+    struct sigaction sa = { .sa_sigaction = on_shootdown,
+                            .sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK };
+    sigemptyset(&sa.sa_mask);
+    return sigaction(signo, &sa, &previous) ? vmpk__system_error(errno) : 0;
+}
+
+int vmpk__shootdown_signal(void)
+{
+    return SIGRTMAX - 3; /* glibc keeps the lowest ones; this one is unclaimed */
+}
+
+static int grow_acked(size_t n)
+{
+    if (n <= acked_cap)
+        return 0;
+    _Atomic int *more = realloc((void *)acked, n * sizeof *more);
+    if (!more)
+        return VMPK_E_NOMEM;
+    acked = more;
+    acked_cap = n;
+    return 0;
+}
+
+int vmpk__shootdown(struct vmpk_runtime *rt)
+{
+    pthread_mutex_lock(&lock);
+    int n = tasks_list(&tids, &tids_cap), err = n < 0 ? vmpk__os_error(n) : grow_acked((size_t)n);
+    if (err) {
+        pthread_mutex_unlock(&lock);
+        return err;
+    }
+    for (int i = 0; i < n; i++)
+        atomic_store(&acked[i], 0);
+    atomic_store(&targets, n);
+    atomic_fetch_add(&vmpk__revocations, 1);
+    uint64_t sent = 0;
+    for (int i = 0; i < n; i++) {
+        if (tasks_signal(tids[i], signo) == 0)
+            sent++;
+        else
+            atomic_store(&acked[i], 1); /* gone */
+    }
+    for (int spins = 0;; spins++) {
+        int waiting = 0;
+        for (int i = 0; i < n; i++)
+            waiting += !atomic_load(&acked[i]);
+        if (!waiting)
+            break;
+        if (spins >= SPINS_BEFORE_CHECKING && spins % SPINS_BEFORE_CHECKING == 0) {
+            for (int i = 0; i < n; i++)
+                if (!atomic_load(&acked[i]) &&
+                    (tasks_signal(tids[i], 0) == -ESRCH || tasks_blocking(tids[i], signo)))
+                    atomic_store(&acked[i], 1);
+        }
+        sched_yield();
+    }
+    atomic_store(&targets, 0);
+    atomic_fetch_add(&rt->c.shootdowns, 1);
+    atomic_fetch_add(&rt->c.shootdown_signals, sent);
+    atomic_fetch_add(&rt->c.syscalls, sent);
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
