@@ -1,8 +1,10 @@
 /*
  * The SIGSEGV handler. In order:
- *   1. a PKU fault that the vkey's perm (or this thread's gates) allows: a
- *      lazy grant. The thread's PKRU in the signal frame catches up and the
- *      access is retried. This is how other threads learn of vmpk_protect.
+ *   1. a fault on an access that the vkey's perm (or this thread's gates)
+ *      allows: a lazy grant, where the thread's PKRU in the signal frame
+ *      catches up and the access is retried (this is how other threads learn
+ *      of vmpk_protect), or a race with a change of the vkey's binding or
+ *      page protection, where the access is simply retried.
  *   2. a fault of vmpk_probe: resume with "denied".
  *   3. any other fault in vmpk's arena: a real violation. Print one line
  *      naming the vkey, the region, the offset and why, then die by SIGSEGV
@@ -72,26 +74,44 @@ struct fault {
     const struct vkey *v;
 };
 
-static bool lazy_grant(const struct fault *f, const siginfo_t *si, ucontext_t *uc)
+/* Retries in a row at one address that the state allowed: a state change
+ * in flight settles within a few; more means something is wrong. */
+#define MAX_RETRIES 10000
+static __thread uintptr_t retry_addr __attribute__((tls_model("initial-exec")));
+static __thread unsigned retries __attribute__((tls_model("initial-exec")));
+
+/* A fault on an access that the vkey's state allows this thread (its gates
+ * plus the perm): either this thread's PKRU has not caught up with the perm
+ * yet (a lazy grant: write the frame's bits), or the fault raced with a
+ * change of the vkey's binding or page protection (retry the access). */
+static bool allowed_now(const struct fault *f, const siginfo_t *si, ucontext_t *uc)
 {
-    if (si->si_code != SEGV_PKUERR || !f->rt || (f->owner & OWNER_FREED))
+    if (!f->rt || (f->owner & OWNER_FREED))
         return false;
-    uint8_t h = atomic_load(&f->v->hw);
-    if (h == HW_NONE || f->rt->hw[h].pkey != (int)si->si_pkey ||
-        HW_SLOT1(atomic_load(&f->rt->hw[h].state)) != f->slot + 1)
+    uint32_t page = (uint32_t)((f->addr - (uintptr_t)window_base(f->v)) / f->rt->page);
+    if (!vmpk__region_containing(f->v, page))
         return false;
     struct vmpk_thread *t = vmpk__self;
     int gate = t ? vmpk__thread_gate_access(t, f->rt, f->slot) : VMPK_NONE;
     int allowed = access_union(gate, atomic_load(&f->v->access));
     int need = f->write ? VMPK_RW : VMPK_READ;
-    uint32_t pkru;
-    if ((allowed & need) != need || !sigframe_pkru(uc, &pkru))
+    if ((allowed & need) != need)
         return false;
-    uint32_t want = pkru_with(pkru, (int)si->si_pkey, pkru_bits_for(allowed));
-    if (want == pkru || !sigframe_set_pkru(uc, want))
-        return false; /* retrying would fault again */
-    atomic_fetch_add(&f->rt->c.faults_repaired, 1);
-    return true;
+    if (f->addr != retry_addr)
+        retry_addr = f->addr, retries = 0;
+    if (++retries > MAX_RETRIES)
+        return false;
+    uint8_t h = atomic_load(&f->v->hw);
+    uint32_t pkru;
+    if (si->si_code == SEGV_PKUERR && h != HW_NONE && f->rt->hw[h].pkey == (int)si->si_pkey &&
+        HW_SLOT1(atomic_load(&f->rt->hw[h].state)) == f->slot + 1 && sigframe_pkru(uc, &pkru)) {
+        uint32_t want = pkru_with(pkru, (int)si->si_pkey, pkru_bits_for(allowed));
+        if (want != pkru && sigframe_set_pkru(uc, want)) {
+            atomic_fetch_add(&f->rt->c.faults_repaired, 1);
+            return true;
+        }
+    }
+    return true; /* the binding or the protection is changing: try again */
 }
 
 static const char *reason(const struct fault *f, const struct range **region)
@@ -191,7 +211,7 @@ static void on_sigsegv(int sig, siginfo_t *si, void *ctx)
             f.v = &f.rt->slots[f.slot];
         else
             f.owner |= OWNER_FREED;
-        if (lazy_grant(&f, si, uc))
+        if (allowed_now(&f, si, uc))
             goto out;
     }
     if (probe_fault_at(sigframe_ip(uc))) {
