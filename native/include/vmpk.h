@@ -167,6 +167,12 @@ VMPK_API int vmpk_begin(vmpk_runtime *rt, vmpk_key key, int access);
 /* Closes the calling thread's innermost gate, which must be on `key`. */
 VMPK_API int vmpk_end(vmpk_runtime *rt, vmpk_key key);
 
+/* vmpk_begin and vmpk_end for callers that hold only the handle, which names
+ * its runtime: one argument less for FFI callers to pass on every gate. A
+ * handle whose runtime is closed gives VMPK_E_STALE. */
+VMPK_API int vmpk_enter(vmpk_key key, int access);
+VMPK_API int vmpk_leave(vmpk_key key);
+
 /* Sets the key's process-wide access, like mprotect(2) on all its pages.
  * When it returns, a narrowing holds in every thread of the process,
  * including threads that never called vmpk (on pku: the key leaves its

@@ -403,6 +403,24 @@ int vmpk_end(vmpk_runtime *rt, vmpk_key key)
     return rt ? rt->be->end(rt, key) : VMPK_E_INVALID;
 }
 
+static struct vmpk_runtime *runtime_of(vmpk_key key)
+{
+    return atomic_load_explicit(&vmpk__runtimes[(key >> (SLOT_BITS + GEN_BITS)) & (VMPK_MAX_RUNTIMES - 1)],
+                                memory_order_acquire);
+}
+
+int vmpk_enter(vmpk_key key, int access)
+{
+    struct vmpk_runtime *rt = runtime_of(key);
+    return rt ? rt->be->begin(rt, key, access) : key ? VMPK_E_STALE : VMPK_E_INVALID;
+}
+
+int vmpk_leave(vmpk_key key)
+{
+    struct vmpk_runtime *rt = runtime_of(key);
+    return rt ? rt->be->end(rt, key) : VMPK_E_GATE_ORDER;
+}
+
 static int pin_locked(struct vmpk_runtime *rt, uint32_t slot)
 {
     int err = rt->be->pin(rt, slot);

@@ -5,7 +5,8 @@
  * A handle packs the runtime id, the slot's generation and slot + 1:
  *     bits 47..45 runtime id | 44..24 generation | 23..0 slot + 1
  * Destroying a vkey bumps its slot's generation; a slot whose generations
- * run out is retired for good rather than reused.
+ * run out is retired for good rather than reused, within its runtime; the
+ * next runtime on the same id goes on from the last generation, wrapping.
  */
 #include "internal.h"
 #include "os.h"
@@ -59,8 +60,11 @@ int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *out)
             return vmpk__os_error(r);
         rt->slots_committed += SLOT_CHUNK;
     }
+    /* The table outlives a closed runtime (its id's next runtime reuses it):
+     * go on from the generation a slot had, so old handles stay dead. */
     struct vkey *v = &rt->slots[rt->nslots];
-    atomic_store(&v->gen, 1);
+    uint32_t gen = atomic_load(&v->gen) % GEN_RETIRED + 1;
+    atomic_store(&v->gen, gen);
     atomic_store(&v->hw, HW_NONE);
     *out = rt->nslots++;
     return 0;
