@@ -29,7 +29,7 @@
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 1000;
-    struct vmpk_options o = { .backend = VMPK_BACKEND_PKU, .no_fault_handler = 1 };
+    struct vmpk_options o = { .backend = VMPK_BACKEND_PKU };
     vmpk_runtime *rt;
     vmpk_key key;
     void *mem;

@@ -39,8 +39,7 @@ static int rounds = ROUNDS;
 
 static void one_case(const char *name, int regions, int holes)
 {
-    struct vmpk_options o = { .backend = VMPK_BACKEND_PKU, .max_hw_keys = BUDGET,
-                              .no_fault_handler = 1 };
+    struct vmpk_options o = { .backend = VMPK_BACKEND_PKU, .max_hw_keys = BUDGET };
     vmpk_runtime *rt;
     struct vmpk_info info;
     static vmpk_key keys[KEYS];
