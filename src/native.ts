@@ -57,6 +57,12 @@ export interface NativeStats {
 export interface Native {
   /** The file that was loaded. */
   readonly path: string;
+  /**
+   * The address of vmpk_open in the loaded copy: two threads share the C
+   * core's state only if they see the same copy (a library file replaced
+   * after the first load is a second copy, with state of its own).
+   */
+  readonly identity: bigint;
   open(options: NativeOptions, out: [number]): number;
   close(rt: number): number;
   info(rt: number, out: NativeInfo): number;
@@ -68,7 +74,15 @@ export interface Native {
   begin(rt: number, key: number, access: number): number;
   end(rt: number, key: number): number;
   protect(rt: number, key: number, access: number): number;
+  /** vmpk_pin / vmpk_unpin: the key stays resident without a gate (async gates). */
+  pin(rt: number, key: number): number;
+  unpin(rt: number, key: number): number;
   probe(address: bigint, access: number): number;
+  /**
+   * vmpk_probe run on a libuv pool thread (koffi's async call): resolves
+   * with its result. For tests of what other threads see.
+   */
+  probeAsync(address: bigint, access: number): Promise<number>;
   lookup(rt: number, address: bigint, out: { key: number; region: bigint; size: number }): number;
   strerror(rc: number): string;
   lastErrno(): number;
@@ -153,6 +167,8 @@ function load(path: string): Native {
   const vmpk_begin = lib.func('vmpk_begin', 'int', ['uintptr_t', 'uint64_t', 'int']);
   const vmpk_end = lib.func('vmpk_end', 'int', ['uintptr_t', 'uint64_t']);
   const vmpk_protect = lib.func('vmpk_protect', 'int', ['uintptr_t', 'uint64_t', 'int']);
+  const vmpk_pin = lib.func('vmpk_pin', 'int', ['uintptr_t', 'uint64_t']);
+  const vmpk_unpin = lib.func('vmpk_unpin', 'int', ['uintptr_t', 'uint64_t']);
   const vmpk_probe = lib.func('vmpk_probe', 'int', ['const void *', 'int']);
   const vmpk_lookup = lib.func('vmpk_lookup', 'int', ['uintptr_t', 'const void *', out('uint64_t'), out('void *'), out('size_t')]);
   const vmpk_strerror = lib.func('vmpk_strerror', 'const char *', ['int']);
@@ -161,6 +177,7 @@ function load(path: string): Native {
 
   return {
     path,
+    identity: koffi.address(lib.symbol('vmpk_open')),
     open(o, outRt) {
       const cell: [number | bigint] = [0];
       const rc = vmpk_open(
@@ -211,7 +228,13 @@ function load(path: string): Native {
     begin: (rt, key, access) => vmpk_begin(rt, key, access) as number,
     end: (rt, key) => vmpk_end(rt, key) as number,
     protect: (rt, key, access) => vmpk_protect(rt, key, access) as number,
+    pin: (rt, key) => vmpk_pin(rt, key) as number,
+    unpin: (rt, key) => vmpk_unpin(rt, key) as number,
     probe: (address, access) => vmpk_probe(address, access) as number,
+    probeAsync: (address, access) =>
+      new Promise<number>((resolve, reject) => {
+        vmpk_probe.async(address, access, (err: unknown, rc: unknown) => (err ? reject(err) : resolve(rc as number)));
+      }),
     lookup(rt, address, o) {
       const k: [number | bigint] = [0];
       const r: [bigint | null] = [null];
@@ -237,14 +260,19 @@ function load(path: string): Native {
 
 let loaded: Native | undefined;
 
-/** Loads libvmpk.so once; later calls return the same binding. */
-export function getNative(): Native {
+/**
+ * Loads libvmpk.so once per thread (each worker has its own binding, over the
+ * same copy of the library: dlopen of one file gives one copy per process);
+ * later calls return the same binding. `path` (adopt(): the library the
+ * handle's thread loaded) overrides $VMPK_LIBRARY for the first load only.
+ */
+export function getNative(path: string = libraryPath()): Native {
   if (loaded !== undefined) return loaded;
-  const path = libraryPath();
   try {
     loaded = load(path);
   } catch (err) {
-    const fromEnv = process.env['VMPK_LIBRARY'] ? ' (from the environment variable VMPK_LIBRARY)' : '';
+    const env = process.env['VMPK_LIBRARY'];
+    const fromEnv = env !== undefined && env !== '' && path === env ? ' (from the environment variable VMPK_LIBRARY)' : '';
     throw new VmpkError(
       'LIBRARY_LOAD_FAILED',
       `vmpk: cannot load the native library ${path}${fromEnv}: ${(err as Error).message}; build it with \`npm run build\` (needs make and a C compiler) or point VMPK_LIBRARY at a libvmpk.so`,
