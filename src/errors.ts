@@ -24,7 +24,11 @@ export type VmpkErrorCode =
   | 'DOUBLE_FREE'
   | 'REGION_FREED'
   | 'ASYNC_IN_SYNC_GATE'
-  | 'LIBRARY_LOAD_FAILED';
+  | 'LIBRARY_LOAD_FAILED'
+  // Threads and async gates.
+  | 'TIMEOUT'
+  | 'ABORTED'
+  | 'NOT_OWNER';
 
 export class VmpkError extends Error {
   /** A stable string: branch on this, never on the message. */

@@ -1,14 +1,24 @@
 // A Key: a virtual key (vkey) of the C core, with its gates, its process-wide
 // access and its regions.
 import { accessName, parseAccess, parseGateAccess, type Access, type GateAccess } from './access.js';
+import { checkWaitOptions, withAsync } from './async.js';
 import { VmpkError, describe, invalidArgument, keyDestroyed, nativeError, quoteName, runtimeClosed } from './errors.js';
-import { INTERNAL, notConstructible, type KeyState } from './internal.js';
+import { makeKeyHandle, type KeyHandle } from './handle.js';
+import { INTERNAL, closedNow, notConstructible, type KeyState } from './internal.js';
 import { Region } from './region.js';
 import type { Runtime } from './runtime.js';
 import { checkInteger } from './validate.js';
 
+const E_STALE = -2;
 const E_BUSY = -6;
 const E_SYSTEM = -12;
+
+export interface WithAsyncOptions {
+  /** Milliseconds to wait for a hardware key when every one is pinned; then TIMEOUT. Default: no limit. 0: do not wait. */
+  timeout?: number;
+  /** Aborts the wait for a hardware key (ABORTED, with the signal's reason as cause). fn's own code is not interrupted. */
+  signal?: AbortSignal;
+}
 
 export class Key {
   readonly #ks: KeyState;
@@ -28,26 +38,53 @@ export class Key {
     return this.#ks.rs.runtime;
   }
 
-  /** The key's process-wide access: what every thread may do outside gates. */
+  /**
+   * The key's process-wide access: what every thread may do outside gates,
+   * as last set through this Key object (or its handle's value, for an
+   * adopted key: protect() on another thread does not update it here).
+   */
   get access(): Access {
     return accessName(this.#ks.access);
   }
 
-  /** True after destroy() or after the runtime closed. */
+  /**
+   * True after destroy() or after the runtime closed. A key destroyed through
+   * another thread's Key object reads true here once a call on this one
+   * found it destroyed.
+   */
   get destroyed(): boolean {
-    return this.#ks.destroyed || this.#ks.rs.closed;
+    return this.#ks.destroyed || closedNow(this.#ks.rs);
+  }
+
+  /** The live regions allocated through this Key object, or adopted with it. */
+  get regions(): Region[] {
+    const ks = this.#ks;
+    if (ks.destroyed || closedNow(ks.rs) || ks.regions === undefined) return [];
+    return [...ks.regions];
   }
 
   #check(where: string): KeyState {
     const ks = this.#ks;
-    if (ks.rs.closed) throw runtimeClosed(where);
+    if (closedNow(ks.rs)) throw runtimeClosed(where);
     if (ks.destroyed) throw keyDestroyed(where, ks.name);
     return ks;
   }
 
   #fail(rc: number, where: string, advice?: string): VmpkError {
-    const n = this.#ks.rs.n;
-    return nativeError(rc, where, advice, rc === E_SYSTEM ? n.lastErrno() : undefined);
+    return keyError(this.#ks, rc, where, advice);
+  }
+
+  /**
+   * A plain, structured-cloneable object naming the key, its runtime and the
+   * regions in key.regions, for a worker thread of this process to pass to
+   * adopt(). Views are not part of it: the worker makes its own with
+   * region.bytes. The handle carries the key's generation: once the key is
+   * destroyed, every use of it anywhere throws KEY_DESTROYED.
+   */
+  handle(): KeyHandle {
+    const ks = this.#check('key.handle()');
+    ks.shared = true;
+    return makeKeyHandle(ks);
   }
 
   /**
@@ -67,7 +104,9 @@ export class Key {
           : undefined;
       throw this.#fail(rc, `key.alloc(${bytes})`, advice);
     }
-    return new Region(INTERNAL, ks, out[0], bytes);
+    const region = new Region(INTERNAL, ks, out[0], bytes);
+    (ks.regions ??= new Set()).add(region);
+    return region;
   }
 
   /**
@@ -90,10 +129,12 @@ export class Key {
     if (typeof fn !== 'function') throw invalidArgument(`key.with(): fn must be a function, got ${describe(fn)}`);
     const ks = this.#ks;
     const rs = ks.rs;
+    // rs.closed, not closedNow(): an adopted runtime closed by its owner
+    // fails in vmpk_begin (VMPK_E_STALE), which gateError() reports.
     if (rs.closed) throw runtimeClosed('key.with()');
-    if (ks.destroyed) throw keyDestroyed('key.with()', ks.name);
+    if (ks.destroyed) throw closedNow(rs) ? runtimeClosed('key.with()') : keyDestroyed('key.with()', ks.name);
     const rc = rs.n.begin(rs.rt, ks.handle, a);
-    if (rc !== 0) throw this.#gateError(rc, access);
+    if (rc !== 0) throw gateError(ks, rc, `key.with('${access}')`);
     let result: T;
     try {
       result = fn();
@@ -117,16 +158,28 @@ export class Key {
     return result;
   }
 
-  #gateError(rc: number, access: string): VmpkError {
-    const ks = this.#ks;
-    const where = `key.with('${access}')`;
-    if (rc === -5) {
-      const hw = ks.rs.runtime.capabilities.hardwareKeys;
-      return this.#fail(rc, where, `every hardware key (${hw}) is pinned by an open gate, so key ${quoteName(ks.name)} cannot be made resident; nest gates on fewer distinct keys, or open the runtime with a larger maxHardwareKeys`);
-    }
-    if (rc === -10) return this.#fail(rc, where, 'gates are nested deeper than 32 on this thread; nest fewer key.with() calls');
-    if (rc === -11) return this.#fail(rc, where, "this runtime could not get a single hardware key: other runtimes of the process (or other code) hold them all; close those runtimes, or open this one with backend 'mprotect'");
-    return this.#fail(rc, where);
+  /**
+   * An asynchronous gate: keeps the key pinned to its hardware key while
+   * `fn` runs, awaits included, and gives the calling thread `access` while
+   * fn's own code runs: its synchronous start, and every piece after an
+   * await (or in a callback fn scheduled). Other tasks that run on this
+   * thread while fn awaits get no access, on both backends. Resolves with
+   * fn's result; rejects with what fn throws or rejects with.
+   *
+   * When every hardware key is pinned (pku), it waits for one, in arrival
+   * order, at most `options.timeout` ms (TIMEOUT), until `options.signal`
+   * aborts (ABORTED); fn has not run then. Costs an async_hooks callback
+   * pair for every async callback of the thread while any async gate runs,
+   * and a gate (on mprotect: two mprotect calls) per piece of fn.
+   */
+  async withAsync<T>(access: GateAccess, fn: () => T, options?: WithAsyncOptions): Promise<Awaited<T>> {
+    const a = parseGateAccess(access, 'key.withAsync()');
+    if (typeof fn !== 'function') throw invalidArgument(`key.withAsync(): fn must be a function, got ${describe(fn)}`);
+    const where = `key.withAsync('${access}')`;
+    const wait = checkWaitOptions(options, 'key.withAsync()');
+    const ks = this.#check('key.withAsync()');
+    const hw = ks.rs.runtime.capabilities.hardwareKeys;
+    return withAsync(ks, a, where, fn, wait, { gate: (rc) => gateError(ks, rc, where), end: (rc) => keyError(ks, rc, `${where}: closing the gate`) }, hw);
   }
 
   #endError(rc: number, access: string, cause: unknown): VmpkError {
@@ -153,11 +206,37 @@ export class Key {
     const ks = this.#check('key.destroy()');
     const rc = ks.rs.n.keyDestroy(ks.rs.rt, ks.handle);
     if (rc !== 0) {
-      const advice = rc === E_BUSY ? `a gate on key ${quoteName(ks.name)} is open; destroy the key after key.with() returns` : undefined;
+      const advice = rc === E_BUSY ? `a gate on key ${quoteName(ks.name)} is open (on some thread), or key.withAsync() pins it; destroy the key after they return` : undefined;
       throw this.#fail(rc, 'key.destroy()', advice);
     }
     ks.destroyed = true;
+    ks.regions = undefined;
   }
+}
+
+/**
+ * The error of a failed native call on a key. VMPK_E_STALE means the key was
+ * destroyed (maybe through another thread) or its runtime closed (maybe by
+ * the owner in another thread): this thread's objects learn it here.
+ */
+function keyError(ks: KeyState, rc: number, where: string, advice?: string): VmpkError {
+  if (rc === E_STALE) {
+    if (closedNow(ks.rs)) return runtimeClosed(where);
+    ks.destroyed = true;
+    ks.regions = undefined;
+    return nativeError(rc, where, `key ${quoteName(ks.name)} was destroyed${ks.shared ? ' (maybe through another thread)' : ''}; its regions are gone, create a new key`);
+  }
+  return nativeError(rc, where, advice, rc === E_SYSTEM ? ks.rs.n.lastErrno() : undefined);
+}
+
+function gateError(ks: KeyState, rc: number, where: string): VmpkError {
+  if (rc === -5) {
+    const hw = ks.rs.runtime.capabilities.hardwareKeys;
+    return keyError(ks, rc, where, `every hardware key (${hw}) is pinned by an open gate, so key ${quoteName(ks.name)} cannot be made resident; nest gates on fewer distinct keys, or open the runtime with a larger maxHardwareKeys (key.withAsync() waits for a key instead)`);
+  }
+  if (rc === -10) return keyError(ks, rc, where, 'gates are nested deeper than 32 on this thread; nest fewer key.with() calls');
+  if (rc === -11) return keyError(ks, rc, where, "this runtime could not get a single hardware key: other runtimes of the process (or other code) hold them all; close those runtimes, or open this one with backend 'mprotect'");
+  return keyError(ks, rc, where);
 }
 
 /** Validates the name of a key: printed in fault reports, kept to 63 bytes by the core. */

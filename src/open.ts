@@ -1,7 +1,8 @@
 // open(): options, the backend choice (option, then $VMPK_BACKEND, then auto),
 // and the native vmpk_open.
+import { randomUUID } from 'node:crypto';
 import { describe, invalidArgument, nativeError } from './errors.js';
-import { INTERNAL, type RuntimeState } from './internal.js';
+import { INTERNAL, knownRuntimes, type RuntimeState } from './internal.js';
 import { getNative, type NativeInfo } from './native.js';
 import { checkWindowSize } from './key.js';
 import { Runtime } from './runtime.js';
@@ -93,8 +94,20 @@ export function open(options?: OpenOptions): Runtime {
     n.close(rt);
     throw err;
   }
-  const rs: RuntimeState = { n, rt, closed: false, pageSize: info.pageSize, runtime: undefined as unknown as Runtime };
-  return new Runtime(INTERNAL, rs, info);
+  const rs: RuntimeState = {
+    n,
+    rt,
+    closed: false,
+    pageSize: info.pageSize,
+    runtime: undefined as unknown as Runtime,
+    owner: true,
+    id: randomUUID(),
+    shared: new Int32Array(new SharedArrayBuffer(4)),
+    pinWait: undefined,
+  };
+  const runtime = new Runtime(INTERNAL, rs, info);
+  knownRuntimes.set(rs.id, new WeakRef(rs));
+  return runtime;
 }
 
 /** True if this CPU and kernel support memory protection keys (the pku backend). */

@@ -1,6 +1,6 @@
 // A Region: page-granular memory owned by a key (vmpk_alloc / vmpk_free).
 import { VmpkError, keyDestroyed, nativeError, runtimeClosed } from './errors.js';
-import { INTERNAL, notConstructible, type KeyState } from './internal.js';
+import { INTERNAL, closedNow, notConstructible, type KeyState } from './internal.js';
 import type { Key } from './key.js';
 
 export class Region {
@@ -40,9 +40,9 @@ export class Region {
     return this.#ks.key;
   }
 
-  /** True after free(), after its key was destroyed, or after its runtime closed. */
+  /** True after free(), after its key was destroyed, or after its runtime closed (as far as this thread has seen). */
   get freed(): boolean {
-    return this.#freed || this.#ks.destroyed || this.#ks.rs.closed;
+    return this.#freed || this.#ks.destroyed || closedNow(this.#ks.rs);
   }
 
   /**
@@ -51,16 +51,32 @@ export class Region {
    * process-wide access does not, kills the process by SIGSEGV.
    */
   get bytes(): Uint8Array {
+    let b = this.#bytes;
+    if (b !== undefined && !this.#freed && !this.#ks.destroyed && !this.#ks.rs.closed) return b;
     const ks = this.#ks;
-    if (ks.rs.closed) throw runtimeClosed('region.bytes');
+    if (closedNow(ks.rs)) throw runtimeClosed('region.bytes');
     if (ks.destroyed) throw keyDestroyed('region.bytes', ks.name);
     if (this.#freed) throw regionFreed('region.bytes');
-    let b = this.#bytes;
-    if (b === undefined) {
-      b = new Uint8Array(ks.rs.n.view(this.#address, this.#size));
-      this.#bytes = b;
-    }
+    if (ks.shared) this.#checkLive();
+    b = new Uint8Array(ks.rs.n.view(this.#address, this.#size));
+    this.#bytes = b;
     return b;
+  }
+
+  /**
+   * For a key other threads use: asks the core whether the region is still
+   * a live region of this key (another thread may have freed it, destroyed
+   * the key or closed the runtime) before a view is made over it.
+   */
+  #checkLive(): void {
+    const ks = this.#ks;
+    const out = { key: 0, region: 0n, size: 0 };
+    const rc = ks.rs.n.lookup(ks.rs.rt, this.#address, out);
+    if (rc === 0 && out.key === ks.handle && out.region === this.#address) return;
+    if (closedNow(ks.rs)) throw runtimeClosed('region.bytes');
+    this.#freed = true;
+    ks.regions?.delete(this);
+    throw new VmpkError('REGION_FREED', `region.bytes: the region at 0x${this.#address.toString(16)} is no longer a live region of key ${ks.name === null ? '(unnamed)' : JSON.stringify(ks.name)}: it was freed, or the key destroyed, through another thread`);
   }
 
   /**
@@ -78,6 +94,7 @@ export class Region {
     if (rc !== 0) throw nativeError(rc, where, undefined, rc === -12 ? ks.rs.n.lastErrno() : undefined);
     this.#freed = true;
     this.#bytes = undefined;
+    ks.regions?.delete(this);
   }
 }
 

@@ -1,7 +1,8 @@
 // A Runtime: one vmpk_runtime of the C core, its keys and its statistics.
 import { parseAccess, parseGateAccess, type Access, type GateAccess } from './access.js';
 import { VmpkError, describe, invalidArgument, nativeError, runtimeClosed } from './errors.js';
-import { INTERNAL, notConstructible, type KeyState, type RuntimeState } from './internal.js';
+import { makeRuntimeHandle, type RuntimeHandle } from './handle.js';
+import { INTERNAL, closedNow, knownRuntimes, notConstructible, type KeyState, type RuntimeState } from './internal.js';
 import { Key, checkKeyName, checkWindowSize } from './key.js';
 import type { NativeInfo, NativeStats } from './native.js';
 import { Region } from './region.js';
@@ -55,7 +56,7 @@ export class Runtime {
   readonly #backend: Backend;
   readonly #capabilities: Capabilities;
 
-  /** @internal Runtimes are made by open(). */
+  /** @internal Runtimes are made by open() and adopt(). */
   constructor(token: typeof INTERNAL, rs: RuntimeState, info: NativeInfo) {
     if (token !== INTERNAL) throw notConstructible('Runtime', 'open()');
     this.#rs = rs;
@@ -79,15 +80,29 @@ export class Runtime {
     return this.#capabilities;
   }
 
-  /** True after close(). */
+  /** True after close(), also for a runtime adopted in another thread once its owner closed it. */
   get closed(): boolean {
-    return this.#rs.closed;
+    return closedNow(this.#rs);
+  }
+
+  /** True for a Runtime made by adopt() from a handle, false for the one open() returned (the owner). */
+  get adopted(): boolean {
+    return !this.#rs.owner;
   }
 
   #check(where: string): RuntimeState {
     const rs = this.#rs;
-    if (rs.closed) throw runtimeClosed(where);
+    if (closedNow(rs)) throw runtimeClosed(where);
     return rs;
+  }
+
+  /**
+   * A plain, structured-cloneable object naming this runtime, for a worker
+   * thread of this process to pass to adopt(): it gets a Runtime over the
+   * same C runtime (keys and regions are handed over with key.handle()).
+   */
+  handle(): RuntimeHandle {
+    return makeRuntimeHandle(this.#check('runtime.handle()'));
   }
 
   #fail(rc: number, where: string, advice?: string): VmpkError {
@@ -109,7 +124,7 @@ export class Runtime {
       const advice = rc === -3 ? `no room for another window of ${windowSize || this.#capabilities.windowSize} bytes in vmpk's address-space arena (4 TiB for all keys of the process); destroy keys, or use smaller windows` : undefined;
       throw this.#fail(rc, where, advice);
     }
-    const ks: KeyState = { rs, handle: out[0], name, key: undefined as unknown as Key, destroyed: false, access };
+    const ks: KeyState = { rs, handle: out[0], name, key: undefined as unknown as Key, destroyed: false, access, regions: undefined, shared: false };
     ks.key = new Key(INTERNAL, ks);
     return ks.key;
   }
@@ -157,16 +172,23 @@ export class Runtime {
   /**
    * Closes the runtime: destroys every key and frees every region. Idempotent:
    * closing a closed runtime does nothing. Throws KEY_BUSY while a gate is
-   * open (inside key.with()), and then nothing changes.
+   * open on any thread (inside key.with()) or an async gate pins a key, and
+   * then nothing changes. Only the owner (the Runtime open() returned) may
+   * close; an adopted one throws NOT_OWNER.
    */
   close(): void {
     const rs = this.#rs;
+    if (!rs.owner) {
+      throw new VmpkError('NOT_OWNER', 'runtime.close(): this Runtime was adopted from a handle; only the Runtime that open() returned (in the thread that opened it) may close it. Stop using it here instead, and let the owner close it when every thread is done');
+    }
     if (rs.closed) return;
     const rc = rs.n.close(rs.rt);
     if (rc !== 0) {
-      const advice = rc === E_BUSY ? 'a gate is open on one of its keys; close the runtime after key.with() returns' : undefined;
+      const advice = rc === E_BUSY ? 'a gate is open on one of its keys (on some thread), or key.withAsync() pins one; close the runtime after they return' : undefined;
       throw this.#fail(rc, 'runtime.close()', advice);
     }
     rs.closed = true;
+    Atomics.store(rs.shared, 0, 1);
+    knownRuntimes.delete(rs.id);
   }
 }
