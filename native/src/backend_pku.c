@@ -106,7 +106,7 @@ static int retag(struct vmpk_runtime *rt, struct vkey *v, int prot, int pkey)
     if (!v->used)
         return 0;
     int r = os_pkey_mprotect(&rt->c, window_base(v), (size_t)v->used * rt->page, prot, pkey);
-    return r ? vmpk__os_error(r) : 0;
+    return vmpk__os_error(r);
 }
 
 /* Unbinds hw h's vkey (unpinned) and gives its pages pkey 0 with its perm. */
@@ -277,7 +277,7 @@ static int pku_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
                         : 0;
         if (r)
             atomic_store(&v->access, (uint8_t)old);
-        return r ? vmpk__os_error(r) : 0;
+        return vmpk__os_error(r);
     }
     /* Resident. A narrowing while no gate pins it: leave the hw key, so the
      * page protection enforces it for every thread at once. */
@@ -315,7 +315,7 @@ static int pku_grow(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint3
         r = os_pkey_mprotect(&rt->c, at, len, PROT_READ | PROT_WRITE, rt->hw[h].pkey);
     else if (atomic_load(&v->access) != VMPK_NONE) /* fresh pages are PROT_NONE, pkey 0 */
         r = os_mprotect(&rt->c, at, len, prot_of(atomic_load(&v->access)));
-    return r ? vmpk__os_error(r) : 0;
+    return vmpk__os_error(r);
 }
 
 static int pku_retire(struct vmpk_runtime *rt, uint32_t slot)
@@ -331,7 +331,7 @@ static int pku_retire(struct vmpk_runtime *rt, uint32_t slot)
     if (atomic_load(&v->access) == VMPK_NONE || !v->used)
         return 0;
     int r = os_mprotect(&rt->c, window_base(v), (size_t)v->used * rt->page, PROT_NONE);
-    return r ? vmpk__os_error(r) : 0;
+    return vmpk__os_error(r);
 }
 
 static int pku_pin(struct vmpk_runtime *rt, uint32_t slot)

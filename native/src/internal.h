@@ -193,7 +193,6 @@ void vmpk__slot_release(struct vmpk_runtime *rt, uint32_t slot);
 /* regions inside a window (regions.c) */
 int vmpk__region_alloc(struct vmpk_runtime *rt, struct vkey *v, uint32_t pages, uint32_t *page);
 int vmpk__region_free(struct vkey *v, uint32_t page, uint32_t *pages);
-const struct range *vmpk__region_find(const struct vkey *v, uint32_t page);
 const struct range *vmpk__region_containing(const struct vkey *v, uint32_t page);
 void vmpk__regions_clear(struct vkey *v);
 size_t vmpk__regions_bytes(const struct vkey *v);
@@ -229,8 +228,6 @@ extern struct vmpk_runtime *_Atomic vmpk__runtimes[VMPK_MAX_RUNTIMES];
 
 /* fault handling (fault.c) */
 int vmpk__fault_install(void);
-void vmpk__fault_register(struct vmpk_runtime *rt);
-void vmpk__fault_unregister(struct vmpk_runtime *rt);
 
 /* Records errno for vmpk_last_errno() and returns VMPK_E_SYSTEM. */
 int vmpk__system_error(int err);

@@ -71,13 +71,6 @@ int vmpk__region_alloc(struct vmpk_runtime *rt, struct vkey *v, uint32_t pages, 
     return 0;
 }
 
-const struct range *vmpk__region_find(const struct vkey *v, uint32_t page)
-{
-    uint32_t i = lower_bound(v, page);
-    const struct range *r = cranges(v);
-    return i < v->nregions && r[i].page == page ? &r[i] : NULL;
-}
-
 const struct range *vmpk__region_containing(const struct vkey *v, uint32_t page)
 {
     uint32_t i = lower_bound(v, page + 1);
