@@ -19,7 +19,8 @@
 // called withAsync, and a piece opens the whole chain, outermost first.
 //
 // The hooks cost something for every async callback of the thread while any
-// async gate is running, so they are enabled only then.
+// async gate is running, so they are enabled only then (and for 100 ms after
+// the last one settled, since switching them costs about a microsecond).
 import { Mutex } from 'async-mutex';
 import { AsyncLocalStorage, createHook } from 'node:async_hooks';
 import { VmpkError, describe, invalidArgument, nativeError, runtimeClosed } from './errors.js';
@@ -81,23 +82,38 @@ const hook = createHook({
     if (top === undefined || top.id !== asyncId) return;
     opened.pop();
     closeFrames(top.frames, makeError);
-    if (running === 0 && opened.length === 0) disable();
   },
 });
 
+let enabled = false;
+let idleTimer: NodeJS.Timeout | undefined;
+
+/** How long the hooks stay on after the thread's last async gate settled: toggling them costs about as much as a gate. */
+const IDLE_MS = 100;
+
 function started(): void {
-  if (running++ === 0) hook.enable();
+  running++;
+  if (!enabled) {
+    hook.enable();
+    enabled = true;
+  }
 }
 
-function disable(): void {
+function disableIfIdle(): void {
+  idleTimer = undefined;
+  // No frame runs, so no callback of one is executing (this is a timer's)
+  // and the stack of opened gates is empty: disabling now loses no `after`.
+  if (running !== 0 || opened.length !== 0 || !enabled) return;
   hook.disable();
   store.disable();
+  enabled = false;
 }
 
 function finished(): void {
-  // No frame runs any more, so no callback of one is executing and the stack
-  // of opened gates is empty: disabling now loses no `after`.
-  if (--running === 0 && opened.length === 0) disable();
+  if (--running === 0 && idleTimer === undefined) {
+    idleTimer = setTimeout(disableIfIdle, IDLE_MS);
+    idleTimer.unref();
+  }
 }
 
 // ---- waiting for a hardware key --------------------------------------------
