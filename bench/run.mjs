@@ -33,9 +33,9 @@ rmSync(out, { recursive: true, force: true });
 const ok = [];
 if (vm) {
   console.log('\nIn the QEMU TCG guest (npm run vm): the real build, counts only (TCG makes times meaningless).');
-  ok.push(run('npm', ['run', '-s', 'vm', '--', 'sh', '-c', 'node bench/miss.mjs --real && node bench/backends.mjs --counts'], { VMPK_VM_OUT: out, VMPK_BENCH_OUT: out }));
+  ok.push(run('npm', ['run', '-s', 'vm', '--', 'sh', '-c', 'node bench/miss.mjs --real && node bench/backends.mjs --counts && node bench/threads-shootdown.mjs --counts'], { VMPK_VM_OUT: out, VMPK_BENCH_OUT: out }));
 } else {
-  for (const script of ['hitpath.mjs', 'miss.mjs', 'gate.mjs', 'signatures.mjs', 'backends.mjs']) {
+  for (const script of ['hitpath.mjs', 'miss.mjs', 'gate.mjs', 'signatures.mjs', 'backends.mjs', 'threads-async.mjs', 'threads-shootdown.mjs']) {
     ok.push(run(process.execPath, [join('bench', script)], { VMPK_BENCH_OUT: out }));
   }
 }
@@ -65,6 +65,22 @@ for (const name of ['backends-stub', 'backends-real', 'backends']) {
     console.log(`  ${seq} (${b.stubbed ? 'pku stub' : 'pku real'}): syscalls per gate pku ${r.counts.pku.syscalls.toFixed(3)}, mprotect ${r.counts.mprotect.syscalls.toFixed(3)}${t}`);
   }
 }
-if (!vm) console.log('  real build (PKU): npm run bench:vm runs the miss and backend counts in the QEMU guest');
+
+heading('summary: threads (issue 4)');
+const asyncGate = read('threads-async');
+if (asyncGate) {
+  for (const [backend, r] of Object.entries(asyncGate.backends)) {
+    const label = backend === 'pku' && asyncGate.stubbed ? 'pku stub' : backend;
+    console.log(`  await key.withAsync('rw', fn) / key.with('rw', fn), ${label}: ${r.ratios.withAsyncOverWith.median.toFixed(2)}x; with one await (two pieces): ${r.ratios.withAsync1OverWith.median.toFixed(2)}x`);
+  }
+  console.log(`  another task's await while an async gate runs (hooks on) / none: ${asyncGate.hookTax.median.toFixed(2)}x`);
+}
+for (const name of ['threads-shootdown', 'threads-shootdown-counts', 'threads-shootdown-counts-stub']) {
+  const t = read(name);
+  if (!t) continue;
+  const rows = t.rows.map((r) => `${r.threads} threads: ${r.pinned.signalsPerShootdown.toFixed(0)} signals${t.countsOnly ? '' : `, ${r.pinned.us.median.toFixed(0)} us`}`).join('; ');
+  console.log(`  protect() narrowing a pinned key (${t.stubbed ? 'pku stub' : 'pku real'}), ${t.rows[0].pinned.shootdownsPerProtect.toFixed(0)} shootdown each: ${rows}`);
+}
+if (!vm) console.log('  real build (PKU): npm run bench:vm runs the miss, backend and shootdown counts in the QEMU guest');
 console.log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s${ok.every(Boolean) ? '' : ', with failures (see above)'}`);
 process.exitCode = ok.every(Boolean) ? 0 : 1;
