@@ -6,3 +6,4 @@ export { adopt, type KeyHandle, type RegionHandle, type RuntimeHandle } from './
 export { Region } from './region.js';
 export { VmpkError, type VmpkErrorCode } from './errors.js';
 export type { Access, GateAccess } from './access.js';
+export { inspectProcess, inspectFile, inspectChunks, scanBytes, scanChunks, type InspectReport, type InspectProcessOptions, type Occurrence, type Verdict, type Skipped } from './inspect/index.js';
