@@ -3,7 +3,9 @@
 // key off its hardware key, so it signals every other thread to rewrite its
 // saved PKRU: a shootdown), a narrowing of an unpinned resident key (the key
 // leaves its hardware key: one pkey_mprotect, no signal), and protect() on
-// the mprotect backend (one mprotect).
+// the mprotect backend (one mprotect). Also counted: the gate that binds the
+// key again afterwards, whose pkey served a key with access 'r', so some
+// thread may hold bits for it: a shootdown before the pkey is reused.
 //
 //   node bench/threads-shootdown.mjs            counts and times (host)
 //   node bench/threads-shootdown.mjs --counts   counts only, fewer threads
@@ -23,7 +25,7 @@
 // frame (a few stores less). Times are wall-clock (the caller waits for the
 // other threads), one hrtime per protect(), median and quartiles.
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -43,6 +45,20 @@ const LIBMPK = [
 ];
 
 const threadsNow = () => readdirSync('/proc/self/task').length;
+
+/** Threads that keep the shootdown signal (SIGRTMAX - 3 = 61 here) blocked: it cannot reach them. */
+function threadsBlocking() {
+  let n = 0;
+  for (const t of readdirSync('/proc/self/task')) {
+    try {
+      const mask = BigInt(`0x${/SigBlk:\s*([0-9a-f]+)/.exec(readFileSync(`/proc/self/task/${t}/status`, 'utf8'))[1]}`);
+      if ((mask >> 60n) & 1n) n++;
+    } catch {
+      /* gone */
+    }
+  }
+  return n;
+}
 
 function startIdle(n) {
   const stop = new Int32Array(new SharedArrayBuffer(4));
@@ -77,29 +93,46 @@ async function child() {
   for (const w of WORKERS) {
     const stop = startIdle(w);
     const threads = threadsNow();
+    const blocking = threadsBlocking();
     const pinned = [];
     const unpinned = [];
     const mprotect = [];
-    const before = pku.stats();
+    // Counts around the timed narrowing only: [shootdowns, signals, syscalls, pkey_mprotect].
+    const countP = [0, 0, 0, 0];
+    const countU = [0, 0, 0, 0];
+    const countRebind = [0, 0];
+    const add = (acc, a, b) => {
+      acc[0] += b.shootdowns - a.shootdowns;
+      acc[1] += b.shootdownSignals - a.shootdownSignals;
+      acc[2] += b.syscalls - a.syscalls;
+      acc[3] += b.pkeyMprotectCalls - a.pkeyMprotectCalls;
+    };
     // A narrowing while a gate pins the key: a shootdown each time.
     key.with('r', () => {
       for (let i = 0; i < ITERATIONS; i++) {
         key.protect('r'); // widening: lazy for other threads, no signal
+        const a = pku.stats();
         const t0 = process.hrtime.bigint();
         key.protect('none');
         pinned.push(Number(process.hrtime.bigint() - t0) / 1000);
+        add(countP, a, pku.stats());
       }
     });
-    const mid = pku.stats();
     // A narrowing of a resident key no gate pins: it leaves its hardware key.
     for (let i = 0; i < ITERATIONS; i++) {
       key.protect('r');
-      key.with('r', () => undefined); // resident again
+      // Binding it again: the pkey's last vkey had access 'r', so some
+      // thread may hold bits for it: a shootdown before it is reused.
+      const r0 = pku.stats();
+      key.with('r', () => undefined);
+      const r1 = pku.stats();
+      countRebind[0] += r1.shootdowns - r0.shootdowns;
+      countRebind[1] += r1.misses - r0.misses;
       const t0 = process.hrtime.bigint();
       key.protect('none');
       unpinned.push(Number(process.hrtime.bigint() - t0) / 1000);
+      add(countU, r1, pku.stats());
     }
-    const after = pku.stats();
     for (let i = 0; i < ITERATIONS; i++) {
       keyM.protect('r');
       const t0 = process.hrtime.bigint();
@@ -110,17 +143,20 @@ async function child() {
     rows.push({
       workers: w,
       threads,
+      blocking,
       pinned: {
-        shootdownsPerProtect: (mid.shootdowns - before.shootdowns) / ITERATIONS,
-        signalsPerShootdown: (mid.shootdownSignals - before.shootdownSignals) / Math.max(1, mid.shootdowns - before.shootdowns),
-        syscallsPerProtect: (mid.syscalls - before.syscalls) / ITERATIONS,
+        shootdownsPerProtect: countP[0] / ITERATIONS,
+        signalsPerShootdown: countP[1] / Math.max(1, countP[0]),
+        syscallsPerProtect: countP[2] / ITERATIONS,
         us: summary(pinned),
       },
       unpinned: {
-        shootdownsPerProtect: (after.shootdowns - mid.shootdowns) / ITERATIONS,
-        pkeyMprotectPerProtect: (after.pkeyMprotectCalls - mid.pkeyMprotectCalls - (after.misses - mid.misses)) / ITERATIONS,
+        shootdownsPerProtect: countU[0] / ITERATIONS,
+        pkeyMprotectPerProtect: countU[3] / ITERATIONS,
+        syscallsPerProtect: countU[2] / ITERATIONS,
         us: summary(unpinned),
       },
+      rebind: { shootdownsPerMiss: countRebind[0] / Math.max(1, countRebind[1]) },
       mprotect: { us: summary(mprotect) },
     });
   }
@@ -142,16 +178,19 @@ export async function main() {
 
   console.log(`machine: ${machine()}; node ${process.version}; library: ${(env.VMPK_LIBRARY || join(ROOT, 'native/build/libvmpk.so')).replace(ROOT, '')}${stubbed ? ' (stub build: real signals, PKRU a variable)' : ''}`);
   console.log(`${ITERATIONS} protect() calls per row; idle workers; wall-clock us per protect('none'), median (quartiles)`);
-  console.log('workers threads | pinned: shootdowns/protect signals/shootdown syscalls/protect' + (countsOnly ? '' : '       us') + ' | unpinned: shootdowns pkey_mprotect' + (countsOnly ? '' : '       us | mprotect backend us'));
+  console.log('workers threads | pinned: shootdowns/protect signals/shootdown syscalls/protect' + (countsOnly ? '' : '       us') + ' | unpinned: shootdowns pkey_mprotect' + (countsOnly ? '' : '       us') + ' | rebind: shootdowns/miss' + (countsOnly ? '' : ' | mprotect backend us'));
   for (const row of rows) {
     const p = row.pinned;
     const u = row.unpinned;
     let line = `${String(row.workers).padStart(7)} ${String(row.threads).padStart(7)} | ${p.shootdownsPerProtect.toFixed(2).padStart(25)} ${p.signalsPerShootdown.toFixed(1).padStart(17)} ${p.syscallsPerProtect.toFixed(1).padStart(16)}`;
     if (!countsOnly) line += ` ${f(p.us).padStart(20)}`;
     line += ` | ${u.shootdownsPerProtect.toFixed(2).padStart(19)} ${u.pkeyMprotectPerProtect.toFixed(2).padStart(13)}`;
-    if (!countsOnly) line += ` ${f(u.us).padStart(16)} | ${f(row.mprotect.us).padStart(18)}`;
+    if (!countsOnly) line += ` ${f(u.us).padStart(16)}`;
+    line += ` | ${row.rebind.shootdownsPerMiss.toFixed(2).padStart(22)}`;
+    if (!countsOnly) line += ` | ${f(row.mprotect.us).padStart(18)}`;
     console.log(line);
   }
+  console.log(`threads keeping SIGRTMAX-3 blocked: ${[...new Set(rows.map((r) => r.blocking))].join(', ')} (Node's own SIGUSR1 watchdog thread blocks every signal; a shootdown finds it out by reading /proc after its wait for answers)`);
   if (!countsOnly) {
     console.log("libmpk's published sync latency (kernel patch): " + LIBMPK.map((l) => `${l.us} us at ${l.threads} threads`).join(', '));
     // Per-thread slope of the pinned narrowing, from the first to the last row.
