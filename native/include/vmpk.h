@@ -13,9 +13,10 @@
  *
  * Every page of a vkey is reachable by thread T only while T is inside a gate
  * on that vkey that grants the access, or the vkey's process-wide access
- * grants it. (On the mprotect backend, read "process" for "thread".) Everything else faults (SIGSEGV), and vmpk's handler prints one
- * line naming the vkey, the region, the offset and why, before the process
- * dies as it would have without vmpk.
+ * grants it (on the mprotect backend, read "process" for "thread").
+ * Everything else faults (SIGSEGV), and vmpk's handler prints one line
+ * naming the vkey, the region, the offset and why, before the process dies
+ * as it would have without vmpk.
  *
  * Backends:
  *   pku       hardware keys; a gate changes only the calling thread's PKRU

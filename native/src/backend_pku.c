@@ -37,8 +37,8 @@ static int npool;
 static bool kernel_has_none; /* pkey_alloc failed: do not ask on every miss */
 
 /* Sets the calling thread's bits for pkey to give `access`. */
-static inline void set_thread_access(struct vmpk_runtime *rt, struct vmpk_thread *t, int pkey,
-                              int access)
+static inline void set_thread_access(struct vmpk_runtime *rt, struct vmpk_thread *t,
+                                     int pkey, int access)
 {
     uint32_t pkru = rdpkru();
     uint32_t next = pkru_with(pkru, pkey, pkru_bits_for(access));
@@ -51,8 +51,10 @@ static inline void set_thread_access(struct vmpk_runtime *rt, struct vmpk_thread
 /* Gives the calling thread its own gates' access `gate` plus the vkey's perm
  * on the vkey's pkey. Re-done if a shootdown ran meanwhile: it may have read
  * the state before this thread's write landed. */
-static inline __attribute__((always_inline)) void sync_thread(struct vmpk_runtime *rt, struct vmpk_thread *t, const struct vkey *v,
-                        int pkey, int gate)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+static ALWAYS_INLINE void sync_thread(struct vmpk_runtime *rt, struct vmpk_thread *t,
+                                      const struct vkey *v, int pkey, int gate)
 {
     uint64_t seen;
     do {
@@ -172,8 +174,8 @@ static int bind(struct vmpk_runtime *rt, uint32_t slot, uint8_t *out)
 }
 
 /* Opens the gate: pushes it, stamps the LRU, writes this thread's bits. */
-static inline __attribute__((always_inline)) void open_gate(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key key,
-                             uint32_t slot, uint8_t h, int access)
+static ALWAYS_INLINE void open_gate(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key key,
+                                     uint32_t slot, uint8_t h, int access)
 {
     gate_push(t, rt, key, slot, h, access);
     hw_touch(&rt->hw[h]);

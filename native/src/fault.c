@@ -133,7 +133,8 @@ static const char *reason(const struct fault *f, const struct range **region)
     if (gate == VMPK_NONE && perm == VMPK_NONE)
         return "no gate is open on this thread and the key's process-wide access is none";
     if (f->write && gate == VMPK_NONE && perm == VMPK_READ)
-        return "no write gate is open on this thread and the key's process-wide access is read-only";
+        return "no write gate is open on this thread and the key's process-wide access is "
+               "read-only";
     return "denied although this thread's gates or the key's process-wide access allow it";
 }
 

@@ -405,8 +405,8 @@ int vmpk_end(vmpk_runtime *rt, vmpk_key key)
 
 static struct vmpk_runtime *runtime_of(vmpk_key key)
 {
-    return atomic_load_explicit(&vmpk__runtimes[(key >> (SLOT_BITS + GEN_BITS)) & (VMPK_MAX_RUNTIMES - 1)],
-                                memory_order_acquire);
+    unsigned id = (key >> (SLOT_BITS + GEN_BITS)) & (VMPK_MAX_RUNTIMES - 1);
+    return atomic_load_explicit(&vmpk__runtimes[id], memory_order_acquire);
 }
 
 int vmpk_enter(vmpk_key key, int access)
