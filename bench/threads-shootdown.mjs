@@ -177,7 +177,7 @@ export async function main() {
   const f = (s) => `${s.median.toFixed(1)} (${s.q1.toFixed(1)}-${s.q3.toFixed(1)})`;
 
   console.log(`machine: ${machine()}; node ${process.version}; library: ${(env.VMPK_LIBRARY || join(ROOT, 'native/build/libvmpk.so')).replace(ROOT, '')}${stubbed ? ' (stub build: real signals, PKRU a variable)' : ''}`);
-  console.log(`${ITERATIONS} protect() calls per row; idle workers; wall-clock us per protect('none'), median (quartiles)`);
+  console.log(`${ITERATIONS} protect() calls per row; idle workers${countsOnly ? '; counts per narrowing' : "; wall-clock us per protect('none'), median (quartiles)"}`);
   console.log('workers threads | pinned: shootdowns/protect signals/shootdown syscalls/protect' + (countsOnly ? '' : '       us') + ' | unpinned: shootdowns pkey_mprotect' + (countsOnly ? '' : '       us') + ' | rebind: shootdowns/miss' + (countsOnly ? '' : ' | mprotect backend us'));
   for (const row of rows) {
     const p = row.pinned;

@@ -6,7 +6,9 @@
 // every thread, so the expectations below name both, exactly. protect() is
 // process-wide on both: when it returns, every thread sees the new access.
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { adopt, type Key, type Region, type Runtime } from '../src/index.js';
 import { getNative } from '../src/native.js';
@@ -178,6 +180,40 @@ describe(`worker_threads (${backend} backend)`, () => {
     expect(after.shootdowns - before.shootdowns).toBe(rt.backend === 'pku' ? 1 : 0);
     expect(rt.probe(region, 'r')).toBe(false);
     await w!.stop();
+  });
+
+  it('a worker uses an adopted key in its own async gates, which are its own: the main thread sees none of them', async () => {
+    const { rt, key, region } = setup();
+    key.with('rw', () => (region.bytes[0] = 10));
+    const ctrl = new Int32Array(new SharedArrayBuffer(8));
+    const code = `
+      const { workerData, parentPort } = require('node:worker_threads');
+      import(workerData.dist).then(async ({ adopt }) => {
+        const key = adopt(workerData.key);
+        const region = key.regions[0];
+        const ctrl = new Int32Array(workerData.ctrl);
+        const seen = await key.withAsync('rw', async () => {
+          const first = region.bytes[0];
+          await null;
+          region.bytes[0] = first + 1;
+          Atomics.store(ctrl, 0, 1); // inside a piece of fn: its gate is open on this thread
+          Atomics.notify(ctrl, 0);
+          Atomics.wait(ctrl, 1, 0); // until main has probed
+          return [first, key.runtime.probe(region, 'rw')];
+        });
+        parentPort.postMessage({ seen, after: key.runtime.probe(region, 'r'), pins: key.runtime.stats().pins });
+      });`;
+    const w = new Worker(code, { eval: true, workerData: { dist: new URL('../dist/index.js', import.meta.url).href, key: key.handle(), ctrl: ctrl.buffer } });
+    const message = once(w, 'message');
+    if (Atomics.wait(ctrl, 0, 0, 120_000) === 'timed-out') throw new Error('the worker never reached its async gate');
+    const mainSees = rt.probe(region, 'r');
+    Atomics.store(ctrl, 1, 1);
+    Atomics.notify(ctrl, 1);
+    const [result] = (await message) as [{ seen: [number, boolean]; after: boolean; pins: number }];
+    await once(w, 'exit');
+    expect(mainSees).toBe(!rt.capabilities.threadLocal);
+    expect(result).toEqual({ seen: [10, true], after: false, pins: 0 });
+    expect(key.with('r', () => region.bytes[0])).toBe(11);
   });
 
   it('after the main thread destroys a key, a worker using it gets KEY_DESTROYED; after close(), RUNTIME_CLOSED; an adopted runtime may not close (NOT_OWNER)', async () => {
