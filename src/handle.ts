@@ -103,6 +103,7 @@ function adoptRuntimeState(h: unknown, path: string): RuntimeState {
 
   const known = knownRuntimes.get(id)?.deref();
   if (known !== undefined && !closedNow(known)) return known;
+  knownRuntimes.delete(id); // collected, or closed by its owner
   const shared = new Int32Array(state, 0, 1);
   if (Atomics.load(shared, 0) !== 0) throw runtimeClosed(WHERE);
 
