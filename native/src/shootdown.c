@@ -18,7 +18,10 @@
 #include "sigframe_x86.h"
 #include "tasks.h"
 
-#define SPINS_BEFORE_CHECKING 2000 /* sched_yield rounds before asking /proc */
+/* sched_yield rounds between looks in /proc for threads that block the
+ * signal (Node has one: its inspector's watchdog blocks every signal), so
+ * that such a thread costs tens of microseconds, not a millisecond. */
+#define SPINS_BEFORE_CHECKING 32
 
 _Atomic uint64_t vmpk__revocations;
 
