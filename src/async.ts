@@ -51,7 +51,7 @@ function openChain(f: Frame, out: Frame[], fail: (f: Frame, rc: number, how: str
   if (f.parent !== undefined) openChain(f.parent, out, fail);
   if (!f.active || f.error !== undefined) return;
   const rs = f.ks.rs;
-  const rc = rs.n.begin(rs.rt, f.ks.handle, f.access);
+  const rc = rs.n.begin(f.ks.handle, f.access);
   if (rc === 0) out.push(f);
   else fail(f, rc, 'opening the gate for a piece of fn after an await');
 }
@@ -60,7 +60,7 @@ function closeFrames(frames: Frame[], fail: (f: Frame, rc: number, how: string) 
   for (let i = frames.length - 1; i >= 0; i--) {
     const f = frames[i]!;
     const rs = f.ks.rs;
-    const rc = rs.n.end(rs.rt, f.ks.handle);
+    const rc = rs.n.end(f.ks.handle);
     if (rc !== 0) fail(f, rc, 'closing the gate after a piece of fn');
   }
 }
@@ -255,17 +255,17 @@ export async function withAsync<T>(ks: KeyState, access: number, where: string, 
   started();
   try {
     // The first piece: fn until its first await, inside a plain gate.
-    const rcBegin = rs.n.begin(rs.rt, ks.handle, access);
+    const rcBegin = rs.n.begin(ks.handle, access);
     if (rcBegin !== 0) throw errors.gate(rcBegin);
     let result: T;
     try {
       result = store.run(frame, fn);
     } catch (err) {
-      const rcEnd = rs.n.end(rs.rt, ks.handle);
+      const rcEnd = rs.n.end(ks.handle);
       if (rcEnd !== 0) throw withCause(errors.end(rcEnd), err);
       throw err;
     }
-    const rcEnd = rs.n.end(rs.rt, ks.handle);
+    const rcEnd = rs.n.end(ks.handle);
     if (rcEnd !== 0) throw errors.end(rcEnd);
     const value = await result;
     if (frame.error !== undefined) throw frame.error;

@@ -135,17 +135,17 @@ export class Key {
     // fails in vmpk_begin (VMPK_E_STALE), which gateError() reports.
     if (rs.closed) throw runtimeClosed('key.with()');
     if (ks.destroyed) throw closedNow(rs) ? runtimeClosed('key.with()') : keyDestroyed('key.with()', ks.name);
-    const rc = rs.n.begin(rs.rt, ks.handle, a);
+    const rc = rs.n.begin(ks.handle, a);
     if (rc !== 0) throw gateError(ks, rc, `key.with('${access}')`);
     let result: T;
     try {
       result = fn();
     } catch (err) {
-      const rcEnd = rs.n.end(rs.rt, ks.handle);
+      const rcEnd = rs.n.end(ks.handle);
       if (rcEnd !== 0) throw this.#endError(rcEnd, access, err);
       throw err;
     }
-    const rcEnd = rs.n.end(rs.rt, ks.handle);
+    const rcEnd = rs.n.end(ks.handle);
     if (rcEnd !== 0) throw this.#endError(rcEnd, access, undefined);
     if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof (result as { then?: unknown }).then === 'function') {
       // The rest of that async function runs after the gate closed. Keep its

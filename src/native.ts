@@ -6,8 +6,9 @@
 // Conventions of this binding:
 //   - vmpk_runtime * travels as a JS number. x86-64 user addresses are below
 //     2^47, so a number holds it exactly, and koffi converts a number to
-//     uintptr_t about 10% faster than a BigInt to a pointer (measured on the
-//     vmpk_begin/vmpk_end pair, the hot path).
+//     uintptr_t about 10% faster than a BigInt to a pointer. The gate itself
+//     (the hot path) passes no runtime at all: vmpk_enter/vmpk_leave take the
+//     handle, which names its runtime.
 //   - vmpk_key is a number: vmpk.h promises handles below 2^53.
 //   - region addresses are bigints (koffi 3's pointer representation).
 //   - every call returns the C int result; outputs go into caller-owned
@@ -71,8 +72,10 @@ export interface Native {
   keyDestroy(rt: number, key: number): number;
   alloc(rt: number, key: number, size: number, out: [bigint]): number;
   free(rt: number, key: number, region: bigint): number;
-  begin(rt: number, key: number, access: number): number;
-  end(rt: number, key: number): number;
+  /** vmpk_begin on the key's own runtime (vmpk_enter). */
+  begin(key: number, access: number): number;
+  /** vmpk_end on the key's own runtime (vmpk_leave). */
+  end(key: number): number;
   protect(rt: number, key: number, access: number): number;
   /** vmpk_pin / vmpk_unpin: the key stays resident without a gate (async gates). */
   pin(rt: number, key: number): number;
@@ -164,8 +167,10 @@ function load(path: string): Native {
   const vmpk_alloc = lib.func('vmpk_alloc', 'int', ['uintptr_t', 'uint64_t', 'size_t', out('void *')]);
   const vmpk_free = lib.func('vmpk_free', 'int', ['uintptr_t', 'uint64_t', 'void *']);
   // The hot path: integers only, no out-parameters, nothing to marshal back.
-  const vmpk_begin = lib.func('vmpk_begin', 'int', ['uintptr_t', 'uint64_t', 'int']);
-  const vmpk_end = lib.func('vmpk_end', 'int', ['uintptr_t', 'uint64_t']);
+  // vmpk_enter/vmpk_leave: vmpk_begin/vmpk_end by handle alone (it names its
+  // runtime), one argument less for koffi to convert on every gate.
+  const vmpk_enter = lib.func('vmpk_enter', 'int', ['uint64_t', 'int']);
+  const vmpk_leave = lib.func('vmpk_leave', 'int', ['uint64_t']);
   const vmpk_protect = lib.func('vmpk_protect', 'int', ['uintptr_t', 'uint64_t', 'int']);
   const vmpk_pin = lib.func('vmpk_pin', 'int', ['uintptr_t', 'uint64_t']);
   const vmpk_unpin = lib.func('vmpk_unpin', 'int', ['uintptr_t', 'uint64_t']);
@@ -225,8 +230,8 @@ function load(path: string): Native {
       return rc;
     },
     free: (rt, key, region) => vmpk_free(rt, key, region) as number,
-    begin: (rt, key, access) => vmpk_begin(rt, key, access) as number,
-    end: (rt, key) => vmpk_end(rt, key) as number,
+    begin: (key, access) => vmpk_enter(key, access) as number,
+    end: (key) => vmpk_leave(key) as number,
     protect: (rt, key, access) => vmpk_protect(rt, key, access) as number,
     pin: (rt, key) => vmpk_pin(rt, key) as number,
     unpin: (rt, key) => vmpk_unpin(rt, key) as number,
