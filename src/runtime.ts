@@ -3,6 +3,7 @@ import { parseAccess, parseGateAccess, type Access, type GateAccess } from './ac
 import { VmpkError, describe, invalidArgument, nativeError, runtimeClosed } from './errors.js';
 import { makeRuntimeHandle, type RuntimeHandle } from './handle.js';
 import { INTERNAL, closedNow, knownRuntimes, notConstructible, type KeyState, type RuntimeState } from './internal.js';
+import { inspectProcess, type InspectReport } from './inspect/index.js';
 import { Key, checkKeyName, checkWindowSize } from './key.js';
 import type { NativeInfo, NativeStats } from './native.js';
 import { Region } from './region.js';
@@ -136,6 +137,17 @@ export class Runtime {
     const rc = rs.n.stats(rs.rt, out);
     if (rc !== 0) throw this.#fail(rc, 'runtime.stats()');
     return out;
+  }
+
+  /**
+   * Scans this process's executable mappings for WRPKRU and XRSTOR byte
+   * sequences (also those spanning instructions, pages and adjacent
+   * mappings) and gives each a verdict: a vmpk gate, a known library
+   * wrapper (glibc's pkey_set), or unsafe. See docs/security.md.
+   */
+  inspect(): InspectReport {
+    this.#check('runtime.inspect()');
+    return inspectProcess();
   }
 
   /**

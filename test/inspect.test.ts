@@ -244,3 +244,15 @@ describe('inspectProcess()', () => {
     }
   });
 });
+
+describe('runtime.inspect()', () => {
+  it("scans the process like inspectProcess(): libvmpk's WRPKRUs are all vmpk gates", () => {
+    const rt = openRuntime();
+    const r = rt.inspect();
+    const ours = r.occurrences.filter((o) => /libvmpk[^/]*\.so$/.test(o.module));
+    for (const o of ours) expect(o.verdict).toBe('vmpk-gate');
+    expect(r.counts['vmpk-gate']).toBe(r.occurrences.filter((o) => o.verdict === 'vmpk-gate').length);
+    rt.close();
+    expect(() => rt.inspect()).toThrow(expect.objectContaining({ code: 'RUNTIME_CLOSED' }));
+  });
+});
