@@ -149,8 +149,3 @@ uint32_t vmpk__arena_owner(uintptr_t addr, uint32_t *granule)
         *granule = (uint32_t)g;
     return atomic_load_explicit(&arena.owner[g], memory_order_acquire);
 }
-
-size_t vmpk__arena_metadata_bytes(void)
-{
-    return (size_t)arena.owner_committed * sizeof *arena.owner;
-}

@@ -23,6 +23,5 @@ uint8_t *vmpk__arena_addr(uint32_t granule);
 /* Owner entry of the granule holding addr (0 if none, OWNER_FREED set for
  * a destroyed key's window). Async-signal-safe. */
 uint32_t vmpk__arena_owner(uintptr_t addr, uint32_t *granule);
-size_t vmpk__arena_metadata_bytes(void);
 
 #endif /* VMPK_ARENA_H */

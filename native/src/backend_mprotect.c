@@ -30,9 +30,8 @@ static int apply(struct vmpk_runtime *rt, struct vkey *v, int before)
     return r == 0 ? 1 : vmpk__os_error(r);
 }
 
-static void count_gate(struct vmpk_runtime *rt, uint32_t slot, int access, int delta)
+static void count_gate(struct vkey *v, int access, int delta)
 {
-    struct vkey *v = &rt->slots[slot];
     if (access == VMPK_RW)
         v->open_write += delta;
     else
@@ -64,10 +63,10 @@ static int mp_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
     r = VMPK_E_STALE;
     if (v->live && atomic_load(&v->gen) == vmpk__gen_of(key)) {
         int before = effective(v);
-        count_gate(rt, slot, access, +1);
+        count_gate(v, access, +1);
         r = apply(rt, v, before);
         if (r < 0)
-            count_gate(rt, slot, access, -1);
+            count_gate(v, access, -1);
         else
             gate_push(t, rt, key, slot, HW_NONE, access);
     }
@@ -89,7 +88,7 @@ static int mp_end(struct vmpk_runtime *rt, vmpk_key key)
     struct vkey *v = &rt->slots[g->slot];
     pthread_mutex_lock(&rt->lock);
     int before = effective(v);
-    count_gate(rt, g->slot, g->access, -1);
+    count_gate(v, g->access, -1);
     t->depth--;
     /* A failure here would leave the pages more open than asked: there is
      * no safe way on, so stop. */

@@ -221,8 +221,8 @@ static __attribute__((noinline)) int begin_slow(struct vmpk_runtime *rt, vmpk_ke
 static int pku_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
 {
     struct vmpk_thread *t = vmpk__self;
-    uint32_t slot = gate_slot(key);
-    if (__builtin_expect(!t || key >> (SLOT_BITS + GEN_BITS) != rt->id ||
+    uint32_t slot = handle_slot(key);
+    if (__builtin_expect(!t || handle_rt(key) != rt->id ||
                              slot >= relaxed_load(&rt->nslots) ||
                              (access != VMPK_READ && access != VMPK_RW) ||
                              t->depth == VMPK_MAX_GATE_DEPTH, 0))

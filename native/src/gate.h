@@ -8,12 +8,6 @@
 #include "internal.h"
 #include "tasks.h"
 
-/* The slot a handle names, without checking it (see vmpk__slot_of). */
-static inline uint32_t gate_slot(vmpk_key key)
-{
-    return ((uint32_t)key & ((1u << SLOT_BITS) - 1)) - 1;
-}
-
 /* Checks vmpk_begin's arguments and that the calling thread has room for
  * one more gate: 0 with *t and *slot set, or the vmpk_error to return. The
  * handle's generation is checked by the caller, under its pin or lock. */

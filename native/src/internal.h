@@ -140,7 +140,6 @@ struct vmpk_runtime {
     uint32_t live;
     uint32_t regions;
     uint64_t used_pages;
-    uint64_t name_bytes;
 
     uint32_t window_granules; /* default window of a new key */
 
@@ -181,12 +180,29 @@ extern const struct backend vmpk__backend_mprotect;
 vmpk_key vmpk__handle(const struct vmpk_runtime *rt, uint32_t slot, uint32_t gen);
 /* Slot of a live vkey named by `key`, or a negative vmpk_error. */
 int64_t vmpk__slot_of(const struct vmpk_runtime *rt, vmpk_key key);
+/* The fields of a handle (layout in vkeys.c). None of them is checked. */
 static inline uint32_t vmpk__gen_of(vmpk_key key)
 {
     return (uint32_t)(key >> SLOT_BITS) & ((1u << GEN_BITS) - 1);
 }
+
+/* The slot; a zero slot field gives UINT32_MAX, past every table. */
+static inline uint32_t handle_slot(vmpk_key key)
+{
+    return ((uint32_t)key & ((1u << SLOT_BITS) - 1)) - 1;
+}
+
+/* The runtime id, with any bits above it: equal to an id only if well formed. */
+static inline uint64_t handle_rt(vmpk_key key)
+{
+    return key >> (SLOT_BITS + GEN_BITS);
+}
+
+static inline bool handle_malformed(vmpk_key key)
+{
+    return key == 0 || key >> (SLOT_BITS + GEN_BITS + RT_BITS);
+}
 int vmpk__slots_init(struct vmpk_runtime *rt);
-void vmpk__slots_fini(struct vmpk_runtime *rt);
 int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *slot);
 void vmpk__slot_release(struct vmpk_runtime *rt, uint32_t slot);
 

@@ -383,10 +383,10 @@ int vmpk__gate_prepare(struct vmpk_runtime *rt, vmpk_key key, int access,
 {
     if (access != VMPK_READ && access != VMPK_RW)
         return VMPK_E_INVALID;
-    if (key == 0 || key >> (SLOT_BITS + GEN_BITS + RT_BITS))
+    if (handle_malformed(key))
         return VMPK_E_INVALID;
-    *slot = gate_slot(key);
-    if (key >> (SLOT_BITS + GEN_BITS) != rt->id || *slot >= atomic_load(&rt->nslots))
+    *slot = handle_slot(key);
+    if (handle_rt(key) != rt->id || *slot >= atomic_load(&rt->nslots))
         return VMPK_E_STALE;
     if (!(*t = vmpk__thread()))
         return VMPK_E_NOMEM;
@@ -405,8 +405,8 @@ int vmpk_end(vmpk_runtime *rt, vmpk_key key)
 
 static struct vmpk_runtime *runtime_of(vmpk_key key)
 {
-    unsigned id = (key >> (SLOT_BITS + GEN_BITS)) & (VMPK_MAX_RUNTIMES - 1);
-    return atomic_load_explicit(&vmpk__runtimes[id], memory_order_acquire);
+    return atomic_load_explicit(&vmpk__runtimes[handle_rt(key) & (VMPK_MAX_RUNTIMES - 1)],
+                                memory_order_acquire);
 }
 
 int vmpk_enter(vmpk_key key, int access)

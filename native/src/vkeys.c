@@ -21,26 +21,21 @@ vmpk_key vmpk__handle(const struct vmpk_runtime *rt, uint32_t slot, uint32_t gen
 
 int64_t vmpk__slot_of(const struct vmpk_runtime *rt, vmpk_key key)
 {
-    if (key == 0 || key >> (SLOT_BITS + GEN_BITS + RT_BITS))
+    if (handle_malformed(key))
         return VMPK_E_INVALID;
-    uint32_t slot1 = (uint32_t)key & ((1u << SLOT_BITS) - 1);
-    if (key >> (SLOT_BITS + GEN_BITS) != rt->id || slot1 == 0 || slot1 > rt->nslots)
+    uint32_t slot = handle_slot(key);
+    if (handle_rt(key) != rt->id || slot >= rt->nslots)
         return VMPK_E_STALE;
-    const struct vkey *v = &rt->slots[slot1 - 1];
+    const struct vkey *v = &rt->slots[slot];
     if (!v->live || atomic_load(&v->gen) != vmpk__gen_of(key))
         return VMPK_E_STALE;
-    return slot1 - 1;
+    return slot;
 }
 
 int vmpk__slots_init(struct vmpk_runtime *rt)
 {
     rt->slots = os_reserve(NULL, (size_t)MAX_SLOTS * sizeof *rt->slots);
     return rt->slots ? 0 : VMPK_E_NOMEM;
-}
-
-void vmpk__slots_fini(struct vmpk_runtime *rt)
-{
-    os_release(NULL, rt->slots, (size_t)MAX_SLOTS * sizeof *rt->slots);
 }
 
 int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *out)
