@@ -143,6 +143,18 @@ VMPK_API int vmpk_stats(const vmpk_runtime *rt, struct vmpk_stats *out);
 VMPK_API int vmpk_key_create(vmpk_runtime *rt, const char *name, int access,
                              size_t window_size, vmpk_key *out);
 
+/* n vkeys at once, each made as vmpk_key_create(rt, NULL, access,
+ * window_size) makes one and, when region_size > 0, given one region of
+ * region_size bytes as vmpk_alloc gives it. Writes the handles to
+ * keys[0..n) and, when region_size > 0, the regions' addresses to
+ * regions[0..n) (regions may be NULL otherwise). All or nothing: on failure
+ * no key of the batch is left, and the arrays are zeroed if the call had
+ * begun filling them. VMPK_E_WINDOW_FULL, creating nothing, when region_size
+ * exceeds the window; VMPK_E_TOO_MANY when n exceeds the vkey table. The
+ * keys are unnamed: names cost metadata, and a batch is for many keys. */
+VMPK_API int vmpk_keys_create(vmpk_runtime *rt, size_t n, int access, size_t window_size,
+                              size_t region_size, vmpk_key *keys, void **regions);
+
 /* Destroys a vkey: its pages become inaccessible to every thread and their
  * contents are discarded. Fails with VMPK_E_BUSY while a gate on it is open. */
 VMPK_API int vmpk_key_destroy(vmpk_runtime *rt, vmpk_key key);
