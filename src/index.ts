@@ -2,6 +2,7 @@
 export { open, pkuSupported, type OpenOptions } from './open.js';
 export { Runtime, type Backend, type Capabilities, type KeyOptions, type Stats } from './runtime.js';
 export { Key, type WithAsyncOptions } from './key.js';
+export { KeyBatch, type KeysOptions } from './batch.js';
 export { adopt, type KeyHandle, type RegionHandle, type RuntimeHandle } from './handle.js';
 export { Region } from './region.js';
 export { VmpkError, type VmpkErrorCode } from './errors.js';

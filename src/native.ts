@@ -69,6 +69,12 @@ export interface Native {
   info(rt: number, out: NativeInfo): number;
   stats(rt: number, out: NativeStats): number;
   keyCreate(rt: number, name: string | null, access: number, windowSize: number, out: [number]): number;
+  /**
+   * vmpk_keys_create: handles.length keys (n), each with a region of
+   * regionSize bytes when it is > 0; handles and, then, addresses (length n)
+   * are filled in place.
+   */
+  keysCreate(rt: number, n: number, access: number, windowSize: number, regionSize: number, handles: BigUint64Array, addresses: BigUint64Array | null): number;
   keyDestroy(rt: number, key: number): number;
   alloc(rt: number, key: number, size: number, out: [bigint]): number;
   free(rt: number, key: number, region: bigint): number;
@@ -163,6 +169,8 @@ function load(path: string): Native {
   const vmpk_info = lib.func('vmpk_info', 'int', ['uintptr_t', out(INFO)]);
   const vmpk_stats = lib.func('vmpk_stats', 'int', ['uintptr_t', out(STATS)]);
   const vmpk_key_create = lib.func('vmpk_key_create', 'int', ['uintptr_t', 'const char *', 'int', 'size_t', out('uint64_t')]);
+  // Typed arrays travel by reference: the core writes straight into them.
+  const vmpk_keys_create = lib.func('vmpk_keys_create', 'int', ['uintptr_t', 'size_t', 'int', 'size_t', 'size_t', 'uint64_t *', 'uint64_t *']);
   const vmpk_key_destroy = lib.func('vmpk_key_destroy', 'int', ['uintptr_t', 'uint64_t']);
   const vmpk_alloc = lib.func('vmpk_alloc', 'int', ['uintptr_t', 'uint64_t', 'size_t', out('void *')]);
   const vmpk_free = lib.func('vmpk_free', 'int', ['uintptr_t', 'uint64_t', 'void *']);
@@ -222,6 +230,8 @@ function load(path: string): Native {
       if (rc === 0) outKey[0] = toNumber(cell[0]);
       return rc;
     },
+    keysCreate: (rt, n, access, windowSize, regionSize, handles, addresses) =>
+      vmpk_keys_create(rt, n, access, windowSize, regionSize, handles, addresses) as number,
     keyDestroy: (rt, key) => vmpk_key_destroy(rt, key) as number,
     alloc(rt, key, size, outRegion) {
       const cell: [bigint | null] = [null];
