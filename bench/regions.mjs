@@ -13,7 +13,8 @@
 // Per size, backend and order it reports:
 //   - creation: vkeys per second of CPU time, each with its region, through
 //     runtime.createKeys() (one native call) and through createKey() +
-//     alloc() one at a time (two koffi calls and three objects per key);
+//     alloc() one at a time (two koffi calls and three objects per key),
+//     each the median of 5 runs in fresh runtimes (3 at a million);
 //   - metadata bytes per vkey: stats().metadataBytes / liveVkeys;
 //   - VMAs: lines of /proc/self/maps before creation, after it and after the
 //     gates, and those inside the part of the arena the keys' windows span;
@@ -31,11 +32,13 @@
 // mprotect side runs in the same process on the same library. In the guest
 // (PKU present) it is the real build, counts only.
 //
-// Hot keys are spread over the arena: Zipf rank r is key perm[r] for a
+// Each size and backend runs in a fresh process (VMA counts of one case
+// would otherwise include the last case's garbage). Hot keys are spread over the arena: Zipf rank r is key perm[r] for a
 // fixed-seed permutation. Key objects and views for the keys a sequence
 // touches are made before the gates are counted or timed.
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ROOT, STUB_SO, cpuHasPku, ensureBuilt, heading, machine, median, num, prng, quantile, saveResult, vmaCount } from './lib.mjs';
 import { permutation, uniformSampler, zipfSampler } from './sample.mjs';
 
@@ -62,6 +65,7 @@ function parseArgs(argv) {
     else if (a === '--trials') o.trials = int(value());
     else if (a === '--counts') o.counts = true;
     else if (a === '--backends') o.backends = value().split(',');
+    else if (a === '--child') o.child = value(); // backend:vkeys, run by the parent
     else throw new Error(`regions: unknown argument ${a} (see the comment at the top of bench/regions.mjs)`);
   }
   o.sizes = [];
@@ -153,18 +157,30 @@ function createOneByOne(open, backend, n) {
   return n / (ns / 1e9);
 }
 
+/** Repeats of a creation measurement: a batch of a thousand takes under 1 ms, a million one by one 2 s. */
+function repeats(n, counts, oneByOne) {
+  return counts ? 1 : n >= 1e6 ? (oneByOne ? 1 : 3) : 5;
+}
+
 function measure(open, backend, n, o) {
   const row = { backend, vkeys: n };
-  if (!o.counts) row.createRateOneByOne = createOneByOne(open, backend, n);
-
-  const rt = open({ backend });
-  row.hardwareKeys = rt.capabilities.hardwareKeys;
-  row.vmasBefore = vmaCount();
+  const reps = repeats(n, o.counts, false);
+  // createKeys(): the last of the repeats is the runtime measured below.
+  let rt;
   let batch;
-  const ns = cpuNs(() => {
-    batch = rt.createKeys(n, { regionSize: REGION });
-  });
-  if (!o.counts) row.createRate = n / (ns / 1e9);
+  const rates = [];
+  for (let i = 0; i < reps; i++) {
+    rt?.close();
+    rt = open({ backend });
+    row.vmasBefore = vmaCount();
+    const ns = cpuNs(() => {
+      batch = rt.createKeys(n, { regionSize: REGION });
+    });
+    rates.push(n / (ns / 1e9));
+  }
+  row.hardwareKeys = rt.capabilities.hardwareKeys;
+  if (!o.counts) row.createRate = median(rates);
+  row.creationRepeats = reps;
   const created = rt.stats();
   row.metadataBytesPerVkey = created.metadataBytes / created.liveVkeys;
   row.syscallsPerCreate = created.syscalls / n;
@@ -238,7 +254,26 @@ function measure(open, backend, n, o) {
     row.orders[order] = r;
   }
   rt.close();
+  // Last: its million JS objects would inflate the VMA counts above.
+  if (!o.counts) {
+    const rates = [];
+    for (let i = 0; i < repeats(n, o.counts, true); i++) rates.push(createOneByOne(open, backend, n));
+    row.createRateOneByOne = median(rates);
+  }
   return row;
+}
+
+/** Each (size, backend) in a fresh process, so one case's garbage never lands in another's VMA counts. */
+function measureInChild(argv, backend, n) {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...argv, '--child', `${backend}:${n}`], {
+    cwd: ROOT,
+    env: process.env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
+  if (r.status !== 0) throw new Error(`regions: the case ${backend} with ${n} vkeys exited with status ${r.status ?? r.signal}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1));
 }
 
 function printRows(rows, stubbed, counts) {
@@ -262,6 +297,12 @@ function printRows(rows, stubbed, counts) {
 
 export async function main(argv = process.argv.slice(2)) {
   const o = parseArgs(argv);
+  if (o.child) {
+    const [backend, n] = o.child.split(':');
+    const { open } = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href);
+    console.log(JSON.stringify(measure(open, backend, Number(n), o)));
+    return undefined;
+  }
   heading(`regions: ${o.sizes.map(num).join(', ')} vkeys, one ${REGION}-byte region each, gates in Zipf(${ZIPF_S}) and uniform order`);
   if (!process.env.VMPK_VM) ensureBuilt({ dist: true });
   if (!process.env.VMPK_LIBRARY && !cpuHasPku()) process.env.VMPK_LIBRARY = STUB_SO;
@@ -278,7 +319,7 @@ export async function main(argv = process.argv.slice(2)) {
   const rows = [];
   for (const n of o.sizes) {
     for (const backend of o.backends) {
-      const row = measure(open, backend, n, o);
+      const row = measureInChild(argv, backend, n);
       rows.push(row);
       const z = row.orders.zipf;
       console.log(`  ${num(n)} vkeys, ${backend === 'pku' && stubbed ? 'pku (stub)' : backend}${backend === 'pku' ? ` (${row.hardwareKeys} hardware keys)` : ''}: ${o.counts ? '' : `${num(Math.round(row.createRate))} created/s, `}zipf hit rate ${z.hitRate.toFixed(3)}, ${z.syscalls.toFixed(3)} syscalls per gate`);
