@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { BUILD, ROOT } from './lib.mjs';
 
 const W = 760;
-const H = 360;
 const PANEL = { w: 300, h: 200, top: 48 };
 const LEFTS = [70, 440];
 const COLORS = { pku: '#1f6fb4', mprotect: '#d2691e' };
@@ -27,10 +26,14 @@ function label(n) {
 }
 
 /** One line per (source, backend, order): [{ x: vkeys, hit, syscalls }]. */
+function buildOf(res) {
+  return res.stubbed ? 'stub' : res.machine.includes('TCG') ? 'guest' : 'real';
+}
+
 function seriesOf(results) {
   const out = [];
   for (const res of results) {
-    const build = res.stubbed ? 'stub' : res.machine.includes('TCG') ? 'guest' : 'real';
+    const build = buildOf(res);
     const backends = [...new Set(res.rows.map((r) => r.backend))];
     for (const backend of backends) {
       for (const order of ['zipf', 'uniform']) {
@@ -38,7 +41,8 @@ function seriesOf(results) {
           .filter((r) => r.backend === backend)
           .map((r) => ({ x: r.vkeys, hit: r.orders[order].hitRate, syscalls: r.orders[order].syscalls, hw: r.hardwareKeys }));
         const hw = backend === 'pku' ? `, ${points[0].hw} hw keys` : '';
-        const name = `${backend}${backend === 'pku' ? ` (${build}${hw})` : ''}, ${order === 'zipf' ? `Zipf(${res.zipfS})` : 'uniform'}`;
+        const where = backend === 'pku' ? ` (${build}${hw})` : ` (${build === 'guest' ? 'guest' : 'host'})`;
+        const name = `${backend}${where}, ${order === 'zipf' ? `Zipf(${res.zipfS})` : 'uniform'}`;
         out.push({ name, backend, order, guest: build === 'guest', points });
       }
     }
@@ -80,20 +84,28 @@ function panel(left, title, series, field, yMax, yTicks, xs) {
 export function chart(results) {
   const series = seriesOf(results);
   const xs = series.flatMap((s) => s.points.map((p) => p.x));
-  const maxSys = Math.max(2, ...series.flatMap((s) => s.points.map((p) => p.syscalls)));
-  const sysMax = Math.ceil(maxSys * 2) / 2;
-  const sysTicks = [];
-  for (let t = 0; t <= sysMax + 1e-9; t += 0.5) sysTicks.push(t);
+  // Headroom above the highest point, so no line runs along the frame.
+  const maxSys = Math.max(...series.flatMap((s) => s.points.map((p) => p.syscalls)));
+  const sysMax = Math.max(0.5, Math.ceil(maxSys * 1.1 * 2) / 2);
+  const maxHit = Math.max(...series.flatMap((s) => s.points.map((p) => p.hit)));
+  const hitMax = Math.min(1, Math.max(0.1, Math.ceil(maxHit * 1.2 * 10) / 10));
+  const ticks = (max, step) => Array.from({ length: Math.round(max / step) + 1 }, (_, i) => +(i * step).toFixed(2));
+  const sysTicks = ticks(sysMax, 0.5);
+  const hitTicks = ticks(hitMax, hitMax > 0.5 ? 0.25 : 0.1);
   const first = results[0];
+  const legendTop = PANEL.top + PANEL.h + 56;
+  const H = legendTop + Math.ceil(series.length / 2) * 18 + 40;
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="14">${esc(`Gates on many vkeys: ${first.gates.toLocaleString('en-US')} gates per point after as many warm-up gates (bench/regions.mjs, ${first.date.slice(0, 10)})`)}</text>`,
-    panel(LEFTS[0], 'hit rate (gates with no syscall)', series, 'hit', 1, [0, 0.25, 0.5, 0.75, 1], xs),
+    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="14">${esc(`key.with() over many vkeys, one region each (bench/regions.mjs, ${first.date.slice(0, 10)})`)}</text>`,
+    panel(LEFTS[0], 'hit rate (gates with no syscall)', series, 'hit', hitMax, hitTicks, xs),
     panel(LEFTS[1], 'syscalls per gate', series, 'syscalls', sysMax, sysTicks, xs),
   ];
   // Legend: two columns below the panels.
-  const legendTop = PANEL.top + PANEL.h + 56;
+  const per = results.map((r) => `${r.gates.toLocaleString('en-US')} (${buildOf(r)})`).join(', ');
+  parts.push(`<text x="${W / 2}" y="${H - 24}" text-anchor="middle" font-size="11" fill="#555">${esc(`exact stats() counts; gates per point, after as many warm-up gates: ${per}`)}</text>`);
+  parts.push(`<text x="${W / 2}" y="${H - 8}" text-anchor="middle" font-size="11" fill="#555">${esc('stub: the pku backend with PKRU a variable (counts exact, protects nothing); guest: real PKU under QEMU TCG')}</text>`);
   series.forEach((s, i) => {
     const x = 70 + (i % 2) * 370;
     const y = legendTop + Math.floor(i / 2) * 18;
