@@ -39,7 +39,7 @@ function seriesOf(results) {
       for (const order of ['zipf', 'uniform']) {
         const points = res.rows
           .filter((r) => r.backend === backend)
-          .map((r) => ({ x: r.vkeys, hit: r.orders[order].hitRate, syscalls: r.orders[order].syscalls, hw: r.hardwareKeys }));
+          .map((r) => ({ x: r.vkeys, hit: r.orders[order].hitRate, syscalls: r.orders[order].syscalls, hw: r.hwKeysHeld ?? r.hardwareKeys }));
         const hw = backend === 'pku' ? `, ${points[0].hw} hw keys` : '';
         const where = backend === 'pku' ? ` (${build}${hw})` : ` (${build === 'guest' ? 'guest' : 'host'})`;
         const name = `${backend}${where}, ${order === 'zipf' ? `Zipf(${res.zipfS})` : 'uniform'}`;
