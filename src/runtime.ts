@@ -135,7 +135,7 @@ export class Runtime {
    * `count` new keys in one native call, each with one region of
    * `options.regionSize` bytes when it is given: the way to make thousands
    * to millions of keys (one createKey() and alloc() cost about 1.7 us; a
-   * batch about 0.15 us a key). The keys are unnamed. All or nothing: when
+   * batch about 0.1 us a key). The keys are unnamed. All or nothing: when
    * it throws, no key of the batch exists. Key and Region objects are made
    * when batch.key(i) or batch.region(i) first asks for them.
    */
