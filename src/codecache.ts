@@ -245,16 +245,20 @@ export class CodeCache {
       throw new VmpkError('INVALID_ARGUMENT', `${where}: signature ${describe(signature)} is not a C function type koffi understands (${(err as Error).message}); write it as 'RESULT (ARG, ...)', e.g. 'int64_t (int64_t, int64_t)'`, { cause: err });
     }
     const generation = this.#generation;
-    const callable = (w: string) => {
+    const callable = (w: string, duringEmit: boolean) => {
       if (generation !== this.#generation) throw new VmpkError('CODE_DISCARDED', `${w}: code cache ${quoteName(this.#ks.name)} was reset() after this function was made; its code is gone`);
+      if (duringEmit && this.#emitting && !closedNow(this.#ks.rs) && !this.#ks.destroyed) return;
       this.#check(w);
     };
+    // Not inside its own cache's emit on this thread (on mprotect its pages
+    // do not execute then); on a pool thread, yes: other threads may run
+    // the code during an emit (mprotect: they wait the emit out in faults).
     const call = (...args: unknown[]): unknown => {
-      callable('code function');
+      callable('code function', false);
       return fn.call(...args);
     };
     call.async = async (...args: unknown[]): Promise<unknown> => {
-      callable('code function async()');
+      callable('code function async()', true);
       this.#asyncCalls++;
       try {
         return await fn.callAsync(args);
