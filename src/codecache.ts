@@ -232,18 +232,8 @@ export class CodeCache {
    */
   function(offset: number, signature: string): CodeFunction {
     const where = 'codeCache.function()';
-    this.#check(where);
-    const off = checkInteger(offset, 'offset', where, 0, this.#size - 1);
-    if (typeof signature !== 'string') throw invalidArgument(`${where}: signature must be a string such as 'int64_t (int64_t, int64_t)', got ${describe(signature)}`);
-    if (!this.#entries.some((e) => off >= e.offset && off < e.offset + e.size)) {
-      throw invalidArgument(`${where}: offset ${off} is not inside committed code of code cache ${quoteName(this.#ks.name)} (entries: ${this.#entries.map((e) => `${e.offset}..${e.offset + e.size - 1}`).join(', ') || 'none'})`);
-    }
-    let fn: NativeCode;
-    try {
-      fn = this.#ks.rs.n.codeFunction(this.#region.address + BigInt(off), signature);
-    } catch (err) {
-      throw new VmpkError('INVALID_ARGUMENT', `${where}: signature ${describe(signature)} is not a C function type koffi understands (${(err as Error).message}); write it as 'RESULT (ARG, ...)', e.g. 'int64_t (int64_t, int64_t)'`, { cause: err });
-    }
+    const off = this.#codeAt(offset, signature, where);
+    const fn: NativeCode = this.#ks.rs.n.codeFunction(this.#region.address + BigInt(off), signature);
     const generation = this.#generation;
     const callable = (w: string, duringEmit: boolean) => {
       if (generation !== this.#generation) throw new VmpkError('CODE_DISCARDED', `${w}: code cache ${quoteName(this.#ks.name)} was reset() after this function was made; its code is gone`);
@@ -255,18 +245,67 @@ export class CodeCache {
     // the code during an emit (mprotect: they wait the emit out in faults).
     const call = (...args: unknown[]): unknown => {
       callable('code function', false);
-      return fn.call(...args);
+      try {
+        return fn.call(...args);
+      } catch (err) {
+        throw badArguments(err, signature, 'code function');
+      }
     };
     call.async = async (...args: unknown[]): Promise<unknown> => {
       callable('code function async()', true);
       this.#asyncCalls++;
       try {
         return await fn.callAsync(args);
+      } catch (err) {
+        throw badArguments(err, signature, 'code function async()');
       } finally {
         this.#asyncCalls--;
       }
     };
     return call;
+  }
+
+  /**
+   * One call of committed code at `offset` with `args`: what function()
+   * gives, without making a function (koffi spends microseconds on that),
+   * for code that runs once or rarely. Same checks and errors.
+   */
+  call(offset: number, signature: string, ...args: unknown[]): unknown {
+    const off = this.#codeAt(offset, signature, 'codeCache.call()');
+    try {
+      return this.#ks.rs.n.callCode(this.#region.address + BigInt(off), signature, args);
+    } catch (err) {
+      throw badArguments(err, signature, 'codeCache.call()');
+    }
+  }
+
+  /** Checks function() and call()'s arguments; returns the offset. */
+  #codeAt(offset: number, signature: string, where: string): number {
+    this.#check(where);
+    const off = checkInteger(offset, 'offset', where, 0, this.#size - 1);
+    if (typeof signature !== 'string') throw invalidArgument(`${where}: signature must be a string such as 'int64_t (int64_t, int64_t)', got ${describe(signature)}`);
+    if (!this.#inEntry(off)) {
+      throw invalidArgument(`${where}: offset ${off} is not inside committed code of code cache ${quoteName(this.#ks.name)} (${this.#entries.length} entries, the last ending at ${this.#top})`);
+    }
+    try {
+      this.#ks.rs.n.checkSignature(signature);
+    } catch (err) {
+      throw new VmpkError('INVALID_ARGUMENT', `${where}: signature ${describe(signature)} is not a C function type koffi understands (${(err as Error).message}); write it as 'RESULT (ARG, ...)', e.g. 'int64_t (int64_t, int64_t)'`, { cause: err });
+    }
+    return off;
+  }
+
+  /** Whether `offset` lies inside a committed entry (they are sorted by offset). */
+  #inEntry(offset: number): boolean {
+    const e = this.#entries;
+    let lo = 0;
+    let hi = e.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (e[mid]!.offset + e[mid]!.size <= offset) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < e.length && e[lo]!.offset <= offset;
   }
 
   /** A copy of `length` bytes from `offset`: to look at emitted code. */
@@ -305,6 +344,11 @@ export class CodeCache {
     this.#closed = true;
     this.#view = undefined;
   }
+}
+
+/** koffi's error for arguments that do not fit the signature, as INVALID_ARGUMENT. */
+function badArguments(err: unknown, signature: string, where: string): VmpkError {
+  return new VmpkError('INVALID_ARGUMENT', `${where}: the arguments do not fit signature ${describe(signature)}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }
 
 function emitEnded(where: string): VmpkError {

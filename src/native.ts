@@ -98,6 +98,13 @@ export interface Native {
    * a signature it cannot parse. `address` must hold code of that type.
    */
   codeFunction(address: bigint, signature: string): NativeCode;
+  /**
+   * One call of the code at `address` (koffi.call): no function object is
+   * made, which costs koffi several microseconds. Same rules as codeFunction().
+   */
+  callCode(address: bigint, signature: string, args: unknown[]): unknown;
+  /** Parses (and keeps) the function type; throws koffi's error for a bad one. */
+  checkSignature(signature: string): void;
 }
 
 /** A native function made by codeFunction(). */
@@ -198,6 +205,14 @@ function load(path: string): Native {
   // Function types by signature: koffi registers a named prototype for good,
   // so a second proto() of 'int f(int)' would fail; one per signature is kept.
   const protos = new Map<string, TypeObject>();
+  const protoOf = (signature: string): TypeObject => {
+    let proto = protos.get(signature);
+    if (proto === undefined) {
+      proto = koffi.proto(signature);
+      protos.set(signature, proto);
+    }
+    return proto;
+  };
 
   return {
     path,
@@ -280,11 +295,7 @@ function load(path: string): Native {
       return koffi.view(address, length);
     },
     codeFunction(address, signature) {
-      let proto = protos.get(signature);
-      if (proto === undefined) {
-        proto = koffi.proto(signature);
-        protos.set(signature, proto);
-      }
+      const proto = protoOf(signature);
       if (address === 0n) throw new Error('vmpk: internal error: code at a null pointer');
       const fn = koffi.decode(address, proto) as KoffiCode;
       return {
@@ -294,6 +305,14 @@ function load(path: string): Native {
             fn.async(...args, (err: unknown, result: unknown) => (err ? reject(err) : resolve(result)));
           }),
       };
+    },
+    checkSignature(signature) {
+      protoOf(signature);
+    },
+    callCode(address, signature, args) {
+      const proto = protoOf(signature);
+      if (address === 0n) throw new Error('vmpk: internal error: code at a null pointer');
+      return koffi.call(address, proto, ...args);
     },
   };
 }
