@@ -35,6 +35,20 @@ describe(`code cache (${backend} backend)`, () => {
     expect([...c.read(0, 22)]).toEqual([...ADD, ...Array(11).fill(0xcc), ...ret(1234567)]);
   });
 
+  it('call() runs committed code once, with the same checks as function()', () => {
+    const c = cache();
+    const e = c.emit(ADD);
+    expect(c.call(e.offset, 'int64_t (int64_t, int64_t)', 40, 2)).toBe(42);
+    expect(c.call(e.offset, 'int64_t (int64_t, int64_t)', 2n ** 62n, 2n ** 62n)).toBe(-(2n ** 63n)); // wraps, as the CPU does
+    expectVmpkError(() => c.call(16, 'int (void)'), 'INVALID_ARGUMENT'); // not committed
+    expectVmpkError(() => c.call(0, 'int64_t (int64_t, int64_t)', 1), 'INVALID_ARGUMENT'); // too few arguments
+    expectVmpkError(() => c.call(0, 'int64_t (int64_t, int64_t)', 'a', 1), 'INVALID_ARGUMENT');
+    expectVmpkError(() => c.call(0, 'nonsense ('), 'INVALID_ARGUMENT');
+    expectVmpkError(() => c.emit(() => void c.call(0, 'int64_t (int64_t, int64_t)', 1, 2)), 'EMIT_NESTED');
+    c.close();
+    expectVmpkError(() => c.call(0, 'int64_t (int64_t, int64_t)', 1, 2), 'CACHE_CLOSED');
+  });
+
   it('a writer function writes and patches through an Emitter', () => {
     const c = cache();
     c.emit([0x90]);
