@@ -146,6 +146,7 @@ export class CodeCache {
     const start = Math.ceil(this.#top / ALIGN) * ALIGN;
     if (bytes !== undefined && bytes.length > this.#size - start) throw this.#full(where, bytes.length, start);
     const view = this.#bytes();
+    const size = this.#size;
     let length = 0;
     let open = true;
     const emitter: Emitter = {
@@ -153,7 +154,9 @@ export class CodeCache {
       get length() {
         return length;
       },
-      available: 0,
+      get available() {
+        return size - start - length;
+      },
       write: (b) => {
         const w = 'emitter.write()';
         if (!open) throw emitEnded(w);
@@ -172,7 +175,6 @@ export class CodeCache {
         view.set(src, off);
       },
     };
-    Object.defineProperty(emitter, 'available', { get: () => this.#size - start - length, enumerable: true });
     this.#emitting = true;
     try {
       return this.#key.with('rw', () => {
@@ -207,8 +209,9 @@ export class CodeCache {
   /** The scan of commit(): throws UNSAFE_CODE for the first WRPKRU or XRSTOR that lies (partly) in the new bytes. */
   #commit(view: Uint8Array, start: number, length: number): void {
     const from = Math.max(0, start - SPAN_BEFORE);
+    // Two bytes before the emit cannot hold a whole sequence: every hit
+    // lies, at least partly, in the new bytes.
     for (const hit of scanBytes(view.subarray(from, start + length), from)) {
-      if (hit.address + 3 <= start) continue; // wholly in older, committed code (cannot happen: it was scanned)
       const what = hit.kind === 'WRPKRU' ? 'WRPKRU (0F 01 EF)' : `XRSTOR (0F AE, ModRM 0x${hit.modrm!.toString(16)})`;
       const inEmit = hit.address >= start ? `byte ${hit.address - start} of this emit` : `spanning the end of the previous entry into this emit`;
       throw new VmpkError(
