@@ -2,6 +2,7 @@
 import { parseAccess, parseGateAccess, type Access, type GateAccess } from './access.js';
 import { VmpkError, describe, invalidArgument, nativeError, runtimeClosed } from './errors.js';
 import { makeRuntimeHandle, type RuntimeHandle } from './handle.js';
+import { CodeCache, createCodeCache, type CodeCacheOptions } from './codecache.js';
 import { INTERNAL, closedNow, knownRuntimes, notConstructible, type KeyState, type RuntimeState } from './internal.js';
 import { inspectProcess, type InspectReport } from './inspect/index.js';
 import { createKeys, type KeyBatch, type KeysOptions } from './batch.js';
@@ -142,6 +143,15 @@ export class Runtime {
   createKeys(count: number, options?: KeysOptions): KeyBatch {
     const rs = this.#check('runtime.createKeys()');
     return createKeys(rs, this.#capabilities.windowSize, count, options);
+  }
+
+  /**
+   * A code cache for a JIT: `size` bytes of executable memory on a key of
+   * its own, which every thread may run at all times and only
+   * cache.emit() may write (see codecache.ts and docs/api.md).
+   */
+  createCodeCache(options: CodeCacheOptions): CodeCache {
+    return createCodeCache(this.#rs, options, (rc, where) => this.#fail(rc, where));
   }
 
   /** The runtime's counters (struct vmpk_stats) as a fresh plain object. */
