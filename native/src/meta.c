@@ -131,8 +131,7 @@ static void init(void)
     }
     vmpk__meta_pkey = m->pkey;
     vmpk__meta_mode = m->mode;
-    if (m->mode == META_MPROTECT &&
-        (os_mprotect(NULL, base, len, PROT_READ) || os_mprotect(NULL, m, sizeof *m, PROT_READ)))
+    if (m->mode == META_MPROTECT && os_mprotect(NULL, base, rts + threads, PROT_READ))
         init_err = vmpk__system_error(errno);
 }
 
@@ -154,8 +153,10 @@ int vmpk__meta_commit(struct runtime_counters *c, void *addr, size_t len)
     switch (vmpk__meta.mode) {
     case META_PKEY:
         return os_commit_pkey(c, addr, len, vmpk__meta.pkey);
-    case META_MPROTECT: /* the whole reservation opens and closes at once */
-        return 0;
+    case META_MPROTECT: /* the runtimes and threads open and close at once */
+        if ((uint8_t *)addr < (uint8_t *)vmpk__meta.threads_lo + vmpk__meta.threads_len)
+            return 0;
+        return os_commit(c, addr, len);
     default:
         return os_commit(c, addr, len);
     }
@@ -171,8 +172,8 @@ void vmpk__meta_mp_open(struct runtime_counters *c)
 {
     struct meta_page *m = &vmpk__meta;
     pthread_mutex_lock(&mp_lock);
-    if (mp_open++ == 0 && (os_mprotect_meta(c, m->base, m->len, PROT_READ | PROT_WRITE) ||
-                           os_mprotect_meta(c, m, sizeof *m, PROT_READ | PROT_WRITE)))
+    size_t len = m->threads_lo + m->threads_len - (uintptr_t)m->base;
+    if (mp_open++ == 0 && os_mprotect_meta(c, m->base, len, PROT_READ | PROT_WRITE))
         abort(); /* vmpk could not go on */
     pthread_mutex_unlock(&mp_lock);
 }
@@ -181,8 +182,8 @@ void vmpk__meta_mp_close(struct runtime_counters *c)
 {
     struct meta_page *m = &vmpk__meta;
     pthread_mutex_lock(&mp_lock);
-    if (--mp_open == 0 && (os_mprotect_meta(c, m, sizeof *m, PROT_READ) ||
-                           os_mprotect_meta(c, m->base, m->len, PROT_READ)))
+    size_t len = m->threads_lo + m->threads_len - (uintptr_t)m->base;
+    if (--mp_open == 0 && os_mprotect_meta(c, m->base, len, PROT_READ))
         abort(); /* the metadata would stay writable */
     pthread_mutex_unlock(&mp_lock);
 }

@@ -16,8 +16,12 @@
  *   META_PKEY      the pages carry the meta pkey, write-disabled (WD) in
  *                  every thread's PKRU outside vmpk's entry points; reads
  *                  stay free. Where PKU works, for both backends.
- *   META_MPROTECT  no PKU: the pages are PROT_READ outside mutations, made
- *                  writable by a counted, process-wide open/close.
+ *   META_MPROTECT  no PKU: the meta page and the runtimes and threads areas
+ *                  are PROT_READ outside mutations, made writable by a
+ *                  counted, process-wide open/close (two mprotect calls
+ *                  each way). The owner, free and slots areas stay
+ *                  writable there: mprotect's cost grows with the pages it
+ *                  covers, and those grow with the number of keys.
  *   META_OFF       plain read-write pages (VMPK_META=off, for comparison).
  */
 #ifndef VMPK_META_H
