@@ -232,7 +232,8 @@ static int pku_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
     }
     open_gate(rt, t, key, slot, h, access);
     counter_add(&t->counters[id].hits, 1);
-    r = 0;
+    meta_leave(t, (int)id);
+    return 0;
 out:
     meta_leave(t, runtime_id_of(rt));
     return r;
