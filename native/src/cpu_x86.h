@@ -86,21 +86,21 @@ static inline void pkru_write_exact(uint32_t v)
 {
     vmpk__stub_pkru = v;
     struct vmpk_thread *t = pkru_stub_thread();
-    PKRU_STUB_CHECK(!(~vmpk__stub_pkru & t->pkru_expect & vmpk__meta.owned));
+    PKRU_STUB_CHECK(!(~vmpk__stub_pkru & t->pkru_expect & relaxed_load(&vmpk__meta.owned)));
 }
 
 static inline struct vmpk_thread *pkru_write_enter(void)
 {
     vmpk__stub_pkru = vmpk__stub_pkru & vmpk__meta.not_m;
     struct vmpk_thread *t = pkru_stub_thread();
-    PKRU_STUB_CHECK(!(~vmpk__stub_pkru & t->pkru_expect & vmpk__meta.owned_enter));
+    PKRU_STUB_CHECK(!(~vmpk__stub_pkru & t->pkru_expect & relaxed_load(&vmpk__meta.owned_enter)));
     return t;
 }
 
 static inline void pkru_write_boot(uint32_t v, int open)
 {
     vmpk__stub_pkru = v;
-    PKRU_STUB_CHECK(!(~vmpk__stub_pkru & (open ? vmpk__meta.boot_open : vmpk__meta.boot_closed)));
+    PKRU_STUB_CHECK(!(~vmpk__stub_pkru & relaxed_load(open ? &vmpk__meta.boot_open : &vmpk__meta.boot_closed)));
 }
 #else
 /* After WRPKRU: the thread's struct in rcx, validated; PKRU in eax. */

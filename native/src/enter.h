@@ -133,7 +133,7 @@ static inline uint32_t meta_handler_enter(void)
         return 0;
     uint32_t pkru = rdpkru();
     uint32_t m = 3u << (2 * vmpk__meta_pkey);
-    pkru_write_boot((pkru | vmpk__meta_owned) & ~m, 1);
+    pkru_write_boot((pkru | relaxed_load(&vmpk__meta_owned)) & ~m, 1);
     return pkru;
 }
 

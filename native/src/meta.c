@@ -24,7 +24,7 @@ struct meta_page vmpk__meta = {
 
 int vmpk__meta_mode;
 int vmpk__meta_pkey;
-uint32_t vmpk__meta_owned;
+_Atomic uint32_t vmpk__meta_owned;
 
 /* The target of every failed PKRU check. A jump lands here with any stack
  * alignment: realign, so abort() raises SIGABRT rather than faulting. */
@@ -73,12 +73,11 @@ static void set_owned(uint32_t owned)
 {
     struct meta_page *m = &vmpk__meta;
     uint32_t ad = owned & 0x55555555u & ~m->m_bits;
-    m->owned = owned;
-    m->owned_enter = owned & ~m->m_wd;
-    m->not_m = ~m->m_bits;
-    m->boot_open = ad;
-    m->boot_closed = ad | m->m_wd;
-    vmpk__meta_owned = owned;
+    relaxed_store(&m->owned, owned);
+    relaxed_store(&m->owned_enter, owned & ~m->m_wd);
+    relaxed_store(&m->boot_open, ad);
+    relaxed_store(&m->boot_closed, ad | m->m_wd);
+    relaxed_store(&vmpk__meta_owned, owned);
 }
 
 static int choose_mode(void)
@@ -122,6 +121,7 @@ static void init(void)
             m->pkey = pkey;
             m->m_bits = 3u << (2 * pkey);
             m->m_wd = PKRU_WD << (2 * pkey);
+            m->not_m = ~m->m_bits;
             set_owned(m->m_bits);
             if (os_commit_pkey(NULL, m, sizeof *m, pkey)) {
                 init_err = vmpk__system_error(errno);
@@ -165,7 +165,7 @@ int vmpk__meta_commit(struct runtime_counters *c, void *addr, size_t len)
 void vmpk__meta_own(int pkey)
 {
     if (vmpk__meta.mode == META_PKEY)
-        set_owned(vmpk__meta.owned | 3u << (2 * pkey));
+        set_owned(relaxed_load(&vmpk__meta.owned) | 3u << (2 * pkey));
 }
 
 void vmpk__meta_mp_open(struct runtime_counters *c)
@@ -226,7 +226,7 @@ __attribute__((noinline)) struct vmpk_thread *vmpk__meta_bootstrap(void)
     int mode = vmpk__meta_mode;
     uint32_t m = 3u << (2 * vmpk__meta_pkey);
     if (mode == META_PKEY)
-        pkru_write_boot((rdpkru() | vmpk__meta_owned) & ~m, 1);
+        pkru_write_boot((rdpkru() | relaxed_load(&vmpk__meta_owned)) & ~m, 1);
     else if (mode == META_MPROTECT)
         vmpk__meta_mp_open(NULL);
     struct vmpk_thread *t = vmpk__thread_new();

@@ -49,11 +49,13 @@ struct meta_arena {
 
 /* The meta page. The checked PKRU writes (cpu_x86.h) read the first words. */
 struct meta_page {
-    uint32_t owned;           /* PKRU bits (both) of every pkey vmpk owns */
-    uint32_t owned_enter;     /* owned without the meta pkey's WD bit */
+    /* Grow while other threads check against them (a new pkey is owned
+     * before any thread has bits for it that vmpk set): atomic words. */
+    _Atomic uint32_t owned;   /* PKRU bits (both) of every pkey vmpk owns */
+    _Atomic uint32_t owned_enter; /* owned without the meta pkey's WD bit */
     uint32_t not_m;           /* ~(both bits of the meta pkey) */
-    uint32_t boot_open;       /* AD of every owned pkey but meta */
-    uint32_t boot_closed;     /* the same and meta's WD */
+    _Atomic uint32_t boot_open;   /* AD of every owned pkey but meta */
+    _Atomic uint32_t boot_closed; /* the same and meta's WD */
     uint32_t m_bits;          /* both bits of the meta pkey */
     uint32_t m_wd;            /* the meta pkey's WD bit */
     uintptr_t threads_lo;     /* the threads area: where a valid thread may be */
@@ -96,7 +98,7 @@ extern struct meta_page vmpk__meta __attribute__((visibility("hidden")));
  * anyone: a wrong value makes the handler's own checks fail, nothing else. */
 extern int vmpk__meta_mode;
 extern int vmpk__meta_pkey;
-extern uint32_t vmpk__meta_owned;
+extern _Atomic uint32_t vmpk__meta_owned;
 
 /* Chooses the mode, reserves the areas, allocates the meta pkey. Once. */
 int vmpk__meta_init(void);

@@ -56,7 +56,9 @@ static void thread_exit(void *arg)
     /* Closed with every owned pkey: the struct that held the expected
      * value is gone. */
     if (vmpk__meta.mode == META_PKEY)
-        pkru_write_boot(((rdpkru() | vmpk__meta.owned) & ~vmpk__meta.m_bits) | vmpk__meta.m_wd, 0);
+        pkru_write_boot(((rdpkru() | relaxed_load(&vmpk__meta.owned)) & ~vmpk__meta.m_bits) |
+                            vmpk__meta.m_wd,
+                        0);
     else if (vmpk__meta.mode == META_MPROTECT)
         vmpk__meta_mp_close(NULL);
 }
