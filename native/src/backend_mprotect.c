@@ -54,7 +54,7 @@ static void mp_teardown(struct vmpk_runtime *rt)
 /* vmpk_begin */
 static int mp_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
 {
-    struct vmpk_thread *t = meta_enter_counted(&rt->c);
+    struct vmpk_thread *t = meta_enter();
     if (!t)
         return VMPK_E_NOMEM;
     uint32_t slot;
@@ -80,7 +80,7 @@ static int mp_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
         counter_add(&t->counters[rt->id].hits, 1);
     else if (r == 1)
         atomic_fetch_add(&rt->c.misses, 1);
-    meta_leave(t, rt->id);
+    meta_leave(t, r < 0 ? -1 : rt->id);
     return r < 0 ? r : 0;
 }
 
@@ -105,11 +105,11 @@ static int mp_end_in(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key ke
 /* vmpk_end */
 static int mp_end(struct vmpk_runtime *rt, vmpk_key key)
 {
-    struct vmpk_thread *t = meta_enter_counted(&rt->c);
+    struct vmpk_thread *t = meta_enter();
     if (!t)
         return VMPK_E_GATE_ORDER; /* no struct, so no gate */
     int r = mp_end_in(rt, t, key);
-    meta_leave(t, rt->id);
+    meta_leave(t, r ? -1 : rt->id);
     return r;
 }
 

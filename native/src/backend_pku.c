@@ -235,7 +235,7 @@ static int pku_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
     meta_leave(t, (int)id);
     return 0;
 out:
-    meta_leave(t, runtime_id_of(rt));
+    meta_leave(t, r ? -1 : runtime_id_of(rt));
     return r;
 }
 

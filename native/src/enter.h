@@ -35,20 +35,20 @@ void vmpk__meta_leave_slow(struct vmpk_thread *t);
 uint32_t vmpk__pku_ideal(uint32_t pkru, const struct vmpk_thread *t);
 
 /* Opens meta for the calling thread; its struct, or NULL when no memory is
- * left for one (meta stays closed). On META_MPROTECT, `c` counts the
- * syscalls (may be NULL). */
-static ALWAYS_INLINE struct vmpk_thread *meta_enter_counted(struct runtime_counters *c)
+ * left for one (meta stays closed). */
+static ALWAYS_INLINE struct vmpk_thread *meta_enter(void)
 {
     struct vmpk_thread *t = vmpk__self;
     if (__builtin_expect(!t, 0) && !(t = vmpk__meta_bootstrap()))
         return NULL;
-    if (__builtin_expect(vmpk__meta.mode == META_PKEY, 1))
+    if (__builtin_expect(vmpk__meta.mode == META_PKEY, 1)) {
         t = pkru_write_enter();
-    else if (vmpk__meta.mode == META_MPROTECT)
-        vmpk__meta_mp_open(c);
+    } else if (vmpk__meta.mode == META_MPROTECT) {
+        int calls = vmpk__meta_mp_open();
+        t->mp_calls = calls; /* counted on leaving, once the call succeeded */
+    }
     return t;
 }
-#define meta_enter() meta_enter_counted(NULL)
 
 /* A gate's bits, set when the thread leaves: gate's access plus v's perm. */
 static ALWAYS_INLINE void meta_sync_on_leave(struct vmpk_thread *t, uint8_t id,
@@ -61,8 +61,8 @@ static ALWAYS_INLINE void meta_sync_on_leave(struct vmpk_thread *t, uint8_t id,
 }
 
 /* Closes meta, setting the pending gate bits in the same write. `id`: the
- * runtime whose counters count the writes (the entry's among them), or -1;
- * on META_MPROTECT its syscalls too. */
+ * runtime whose counters count the switches (the entry's among them), -1
+ * for none: a call that failed counts nothing, as it changes nothing. */
 static ALWAYS_INLINE void meta_leave(struct vmpk_thread *t, int id)
 {
     if (__builtin_expect(vmpk__meta.mode == META_PKEY, 1)) {
@@ -86,7 +86,10 @@ static ALWAYS_INLINE void meta_leave(struct vmpk_thread *t, int id)
             vmpk__meta_leave_slow(t);
     } else if (vmpk__meta.mode == META_MPROTECT) {
         t->sync_v = NULL;
-        vmpk__meta_mp_close(id >= 0 && vmpk__runtimes[id] ? &vmpk__runtimes[id]->c : NULL);
+        struct runtime_counters *c = id >= 0 && vmpk__runtimes[id] ? &vmpk__runtimes[id]->c : NULL;
+        if (c)
+            atomic_fetch_add_explicit(&c->meta_mprotect_calls, t->mp_calls, memory_order_relaxed);
+        vmpk__meta_mp_close(c);
     } else {
         t->sync_v = NULL;
     }

@@ -131,6 +131,7 @@ struct vmpk_thread {
     int sync_pkey;
     int sync_gate;
     uint32_t sync_counter;    /* runtime id whose pkru_writes counts it */
+    int mp_calls;             /* META_MPROTECT: mprotect calls of the entry */
     struct vmpk_thread *next; /* registry, under the registry lock */
 };
 

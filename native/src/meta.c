@@ -168,14 +168,16 @@ void vmpk__meta_own(int pkey)
         set_owned(relaxed_load(&vmpk__meta.owned) | 3u << (2 * pkey));
 }
 
-void vmpk__meta_mp_open(struct runtime_counters *c)
+int vmpk__meta_mp_open(void)
 {
     struct meta_page *m = &vmpk__meta;
     pthread_mutex_lock(&mp_lock);
     size_t len = m->threads_lo + m->threads_len - (uintptr_t)m->base;
-    if (mp_open++ == 0 && os_mprotect_meta(c, m->base, len, PROT_READ | PROT_WRITE))
+    int calls = mp_open++ == 0;
+    if (calls && os_mprotect_meta(NULL, m->base, len, PROT_READ | PROT_WRITE))
         abort(); /* vmpk could not go on */
     pthread_mutex_unlock(&mp_lock);
+    return calls;
 }
 
 void vmpk__meta_mp_close(struct runtime_counters *c)
@@ -228,7 +230,7 @@ __attribute__((noinline)) struct vmpk_thread *vmpk__meta_bootstrap(void)
     if (mode == META_PKEY)
         pkru_write_boot((rdpkru() | relaxed_load(&vmpk__meta_owned)) & ~m, 1);
     else if (mode == META_MPROTECT)
-        vmpk__meta_mp_open(NULL);
+        vmpk__meta_mp_open();
     struct vmpk_thread *t = vmpk__thread_new();
     if (mode == META_PKEY) {
         if (!t) {

@@ -116,8 +116,9 @@ void vmpk__meta_own(int pkey);
 struct vmpk_thread *vmpk__meta_thread_alloc(void);
 void vmpk__meta_thread_free(struct vmpk_thread *t);
 
-/* META_MPROTECT open and close, counted in *c when not NULL. */
-void vmpk__meta_mp_open(struct runtime_counters *c);
+/* META_MPROTECT open (returns the mprotect calls it made) and close (counts
+ * its call in *c when not NULL). */
+int vmpk__meta_mp_open(void);
 void vmpk__meta_mp_close(struct runtime_counters *c);
 
 #endif /* VMPK_META_H */

@@ -293,7 +293,7 @@ int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t windo
         return VMPK_E_NOMEM;
     int id = runtime_id_of(rt);
     int err = id < 0 ? VMPK_E_INVALID : key_create_in(rt, name, access, window_size, out);
-    meta_leave(t, id);
+    meta_leave(t, err ? -1 : id);
     return err;
 }
 
@@ -370,7 +370,7 @@ static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot)
             err_ = slot < 0 ? (int)slot : (body);                                          \
             pthread_mutex_unlock(&(rt)->lock);                                             \
         }                                                                                  \
-        meta_leave(t_, id_);                                                               \
+        meta_leave(t_, err_ ? -1 : id_);                                                   \
         return err_;                                                                       \
     } while (0)
 
@@ -451,16 +451,17 @@ int vmpk__gate_prepare(struct vmpk_runtime *rt, vmpk_key key, int access,
 }
 
 /* The backend's begin and end are entry points themselves (the gate path
- * is the hot one); rt->be is read from rt only once it is known to be an
- * open runtime. */
+ * is the hot one). They trust rt only once it matches the key's runtime in
+ * meta (begin) or an open gate's record (end): a forged struct may lend
+ * them a backend to call, but never while meta is open. */
 int vmpk_begin(vmpk_runtime *rt, vmpk_key key, int access)
 {
-    return runtime_id_of(rt) >= 0 ? rt->be->begin(rt, key, access) : VMPK_E_INVALID;
+    return rt ? rt->be->begin(rt, key, access) : VMPK_E_INVALID;
 }
 
 int vmpk_end(vmpk_runtime *rt, vmpk_key key)
 {
-    return runtime_id_of(rt) >= 0 ? rt->be->end(rt, key) : VMPK_E_INVALID;
+    return rt ? rt->be->end(rt, key) : VMPK_E_INVALID;
 }
 
 static struct vmpk_runtime *runtime_of(vmpk_key key)
