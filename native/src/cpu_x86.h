@@ -103,9 +103,13 @@ static inline void pkru_write_boot(uint32_t v, int open)
     PKRU_STUB_CHECK(!(~vmpk__stub_pkru & relaxed_load(open ? &vmpk__meta.boot_open : &vmpk__meta.boot_closed)));
 }
 #else
-/* After WRPKRU: the thread's struct in rcx, validated; PKRU in eax. */
+/* After WRPKRU: the thread's struct in rcx, validated; PKRU in eax. The
+ * check is a restartable sequence too (section vmpk_recheck): a shootdown
+ * handler that narrows this thread's PKRU and expected value after the
+ * RDPKRU sends it back to the RDPKRU (ecx = edx = 0), so it compares the
+ * new PKRU with the new expected value. */
 #define PKRU_CHECK_THREAD(mask)                                                            \
-    ".byte 0x0f, 0x01, 0xee\n\t" /* RDPKRU: eax = PKRU (ecx is 0) */                         \
+    "3: .byte 0x0f, 0x01, 0xee\n\t" /* RDPKRU: eax = PKRU (ecx is 0) */                      \
     "movq vmpk__self@gottpoff(%%rip), %%rdx\n\t"                                            \
     "movq %%fs:(%%rdx), %%rcx\n\t"                                                          \
     "addq %%fs:0, %%rdx\n\t" /* &vmpk__self */                                              \
@@ -120,7 +124,13 @@ static inline void pkru_write_boot(uint32_t v, int open)
     "notl %%eax\n\t"                                                                        \
     "andl %c[expect](%%rcx), %%eax\n\t"                                                     \
     "andl vmpk__meta+%c[" mask "](%%rip), %%eax\n\t"                                        \
-    "jnz vmpk__pkru_mismatch\n\t"
+    "jnz vmpk__pkru_mismatch\n\t"                                                           \
+    "4:\n\t"                                                                                \
+    ".pushsection vmpk_recheck, \"a\"\n\t"                                                  \
+    ".balign 4\n\t"                                                                         \
+    ".long 3b - .\n\t"                                                                      \
+    ".long 4b - .\n\t"                                                                      \
+    ".popsection\n\t"
 
 #define PKRU_THREAD_OPERANDS                                                               \
     [lo] "i"(offsetof(struct meta_page, threads_lo)),                                      \

@@ -122,8 +122,10 @@ static inline struct vmpk_thread *meta_self_checked(void)
                : NULL;
 }
 
-/* Where a thread interrupted at ip inside an entry's RDPKRU..WRPKRU must
- * resume (the RDPKRU), or 0 when ip is in none. */
+/* Where a thread interrupted at ip must resume (with ecx = edx = 0) so that
+ * it reads the PKRU a signal handler leaves: the RDPKRU of an entry whose
+ * WRPKRU has not run yet, or of a check that has not finished; 0 when ip is
+ * in none. */
 uintptr_t vmpk__pkru_restart(uintptr_t ip);
 
 /* Signal handlers: open meta on entry (every owned pkey but meta closed for

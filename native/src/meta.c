@@ -43,15 +43,26 @@ __asm__(".text\n"
 extern const int32_t __start_vmpk_restart[] __attribute__((weak, visibility("hidden")));
 extern const int32_t __stop_vmpk_restart[] __attribute__((weak, visibility("hidden")));
 
-uintptr_t vmpk__pkru_restart(uintptr_t ip)
+/* The checks after an exact write: pairs of offsets to the RDPKRU and to
+ * the end of the check. */
+extern const int32_t __start_vmpk_recheck[] __attribute__((weak, visibility("hidden")));
+extern const int32_t __stop_vmpk_recheck[] __attribute__((weak, visibility("hidden")));
+
+static uintptr_t find(const int32_t *from, const int32_t *to, uintptr_t ip, bool last_in)
 {
-    for (const int32_t *e = __start_vmpk_restart; e && e < __stop_vmpk_restart; e += 2) {
+    for (const int32_t *e = from; e && e < to; e += 2) {
         uintptr_t lo = (uintptr_t)e + (uintptr_t)(intptr_t)e[0];
         uintptr_t hi = (uintptr_t)(e + 1) + (uintptr_t)(intptr_t)e[1];
-        if (ip >= lo && ip <= hi)
+        if (ip >= lo && (ip < hi || (last_in && ip == hi)))
             return lo;
     }
     return 0;
+}
+
+uintptr_t vmpk__pkru_restart(uintptr_t ip)
+{
+    uintptr_t at = find(__start_vmpk_restart, __stop_vmpk_restart, ip, true);
+    return at ? at : find(__start_vmpk_recheck, __stop_vmpk_recheck, ip, false);
 }
 
 #define THREADS_CHUNK 64      /* thread structs committed at a time */

@@ -53,11 +53,12 @@ static void on_shootdown(int sig, siginfo_t *si, void *ctx)
     pkru = restore;
     bool have = true;
 #else
-    /* Inside an entry's RDPKRU..WRPKRU: start it again, so it reads the
-     * PKRU this handler leaves instead of writing back an older one. */
+    /* Inside an entry's RDPKRU..WRPKRU, or a check: start it again, so it
+     * reads the PKRU this handler leaves instead of writing back an older
+     * one, or comparing an older one with the new expected value. */
     uintptr_t restart = vmpk__pkru_restart(sigframe_ip(ctx));
     if (restart)
-        sigframe_resume_at(ctx, restart, 0);
+        sigframe_restart_pkru(ctx, restart);
     bool have = sigframe_pkru(ctx, &pkru);
 #endif
     if (have && t && vmpk__meta.mode == META_PKEY && !(pkru & vmpk__meta.m_bits)) {
