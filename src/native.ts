@@ -53,6 +53,10 @@ export interface NativeStats {
   metadataBytes: number;
   shootdownSignals: number;
   pins: number;
+  /** pku: WRPKRUs that only opened or closed vmpk's write-protected metadata (pkruWrites counts those that also set a key's bits). */
+  metaPkruWrites: number;
+  /** Without PKU: mprotect calls that opened or closed vmpk's metadata (not in syscalls). */
+  metaMprotectCalls: number;
 }
 
 export interface Native {
@@ -142,6 +146,8 @@ const STATS_FIELDS = [
   ['metadata_bytes', 'metadataBytes'],
   ['shootdown_signals', 'shootdownSignals'],
   ['pins', 'pins'],
+  ['meta_pkru_writes', 'metaPkruWrites'],
+  ['meta_mprotect_calls', 'metaMprotectCalls'],
 ] as const satisfies ReadonlyArray<readonly [string, keyof NativeStats]>;
 
 /**

@@ -26,7 +26,7 @@ describe(`behaviour (${backend} backend)`, () => {
       [
         'gates', 'hits', 'misses', 'evictions', 'pkeyMprotectCalls', 'mprotectCalls', 'syscalls', 'pkruWrites',
         'faultsRepaired', 'shootdowns', 'liveVkeys', 'residentVkeys', 'hwKeysHeld', 'regions', 'mappedBytes', 'metadataBytes',
-        'shootdownSignals', 'pins',
+        'shootdownSignals', 'pins', 'metaPkruWrites', 'metaMprotectCalls',
       ].sort(),
     );
     for (const v of Object.values(s)) expect(Number.isSafeInteger(v) && v >= 0).toBe(true);

@@ -110,7 +110,9 @@ struct vmpk_options {
 struct vmpk_info {
     int backend;             /* VMPK_BACKEND_PKU or VMPK_BACKEND_MPROTECT */
     int thread_local;        /* 1 when gates affect only the calling thread */
-    int hw_keys_budget;      /* pku: hardware keys it may hold; 0 on mprotect */
+    int hw_keys_budget;      /* pku: hardware keys it may hold for vkeys; 0 on
+                                mprotect. vmpk keeps one more for its own
+                                metadata, so at most 14. */
     size_t page_size;
     size_t window_size;      /* default window of a new key */
     int pkru_stubbed;        /* 1 in a build whose PKRU is a variable: it
@@ -136,6 +138,13 @@ struct vmpk_stats {
     uint64_t metadata_bytes; /* vmpk's own bookkeeping for keys and regions */
     uint64_t shootdown_signals; /* threads signalled by shootdowns */
     uint64_t pins;           /* pins held now (vmpk_pin) */
+    /* Opening and closing vmpk's write-protected metadata (invariant 6),
+     * kept apart from the counts above: */
+    uint64_t meta_pkru_writes;    /* pku: WRPKRUs that only opened or closed it
+                                     (pkru_writes counts those that also set
+                                     a key's bits) */
+    uint64_t meta_mprotect_calls; /* no PKU: mprotect calls that opened or
+                                     closed it (not in syscalls) */
 };
 
 /* Opens a runtime. opts may be NULL for defaults. Installs, once per process,

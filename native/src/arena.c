@@ -14,33 +14,22 @@
 #include "arena.h"
 #include "os.h"
 
-#define ARENA_MAX ((size_t)4 << 40)   /* 4 TiB: a million default windows, 4x over */
 #define ARENA_MIN ((size_t)16 << 30)
 #define OWNER_CHUNK 16384             /* owner entries committed at a time */
+#define FREE_CHUNK 512                /* free windows committed at a time */
 
-static struct {
-    pthread_mutex_t lock;
-    uint8_t *base;
-    uint32_t ngranules;
-    uint32_t next;                    /* granules below it have been handed out */
-    _Atomic uint32_t *owner;
-    uint32_t owner_committed;
-    struct range *free;               /* (granule, granules) windows to reuse */
-    uint32_t nfree, free_cap;
-} arena = { .lock = PTHREAD_MUTEX_INITIALIZER };
+/* The state (in the meta page) and its tables (in meta areas). */
+#define arena (vmpk__meta.arena)
+#define OWNERS ((_Atomic uint32_t *)vmpk__meta.owner_area)
+#define FREE ((struct range *)vmpk__meta.free_area)
 
 static int arena_reserve(void)
 {
     for (size_t size = ARENA_MAX; size >= ARENA_MIN; size /= 2) {
         uint32_t n = (uint32_t)(size / GRANULE);
-        void *owner = os_reserve(NULL, (size_t)n * sizeof *arena.owner);
-        if (!owner)
-            continue;
         void *base = os_reserve(NULL, size);
-        if (!base) {
-            os_release(NULL, owner, (size_t)n * sizeof *arena.owner);
+        if (!base)
             continue;
-        }
         /* Adjacent windows with the same protection and pkey merge back into
          * one VMA only if they share an anon_vma (or have none). The kernel
          * attaches one to a VMA at its first write fault and copies it into
@@ -54,7 +43,6 @@ static int arena_reserve(void)
             os_mprotect(NULL, base, size, PROT_NONE);
         }
         arena.base = base;
-        arena.owner = owner;
         arena.ngranules = n;
         return 0;
     }
@@ -64,8 +52,8 @@ static int arena_reserve(void)
 static int owner_commit(uint32_t upto)
 {
     while (arena.owner_committed < upto) {
-        size_t bytes = OWNER_CHUNK * sizeof *arena.owner;
-        int r = os_commit(NULL, arena.owner + arena.owner_committed, bytes);
+        size_t bytes = OWNER_CHUNK * sizeof *OWNERS;
+        int r = vmpk__meta_commit(NULL, OWNERS + arena.owner_committed, bytes);
         if (r)
             return vmpk__os_error(r);
         arena.owner_committed += OWNER_CHUNK;
@@ -76,10 +64,10 @@ static int owner_commit(uint32_t upto)
 static bool take_free_window(uint32_t granules, uint32_t *granule)
 {
     for (uint32_t i = 0; i < arena.nfree; i++) {
-        if (arena.free[i].pages != granules)
+        if (FREE[i].pages != granules)
             continue;
-        *granule = arena.free[i].page;
-        arena.free[i] = arena.free[--arena.nfree];
+        *granule = FREE[i].page;
+        FREE[i] = FREE[--arena.nfree];
         return true;
     }
     return false;
@@ -93,17 +81,18 @@ int vmpk__arena_window_new(uint32_t owner, uint32_t granules, uint32_t *out)
     if (!arena.base && (err = arena_reserve()))
         goto done;
     if (!take_free_window(granules, &g)) {
-        if (granules > arena.ngranules - arena.next) {
+        uint32_t next = atomic_load(&arena.next);
+        if (granules > arena.ngranules - next) {
             err = VMPK_E_NOMEM;
             goto done;
         }
-        if ((err = owner_commit(arena.next + granules)))
+        if ((err = owner_commit(next + granules)))
             goto done;
-        g = arena.next;
-        arena.next += granules;
+        g = next;
+        atomic_store(&arena.next, next + granules);
     }
     for (uint32_t i = 0; i < granules; i++)
-        atomic_store_explicit(&arena.owner[g + i], owner, memory_order_release);
+        atomic_store_explicit(&OWNERS[g + i], owner, memory_order_release);
     *out = g;
 done:
     pthread_mutex_unlock(&arena.lock);
@@ -114,19 +103,16 @@ int vmpk__arena_window_free(uint32_t granule, uint32_t granules)
 {
     int err = 0;
     pthread_mutex_lock(&arena.lock);
-    if (arena.nfree == arena.free_cap) {
-        uint32_t cap = arena.free_cap ? arena.free_cap * 2 : 64;
-        struct range *f = realloc(arena.free, cap * sizeof *f);
-        if (!f) {
+    if (arena.nfree == arena.free_committed) {
+        if (vmpk__meta_commit(NULL, FREE + arena.free_committed, FREE_CHUNK * sizeof *FREE)) {
             err = VMPK_E_NOMEM; /* the window is lost to reuse, nothing else */
             goto done;
         }
-        arena.free = f;
-        arena.free_cap = cap;
+        arena.free_committed += FREE_CHUNK;
     }
     for (uint32_t i = 0; i < granules; i++)
-        atomic_fetch_or(&arena.owner[granule + i], OWNER_FREED);
-    arena.free[arena.nfree++] = (struct range){ granule, granules };
+        atomic_fetch_or(&OWNERS[granule + i], OWNER_FREED);
+    FREE[arena.nfree++] = (struct range){ granule, granules };
 done:
     pthread_mutex_unlock(&arena.lock);
     return err;
@@ -143,9 +129,9 @@ uint32_t vmpk__arena_owner(uintptr_t addr, uint32_t *granule)
     if (!base || addr < base)
         return 0;
     uintptr_t g = (addr - base) / GRANULE;
-    if (g >= atomic_load_explicit((_Atomic uint32_t *)&arena.next, memory_order_relaxed))
+    if (g >= atomic_load_explicit(&arena.next, memory_order_relaxed))
         return 0;
     if (granule)
         *granule = (uint32_t)g;
-    return atomic_load_explicit(&arena.owner[g], memory_order_acquire);
+    return atomic_load_explicit(&OWNERS[g], memory_order_acquire);
 }

@@ -11,6 +11,7 @@
  */
 #include <stdlib.h>
 
+#include "enter.h"
 #include "gate.h"
 #include "internal.h"
 #include "os.h"
@@ -55,11 +56,15 @@ static void mp_teardown(struct vmpk_runtime *rt)
 /* vmpk_begin */
 static int mp_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
 {
-    struct vmpk_thread *t;
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return VMPK_E_NOMEM;
     uint32_t slot;
-    int r = vmpk__gate_prepare(rt, key, access, &t, &slot);
-    if (r)
+    int r = vmpk__gate_prepare(rt, key, access, t, &slot);
+    if (r) {
+        meta_leave(t, -1);
         return r;
+    }
     struct vkey *v = &rt->slots[slot];
     pthread_mutex_lock(&rt->lock);
     r = VMPK_E_STALE;
@@ -77,13 +82,12 @@ static int mp_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
         counter_add(&t->counters[rt->id].hits, 1);
     else if (r == 1)
         atomic_fetch_add(&rt->c.misses, 1);
+    meta_leave(t, r < 0 ? -1 : rt->id);
     return r < 0 ? r : 0;
 }
 
-/* vmpk_end */
-static int mp_end(struct vmpk_runtime *rt, vmpk_key key)
+static int mp_end_in(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key key)
 {
-    struct vmpk_thread *t = vmpk__self;
     struct gate *g = gate_top(t, rt, key);
     if (!g)
         return VMPK_E_GATE_ORDER;
@@ -98,6 +102,17 @@ static int mp_end(struct vmpk_runtime *rt, vmpk_key key)
         abort();
     pthread_mutex_unlock(&rt->lock);
     return 0;
+}
+
+/* vmpk_end */
+static int mp_end(struct vmpk_runtime *rt, vmpk_key key)
+{
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return VMPK_E_GATE_ORDER; /* no struct, so no gate */
+    int r = mp_end_in(rt, t, key);
+    meta_leave(t, r ? -1 : rt->id);
+    return r;
 }
 
 static int mp_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
@@ -154,6 +169,7 @@ const struct backend vmpk__backend_mprotect = {
     .teardown = mp_teardown,
     .begin = mp_begin,
     .end = mp_end,
+    .end_in = mp_end_in,
     .protect = mp_protect,
     .grow = mp_grow,
     .retire = mp_retire,

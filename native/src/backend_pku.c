@@ -21,10 +21,15 @@
  * a vkey that gates pin. The hw key's open_elsewhere flag says whether any
  * thread can hold wider bits than its own gates, so that the shootdown is
  * paid only then.
+ *
+ * Every entry point runs with meta open (enter.h): a gate opens it with one
+ * checked WRPKRU and closes it with one that also sets the gate's bits
+ * (t->sync_*), while the gate still pins its hw key.
  */
 #include <stdlib.h>
 
 #include "cache.h"
+#include "enter.h"
 #include "gate.h"
 #include "cpu_x86.h"
 #include "os.h"
@@ -32,57 +37,33 @@
 #include "shootdown.h"
 #include "tasks.h"
 
-/* pkeys that closed runtimes held. They are never given back to the kernel
- * (some thread's PKRU may still open them), only to later runtimes. */
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static int pool[MAX_HW_KEYS];
-static int npool;
-static bool kernel_has_none; /* pkey_alloc failed: do not ask on every miss */
+/* pkeys that closed runtimes held (in the meta page). They are never given
+ * back to the kernel (some thread's PKRU may still open them), only to
+ * later runtimes. */
+#define pool_lock (vmpk__meta.pool_lock)
+#define pool (vmpk__meta.pool)
+#define npool (vmpk__meta.npool)
+#define kernel_has_none (vmpk__meta.kernel_has_none)
 
-/* Sets the calling thread's bits for pkey to give `access`. */
-static inline void set_thread_access(struct vmpk_runtime *rt, struct vmpk_thread *t,
-                                     int pkey, int access)
-{
-    uint32_t pkru = rdpkru();
-    uint32_t next = pkru_with(pkru, pkey, pkru_bits_for(access));
-    if (next == pkru)
-        return;
-    wrpkru_checked(next);
-    counter_add(&t->counters[rt->id].pkru_writes, 1);
-}
-
-/* Gives the calling thread its own gates' access `gate` plus the vkey's perm
- * on the vkey's pkey. Re-done if a shootdown ran meanwhile: it may have read
- * the state before this thread's write landed. */
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-
-static ALWAYS_INLINE void sync_thread(struct vmpk_runtime *rt, struct vmpk_thread *t,
-                                      const struct vkey *v, int pkey, int gate)
-{
-    uint64_t seen;
-    do {
-        seen = atomic_load(&vmpk__revocations);
-        set_thread_access(rt, t, pkey, access_union(gate, atomic_load(&v->access)));
-    } while (atomic_load(&vmpk__revocations) != seen);
-}
+/* The meta pkey takes one of the 15. */
+#define VKEY_HW_KEYS (MAX_HW_KEYS - (vmpk__meta.mode == META_PKEY))
 
 static int pku_setup(struct vmpk_runtime *rt, int max_hw_keys)
 {
     if (!os_pkey_supported())
         return VMPK_E_UNSUPPORTED;
-    rt->hw_budget = max_hw_keys > 0 && max_hw_keys < MAX_HW_KEYS ? max_hw_keys : MAX_HW_KEYS;
+    rt->hw_budget = max_hw_keys > 0 && max_hw_keys < VKEY_HW_KEYS ? max_hw_keys : VKEY_HW_KEYS;
     atomic_store(&rt->nhw, 0);
     return 0;
 }
 
 static void pku_teardown(struct vmpk_runtime *rt)
 {
-    struct vmpk_thread *t = vmpk__thread();
+    struct vmpk_thread *t = vmpk__self;
     uint32_t n = atomic_load(&rt->nhw);
     pthread_mutex_lock(&pool_lock);
     for (uint32_t h = 0; h < n; h++) {
-        if (t)
-            set_thread_access(rt, t, rt->hw[h].pkey, VMPK_NONE);
+        meta_set_now(t, rt->id, rt->hw[h].pkey, VMPK_NONE);
         pool[npool++] = rt->hw[h].pkey;
     }
     pthread_mutex_unlock(&pool_lock);
@@ -101,6 +82,8 @@ static int take_pkey(struct vmpk_runtime *rt, bool *stale)
     if (pkey < 0 && !kernel_has_none) {
         pkey = os_pkey_alloc(&rt->c);
         kernel_has_none = pkey < 0;
+        if (pkey >= 0)
+            vmpk__meta_own(pkey);
     }
     pthread_mutex_unlock(&pool_lock);
     return pkey < 0 ? -1 : pkey;
@@ -176,23 +159,23 @@ static int bind(struct vmpk_runtime *rt, uint32_t slot, uint8_t *out)
     }
 }
 
-/* Opens the gate: pushes it, stamps the LRU, writes this thread's bits. */
+/* Opens the gate: pushes it, stamps the LRU; the bits are set on leaving,
+ * while the gate pins the hw key. */
 static ALWAYS_INLINE void open_gate(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key key,
                                      uint32_t slot, uint8_t h, int access)
 {
     gate_push(t, rt, key, slot, h, access);
     hw_touch(&rt->hw[h]);
-    sync_thread(rt, t, &rt->slots[slot], rt->hw[h].pkey, access);
+    meta_sync_on_leave(t, rt->id, &rt->slots[slot], rt->hw[h].pkey, access);
 }
 
 /* Everything but a plain hit: checks every argument, and binds the vkey to
  * a hw key (evicting the least recently used one) if it is not resident. */
-static __attribute__((noinline)) int begin_slow(struct vmpk_runtime *rt, vmpk_key key,
-                                                int access)
+static __attribute__((noinline)) int begin_slow(struct vmpk_runtime *rt, struct vmpk_thread *t,
+                                                vmpk_key key, int access)
 {
-    struct vmpk_thread *t;
     uint32_t slot;
-    int err = vmpk__gate_prepare(rt, key, access, &t, &slot);
+    int err = vmpk__gate_prepare(rt, key, access, t, &slot);
     if (err)
         return err;
     struct vkey *v = &rt->slots[slot];
@@ -220,29 +203,43 @@ static __attribute__((noinline)) int begin_slow(struct vmpk_runtime *rt, vmpk_ke
     return 0;
 }
 
-/* vmpk_begin. The hit path: no lock, no syscall; pin, check, one WRPKRU. */
+/* vmpk_begin. The hit path: no lock, no syscall; pin, check, and two
+ * checked WRPKRUs: meta open, then the gate's bits with meta closed. */
 static int pku_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
 {
-    struct vmpk_thread *t = vmpk__self;
+    struct vmpk_thread *t = meta_enter();
+    if (__builtin_expect(!t, 0))
+        return VMPK_E_NOMEM;
     uint32_t slot = handle_slot(key);
-    if (__builtin_expect(!t || handle_rt(key) != rt->id ||
+    uint64_t id = handle_rt(key);
+    int r;
+    if (__builtin_expect(id >= VMPK_MAX_RUNTIMES || vmpk__runtimes[id] != rt ||
                              slot >= relaxed_load(&rt->nslots) ||
                              (access != VMPK_READ && access != VMPK_RW) ||
-                             t->depth == VMPK_MAX_GATE_DEPTH, 0))
-        return begin_slow(rt, key, access);
+                             t->depth == VMPK_MAX_GATE_DEPTH, 0)) {
+        r = begin_slow(rt, t, key, access);
+        goto out;
+    }
     struct vkey *v = &rt->slots[slot];
     /* acquire: pairs with bind()'s store, made after the hw key was set up */
     uint8_t h = atomic_load_explicit(&v->hw, memory_order_acquire);
-    if (__builtin_expect(h == HW_NONE || !hw_pin_if_bound(&rt->hw[h], slot), 0))
-        return begin_slow(rt, key, access);
+    if (__builtin_expect(h == HW_NONE || !hw_pin_if_bound(&rt->hw[h], slot), 0)) {
+        r = begin_slow(rt, t, key, access);
+        goto out;
+    }
     if (__builtin_expect(atomic_load_explicit(&v->gen, memory_order_acquire) !=
                              vmpk__gen_of(key), 0)) { /* destroyed and reused */
         hw_unpin(&rt->hw[h]);
-        return VMPK_E_STALE;
+        r = VMPK_E_STALE;
+        goto out;
     }
     open_gate(rt, t, key, slot, h, access);
-    counter_add(&t->counters[rt->id].hits, 1);
+    counter_add(&t->counters[id].hits, 1);
+    meta_leave(t, (int)id);
     return 0;
+out:
+    meta_leave(t, r ? -1 : runtime_id_of(rt));
+    return r;
 }
 
 /* A thread created inside a gate copied the gate's bits: take them back
@@ -254,20 +251,36 @@ static __attribute__((noinline)) void revoke_copies(struct vmpk_runtime *rt, str
         abort(); /* some thread would keep the gate's access */
 }
 
-/* vmpk_end */
-static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
+/* Closes the innermost gate, meta open. The bits are set now, before the
+ * pin goes: once unpinned, the hw key may serve another vkey. */
+static int pku_end_in(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key key)
 {
-    struct vmpk_thread *t = vmpk__self;
     struct gate *g = gate_top(t, rt, key);
     if (__builtin_expect(!g, 0))
         return VMPK_E_GATE_ORDER;
     struct hwkey *k = &rt->hw[g->hw];
     t->depth--; /* popped first: a shootdown from now on leaves it out */
-    sync_thread(rt, t, &rt->slots[g->slot], k->pkey, g->outer);
+    uint64_t seen;
+    do {
+        seen = atomic_load(&vmpk__revocations);
+        meta_set_now(t, rt->id, k->pkey,
+                     access_union(g->outer, atomic_load(&rt->slots[g->slot].access)));
+    } while (atomic_load(&vmpk__revocations) != seen);
     if (__builtin_expect(tasks_births() != g->births, 0))
         revoke_copies(rt, k);
     hw_unpin(k);
     return 0;
+}
+
+/* vmpk_end: meta open, the gate's bits narrowed, unpin, meta closed. */
+static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
+{
+    struct vmpk_thread *t = meta_enter();
+    if (__builtin_expect(!t, 0))
+        return VMPK_E_GATE_ORDER; /* no struct, so no gate */
+    int r = pku_end_in(rt, t, key);
+    meta_leave(t, r ? -1 : rt->id);
+    return r;
 }
 
 static int pku_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
@@ -293,10 +306,9 @@ static int pku_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
             atomic_store(&v->access, (uint8_t)old);
         return err;
     }
-    struct vmpk_thread *t = vmpk__thread();
-    if (t)
-        set_thread_access(rt, t, rt->hw[h].pkey,
-                          access_union(vmpk__thread_gate_access(t, rt, slot), access));
+    struct vmpk_thread *t = vmpk__self;
+    meta_set_now(t, rt->id, rt->hw[h].pkey,
+                 access_union(vmpk__thread_gate_access(t, rt, slot), access));
     struct hwkey *k = &rt->hw[h];
     if ((old & ~access) && atomic_load(&k->open_elsewhere)) {
         int err = vmpk__shootdown(rt); /* gates pin it: narrow every thread */
@@ -385,6 +397,7 @@ const struct backend vmpk__backend_pku = {
     .teardown = pku_teardown,
     .begin = pku_begin,
     .end = pku_end,
+    .end_in = pku_end_in,
     .protect = pku_protect,
     .grow = pku_grow,
     .retire = pku_retire,

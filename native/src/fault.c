@@ -11,6 +11,11 @@
  *      as the process would have without vmpk.
  *   4. anything else belongs to whoever handled SIGSEGV before (Node's
  *      WebAssembly trap handler, say): chain to it.
+ * Before all that, faults on vmpk's metadata (meta.h): a read where the
+ * thread's PKRU has the meta pkey access-disabled (it existed before the
+ * pkey did) is granted, as reads are for everyone; a write from outside
+ * vmpk's entry points is reported and ends the process like a violation.
+ * The handler opens meta for itself first: it starts with the init PKRU.
  * Everything here is async-signal-safe: no locks, no allocation, no stdio.
  */
 #define _GNU_SOURCE
@@ -20,6 +25,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "enter.h"
 #include "internal.h"
 #include "os.h"
 #include "pkru.h"
@@ -110,8 +116,14 @@ static bool allowed_now(const struct fault *f, const siginfo_t *si, ucontext_t *
     uint32_t pkru;
     if (si->si_code == SEGV_PKUERR && h != HW_NONE && f->rt->hw[h].pkey == (int)si->si_pkey &&
         HW_SLOT1(atomic_load(&f->rt->hw[h].state)) == f->slot + 1 && sigframe_pkru(uc, &pkru)) {
-        uint32_t want = pkru_with(pkru, (int)si->si_pkey, pkru_bits_for(allowed));
+        uint32_t bits = pkru_bits_for(allowed);
+        uint32_t want = pkru_with(pkru, (int)si->si_pkey, bits);
         if (want != pkru && sigframe_set_pkru(uc, want)) {
+            struct vmpk_thread *me = meta_self_checked();
+            if (me && (pkru & vmpk__meta.m_bits) == vmpk__meta.m_wd)
+                me->pkru_expect = pkru_with(me->pkru_expect, (int)si->si_pkey, bits);
+            else if (me)
+                atomic_store(&me->resync, true);
             atomic_fetch_add(&f->rt->c.faults_repaired, 1);
             return true;
         }
@@ -188,6 +200,32 @@ static void report(const struct fault *f)
     (void)ignored;
 }
 
+static void report_meta(uintptr_t addr, bool is_write)
+{
+    struct line l = { .len = 0 };
+    put(&l, "vmpk: SIGSEGV: ");
+    put(&l, is_write ? "write to" : "read of");
+    put(&l, " vmpk metadata at ");
+    put_num(&l, addr, 16);
+    put(&l, ", thread ");
+    put_num(&l, (uint64_t)os_gettid(), 10);
+    put(&l, ": only vmpk's own calls may change it\n");
+    ssize_t ignored = write(STDERR_FILENO, l.buf, l.len);
+    (void)ignored;
+}
+
+/* A read of meta by a thread whose PKRU predates the meta pkey: give it
+ * read access in the frame, as every thread has. */
+static bool meta_read_granted(const siginfo_t *si, ucontext_t *uc, bool write)
+{
+    uint32_t pkru;
+    if (write || vmpk__meta_mode != META_PKEY || si->si_code != SEGV_PKUERR ||
+        (int)si->si_pkey != vmpk__meta_pkey || !sigframe_pkru(uc, &pkru))
+        return false;
+    uint32_t want = pkru_with(pkru, vmpk__meta_pkey, PKRU_WD);
+    return want != pkru && sigframe_set_pkru(uc, want);
+}
+
 /* Returning from the handler with the default action re-runs the access,
  * which faults again and ends the process by SIGSEGV. */
 static void die_by_sigsegv(void)
@@ -213,8 +251,12 @@ static void on_sigsegv(int sig, siginfo_t *si, void *ctx)
 {
     ucontext_t *uc = ctx;
     int saved_errno = errno;
+    uint32_t restore = meta_handler_enter();
     struct fault f = { .addr = (uintptr_t)si->si_addr, .write = sigframe_is_write(uc),
                        .fetch = sigframe_is_fetch(uc) };
+    bool pass = false;
+    if (meta_read_granted(si, uc, f.write))
+        goto out;
     f.owner = vmpk__arena_owner(f.addr, NULL);
     if (f.owner) {
         f.rt = atomic_load(&vmpk__runtimes[OWNER_RT(f.owner)]);
@@ -230,13 +272,22 @@ static void on_sigsegv(int sig, siginfo_t *si, void *ctx)
         sigframe_resume_at(uc, (uintptr_t)vmpk__probe_denied, 0);
         goto out;
     }
+    if (vmpk__meta_contains(f.addr) &&
+        (si->si_code == SEGV_PKUERR || si->si_code == SEGV_ACCERR)) {
+        report_meta(f.addr, f.write);
+        die_by_sigsegv();
+        goto out;
+    }
     if (f.owner) {
         report(&f);
         die_by_sigsegv();
         goto out;
     }
-    chain(sig, si, ctx);
+    pass = true;
 out:
+    meta_handler_leave(restore);
+    if (pass)
+        chain(sig, si, ctx);
     errno = saved_errno;
 }
 
@@ -244,6 +295,8 @@ int vmpk__fault_install(void)
 {
     int err = 0;
     tasks_init();
+    if ((err = vmpk__meta_init()))
+        return err;
     pthread_mutex_lock(&install_lock);
     if (!installed) {
         if (os_pkey_supported())

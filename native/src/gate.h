@@ -8,11 +8,12 @@
 #include "internal.h"
 #include "tasks.h"
 
-/* Checks vmpk_begin's arguments and that the calling thread has room for
- * one more gate: 0 with *t and *slot set, or the vmpk_error to return. The
- * handle's generation is checked by the caller, under its pin or lock. */
+/* Checks vmpk_begin's arguments (rt among them) and that the calling
+ * thread has room for one more gate: 0 with *slot set, or the vmpk_error to
+ * return. The handle's generation is checked by the caller, under its pin
+ * or lock. Meta open. */
 int vmpk__gate_prepare(struct vmpk_runtime *rt, vmpk_key key, int access,
-                       struct vmpk_thread **t, uint32_t *slot);
+                       const struct vmpk_thread *t, uint32_t *slot);
 
 static inline void gate_push(struct vmpk_thread *t, struct vmpk_runtime *rt, vmpk_key key,
                              uint32_t slot, uint8_t hw, int access)

@@ -111,18 +111,34 @@ struct gate {
 struct thread_counters {
     _Atomic uint64_t hits;
     _Atomic uint64_t pkru_writes;
+    _Atomic uint64_t meta_pkru_writes; /* WRPKRUs that only opened or closed meta */
 };
 
+/* Lives in the threads meta area (meta.h), so its gate stack, from which
+ * the handlers compute the thread's PKRU, cannot be forged. */
 struct vmpk_thread {
+    /* The checked PKRU writes read these two (cpu_x86.h). */
+    void *self;               /* &vmpk__self of its thread */
+    uint32_t pkru_expect;     /* PKRU this thread should hold (vmpk's bits) */
+    /* A shootdown ran while this thread was inside vmpk: recompute every
+     * bit before leaving. */
+    _Atomic bool resync;
     uint32_t depth;
     struct gate gates[VMPK_MAX_GATE_DEPTH];
     struct thread_counters counters[VMPK_MAX_RUNTIMES];
+    /* The bits to set on leaving: the union of gate and the vkey's perm on
+     * pkey (pku). sync_v is NULL when there is nothing to set. */
+    const struct vkey *sync_v;
+    int sync_pkey;
+    int sync_gate;
+    uint32_t sync_counter;    /* runtime id whose pkru_writes counts it */
+    int mp_calls;             /* META_MPROTECT: mprotect calls of the entry */
     struct vmpk_thread *next; /* registry, under the registry lock */
 };
 
 struct runtime_counters {
     _Atomic uint64_t misses, evictions, pkey_mprotect_calls, mprotect_calls,
-        syscalls, faults_repaired, shootdowns, shootdown_signals;
+        syscalls, faults_repaired, shootdowns, shootdown_signals, meta_mprotect_calls;
 };
 
 struct backend;
@@ -164,6 +180,9 @@ struct backend {
     void (*teardown)(struct vmpk_runtime *rt);
     int (*begin)(struct vmpk_runtime *rt, vmpk_key key, int access);
     int (*end)(struct vmpk_runtime *rt, vmpk_key key);
+    /* end with meta open (a thread's exit closing its gates); the bits it
+     * leaves go to t->sync_* or are set already. */
+    int (*end_in)(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key key);
     int (*protect)(struct vmpk_runtime *rt, uint32_t slot, int access);
     /* Pages [from, to) of the window came into use. */
     int (*grow)(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32_t to);
@@ -222,12 +241,8 @@ static inline uint8_t *window_base(const struct vkey *v)
 
 /* per-thread state (thread.c) */
 extern __thread struct vmpk_thread *vmpk__self __attribute__((tls_model("initial-exec")));
+/* Registers the calling thread; meta open (enter.h makes it). */
 struct vmpk_thread *vmpk__thread_new(void);
-static inline struct vmpk_thread *vmpk__thread(void)
-{
-    struct vmpk_thread *t = vmpk__self;
-    return __builtin_expect(t != NULL, 1) ? t : vmpk__thread_new();
-}
 /* Sum of every thread's counters for runtime id. */
 void vmpk__thread_counters(uint8_t id, struct thread_counters *sum);
 /* The access the calling thread's gates grant on (rt, slot). */
@@ -240,8 +255,8 @@ static inline int vmpk__thread_gate_access(const struct vmpk_thread *t,
     return VMPK_NONE;
 }
 
-/* Open runtimes by id, read lock-free by the signal handlers. */
-extern struct vmpk_runtime *_Atomic vmpk__runtimes[VMPK_MAX_RUNTIMES];
+/* Open runtimes by id, read lock-free by the signal handlers (meta.h). */
+#define vmpk__runtimes (vmpk__meta.runtimes)
 
 /* fault handling (fault.c) */
 int vmpk__fault_install(void);
@@ -278,5 +293,7 @@ static inline int access_valid(int a)
 {
     return a == VMPK_NONE || a == VMPK_READ || a == VMPK_RW;
 }
+
+#include "meta.h"
 
 #endif /* VMPK_INTERNAL_H */

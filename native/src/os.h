@@ -23,6 +23,12 @@ int os_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot);
 void *os_reserve(struct runtime_counters *c, size_t len);
 /* Makes reserved pages readable and writable: vmpk's own tables. */
 int os_commit(struct runtime_counters *c, void *addr, size_t len);
+/* The meta pkey: write-disabled for the calling thread, reads allowed. */
+int os_pkey_alloc_readonly(void);
+/* os_commit with the pages tagged with pkey (one syscall). */
+int os_commit_pkey(struct runtime_counters *c, void *addr, size_t len, int pkey);
+/* mprotect counted as meta_mprotect_calls only (not syscalls). */
+int os_mprotect_meta(struct runtime_counters *c, void *addr, size_t len, int prot);
 int os_release(struct runtime_counters *c, void *addr, size_t len);
 /* Drops the pages' contents; they read as zero afterwards. */
 int os_discard(struct runtime_counters *c, void *addr, size_t len);

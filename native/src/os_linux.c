@@ -48,6 +48,22 @@ int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int pro
     count(c, c ? &c->pkey_mprotect_calls : NULL);
     return result(mprotect(addr, len, prot));
 }
+
+int os_pkey_alloc_readonly(void)
+{
+    int k = atomic_fetch_add(&stub_next_pkey, 1);
+    if (k >= 16)
+        return -ENOSPC;
+    vmpk__stub_pkru = (vmpk__stub_pkru & ~(3u << (2 * k))) | 2u << (2 * k);
+    return k;
+}
+
+int os_commit_pkey(struct runtime_counters *c, void *addr, size_t len, int pkey)
+{
+    (void)pkey;
+    count(c, NULL);
+    return result(mprotect(addr, len, PROT_READ | PROT_WRITE));
+}
 #else
 /* CPUID OSPKE first, so no PKRU instruction or pkey call runs where the CPU
  * or the kernel lacks support; then a pkey_alloc that must succeed. Decided
@@ -90,7 +106,30 @@ int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int pro
     count(c, c ? &c->pkey_mprotect_calls : NULL);
     return result(syscall(SYS_pkey_mprotect, addr, len, prot, pkey));
 }
+
+int os_pkey_alloc_readonly(void)
+{
+    return result(syscall(SYS_pkey_alloc, 0, PKEY_DISABLE_WRITE));
+}
+
+int os_commit_pkey(struct runtime_counters *c, void *addr, size_t len, int pkey)
+{
+    count(c, NULL);
+    return result(syscall(SYS_pkey_mprotect, addr, len, PROT_READ | PROT_WRITE, pkey));
+}
 #endif
+
+int os_mprotect_meta(struct runtime_counters *c, void *addr, size_t len, int prot)
+{
+    /* Counted while writable: after the call when it opens, before when
+     * it closes. */
+    if (c && !(prot & PROT_WRITE))
+        atomic_fetch_add_explicit(&c->meta_mprotect_calls, 1, memory_order_relaxed);
+    int r = result(mprotect(addr, len, prot));
+    if (c && (prot & PROT_WRITE) && r == 0)
+        atomic_fetch_add_explicit(&c->meta_mprotect_calls, 1, memory_order_relaxed);
+    return r;
+}
 
 int os_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot)
 {

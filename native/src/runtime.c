@@ -8,15 +8,15 @@
 #include <string.h>
 
 #include "arena.h"
+#include "enter.h"
 #include "gate.h"
 #include "internal.h"
 #include "os.h"
 
-/* Open runtimes by id, for the fault handler. A runtime's memory is kept
- * after close and reused by the next open of its id, so a handler that races
- * with close() never reads freed memory. */
-struct vmpk_runtime *_Atomic vmpk__runtimes[VMPK_MAX_RUNTIMES];
-static struct vmpk_runtime *spare[VMPK_MAX_RUNTIMES];
+/* Each public call that changes state opens meta first and closes it on
+ * every path out (enter.h). Runtimes live at fixed places in the runtimes
+ * meta area, one per id, kept after close and reused by the next open of
+ * the id, so a handler that races with close() never reads freed memory. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t next_id;
 
@@ -81,16 +81,16 @@ static int runtime_take(struct vmpk_runtime **out)
         uint8_t id = (uint8_t)((next_id + i) % VMPK_MAX_RUNTIMES);
         if (atomic_load(&vmpk__runtimes[id]))
             continue;
-        struct vmpk_runtime *rt = spare[id];
-        if (!rt) {
-            rt = calloc(1, sizeof *rt);
-            if (!rt || (err = vmpk__slots_init(rt))) {
-                free(rt);
+        struct vmpk_runtime *rt =
+            (struct vmpk_runtime *)(vmpk__meta.runtimes_area + (size_t)id * RT_STRIDE);
+        if (!vmpk__meta.rt_committed[id]) {
+            if (vmpk__meta_commit(NULL, rt, RT_STRIDE)) {
                 err = VMPK_E_NOMEM;
                 break;
             }
             rt->id = id;
-            spare[id] = rt;
+            vmpk__slots_init(rt);
+            vmpk__meta.rt_committed[id] = true;
         }
         next_id = (uint8_t)(id + 1); /* rotate ids, so old handles rarely alias */
         *out = rt;
@@ -100,6 +100,9 @@ static int runtime_take(struct vmpk_runtime **out)
     pthread_mutex_unlock(&registry_lock);
     return err;
 }
+
+static int open_in(const struct backend *be, const struct vmpk_options *opts,
+                   vmpk_runtime **out);
 
 int vmpk_open(const struct vmpk_options *opts, vmpk_runtime **out)
 {
@@ -113,7 +116,20 @@ int vmpk_open(const struct vmpk_options *opts, vmpk_runtime **out)
         return err;
     if ((err = vmpk__fault_install()))
         return err;
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return VMPK_E_NOMEM;
+    err = open_in(be, &o, out);
+    meta_leave(t, -1);
+    return err;
+}
+
+static int open_in(const struct backend *be, const struct vmpk_options *opts,
+                   vmpk_runtime **out)
+{
+    struct vmpk_options o = *opts;
     struct vmpk_runtime *rt;
+    int err;
     if ((err = runtime_take(&rt)))
         return err;
 
@@ -153,10 +169,21 @@ static bool gates_open(const struct vmpk_runtime *rt)
 
 static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot);
 
+static int close_in(struct vmpk_runtime *rt);
+
 int vmpk_close(vmpk_runtime *rt)
 {
-    if (!rt)
-        return VMPK_E_INVALID;
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return VMPK_E_NOMEM;
+    int id = runtime_id_of(rt);
+    int err = id < 0 ? VMPK_E_INVALID : close_in(rt);
+    meta_leave(t, -1);
+    return err;
+}
+
+static int close_in(struct vmpk_runtime *rt)
+{
     pthread_mutex_lock(&rt->lock);
     if (gates_open(rt)) {
         pthread_mutex_unlock(&rt->lock);
@@ -185,7 +212,7 @@ int vmpk_close(vmpk_runtime *rt)
 
 int vmpk_info(const vmpk_runtime *rt, struct vmpk_info *out)
 {
-    if (!rt || !out)
+    if (runtime_id_of(rt) < 0 || !out)
         return VMPK_E_INVALID;
     *out = (struct vmpk_info){
         .backend = rt->be->kind,
@@ -200,10 +227,20 @@ int vmpk_info(const vmpk_runtime *rt, struct vmpk_info *out)
     return 0;
 }
 
+static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out);
+
 int vmpk_stats(const vmpk_runtime *rt, struct vmpk_stats *out)
 {
-    if (!rt || !out)
-        return VMPK_E_INVALID;
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return VMPK_E_NOMEM;
+    int err = runtime_id_of(rt) < 0 || !out ? VMPK_E_INVALID : stats_in(rt, out);
+    meta_leave(t, -1);
+    return err;
+}
+
+static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
+{
     struct thread_counters t;
     vmpk__thread_counters(rt->id, &t);
     struct vmpk_runtime *m = (struct vmpk_runtime *)rt; /* the lock only */
@@ -227,6 +264,8 @@ int vmpk_stats(const vmpk_runtime *rt, struct vmpk_stats *out)
         .mprotect_calls = atomic_load(&rt->c.mprotect_calls),
         .syscalls = atomic_load(&rt->c.syscalls),
         .pkru_writes = t.pkru_writes - rt->base.pkru_writes,
+        .meta_pkru_writes = t.meta_pkru_writes - rt->base.meta_pkru_writes,
+        .meta_mprotect_calls = atomic_load(&rt->c.meta_mprotect_calls),
         .faults_repaired = atomic_load(&rt->c.faults_repaired),
         .shootdowns = atomic_load(&rt->c.shootdowns),
         .live_vkeys = rt->live,
@@ -243,12 +282,27 @@ int vmpk_stats(const vmpk_runtime *rt, struct vmpk_stats *out)
     return 0;
 }
 
+static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
+                         size_t window_size, vmpk_key *out);
+
 int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t window_size,
                     vmpk_key *out)
 {
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return VMPK_E_NOMEM;
+    int id = runtime_id_of(rt);
+    int err = id < 0 ? VMPK_E_INVALID : key_create_in(rt, name, access, window_size, out);
+    meta_leave(t, err ? -1 : id);
+    return err;
+}
+
+static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
+                         size_t window_size, vmpk_key *out)
+{
     bool exec = access & VMPK_KEY_EXEC;
     access &= ~VMPK_KEY_EXEC;
-    if (!rt || !out || !access_valid(access) || (exec && access != VMPK_READ) ||
+    if (!out || !access_valid(access) || (exec && access != VMPK_READ) ||
         window_size > (size_t)UINT32_MAX * GRANULE)
         return VMPK_E_INVALID;
     size_t name_len = name ? strnlen(name, VMPK_MAX_NAME + 1) : 0;
@@ -307,16 +361,20 @@ static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot)
     return 0;
 }
 
+/* Meta open, rt checked, rt->lock held around body; `slot` the key's. */
 #define WITH_SLOT(rt, key, slot, body)                                                     \
     do {                                                                                   \
-        if (!(rt))                                                                         \
-            return VMPK_E_INVALID;                                                         \
-        pthread_mutex_lock(&(rt)->lock);                                                   \
-        int64_t slot = vmpk__slot_of((rt), (key));                                         \
-        int err_ = slot < 0 ? (int)slot : 0;                                               \
-        if (!err_)                                                                         \
-            err_ = (body);                                                                 \
-        pthread_mutex_unlock(&(rt)->lock);                                                 \
+        struct vmpk_thread *t_ = meta_enter();                                             \
+        if (!t_)                                                                           \
+            return VMPK_E_NOMEM;                                                           \
+        int id_ = runtime_id_of(rt), err_ = VMPK_E_INVALID;                                 \
+        if (id_ >= 0) {                                                                    \
+            pthread_mutex_lock(&(rt)->lock);                                               \
+            int64_t slot = vmpk__slot_of((rt), (key));                                     \
+            err_ = slot < 0 ? (int)slot : (body);                                          \
+            pthread_mutex_unlock(&(rt)->lock);                                             \
+        }                                                                                  \
+        meta_leave(t_, err_ ? -1 : id_);                                                   \
         return err_;                                                                       \
     } while (0)
 
@@ -348,9 +406,10 @@ static int alloc_locked(struct vmpk_runtime *rt, uint32_t slot, uint32_t pages, 
 
 int vmpk_alloc(vmpk_runtime *rt, vmpk_key key, size_t size, void **out)
 {
-    if (!rt || !out || size == 0 || size > (size_t)UINT32_MAX * rt->page)
+    size_t page = os_page_size();
+    if (!out || size == 0 || size > (size_t)UINT32_MAX * page)
         return VMPK_E_INVALID;
-    uint32_t pages = (uint32_t)((size + rt->page - 1) / rt->page);
+    uint32_t pages = (uint32_t)((size + page - 1) / page);
     WITH_SLOT(rt, key, slot, alloc_locked(rt, (uint32_t)slot, pages, out));
 }
 
@@ -386,20 +445,22 @@ int vmpk_protect(vmpk_runtime *rt, vmpk_key key, int access)
 }
 
 int vmpk__gate_prepare(struct vmpk_runtime *rt, vmpk_key key, int access,
-                       struct vmpk_thread **t, uint32_t *slot)
+                       const struct vmpk_thread *t, uint32_t *slot)
 {
     if (access != VMPK_READ && access != VMPK_RW)
         return VMPK_E_INVALID;
-    if (handle_malformed(key))
+    if (runtime_id_of(rt) < 0 || handle_malformed(key))
         return VMPK_E_INVALID;
     *slot = handle_slot(key);
     if (handle_rt(key) != rt->id || *slot >= atomic_load(&rt->nslots))
         return VMPK_E_STALE;
-    if (!(*t = vmpk__thread()))
-        return VMPK_E_NOMEM;
-    return (*t)->depth == VMPK_MAX_GATE_DEPTH ? VMPK_E_GATE_DEPTH : 0;
+    return t->depth == VMPK_MAX_GATE_DEPTH ? VMPK_E_GATE_DEPTH : 0;
 }
 
+/* The backend's begin and end are entry points themselves (the gate path
+ * is the hot one). They trust rt only once it matches the key's runtime in
+ * meta (begin) or an open gate's record (end): a forged struct may lend
+ * them a backend to call, but never while meta is open. */
 int vmpk_begin(vmpk_runtime *rt, vmpk_key key, int access)
 {
     return rt ? rt->be->begin(rt, key, access) : VMPK_E_INVALID;
@@ -455,11 +516,24 @@ int vmpk_unpin(vmpk_runtime *rt, vmpk_key key)
     WITH_SLOT(rt, key, slot, unpin_locked(rt, (uint32_t)slot));
 }
 
+static int lookup_in(const struct vmpk_runtime *rt, const void *addr, vmpk_key *key,
+                     void **region, size_t *region_size);
+
 int vmpk_lookup(const vmpk_runtime *rt, const void *addr, vmpk_key *key, void **region,
                 size_t *region_size)
 {
-    if (!rt)
-        return VMPK_E_INVALID;
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return VMPK_E_NOMEM;
+    int err = runtime_id_of(rt) < 0 ? VMPK_E_INVALID
+                                    : lookup_in(rt, addr, key, region, region_size);
+    meta_leave(t, -1);
+    return err;
+}
+
+static int lookup_in(const struct vmpk_runtime *rt, const void *addr, vmpk_key *key,
+                     void **region, size_t *region_size)
+{
     uint32_t owner = vmpk__arena_owner((uintptr_t)addr, NULL);
     if (!owner || (owner & OWNER_FREED) || OWNER_RT(owner) != rt->id)
         return VMPK_E_NOT_REGION;

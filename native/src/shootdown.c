@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cpu_x86.h"
+#include "enter.h"
 #include "os.h"
 #include "shootdown.h"
 #include "sigframe_x86.h"
@@ -34,8 +35,6 @@ static _Atomic int targets; /* entries of tids/acked in use by this round */
 static struct sigaction previous;
 static int signo;
 
-uint32_t vmpk__pku_ideal(uint32_t pkru, const struct vmpk_thread *t);
-
 static void on_shootdown(int sig, siginfo_t *si, void *ctx)
 {
     if (si->si_code != SI_TKILL || si->si_pid != getpid()) {
@@ -46,19 +45,45 @@ static void on_shootdown(int sig, siginfo_t *si, void *ctx)
         return;
     }
     int saved_errno = errno;
+    uint32_t restore = meta_handler_enter();
+    struct vmpk_thread *t = meta_self_checked();
+    uint32_t pkru;
 #ifdef VMPK_PKRU_STUB
     (void)ctx;
-    vmpk__stub_pkru = vmpk__pku_ideal(vmpk__stub_pkru, vmpk__self);
+    pkru = restore;
+    bool have = true;
 #else
-    uint32_t pkru;
-    if (sigframe_pkru(ctx, &pkru))
-        sigframe_set_pkru(ctx, vmpk__pku_ideal(pkru, vmpk__self));
+    /* Inside an entry's RDPKRU..WRPKRU, or a check: start it again, so it
+     * reads the PKRU this handler leaves instead of writing back an older
+     * one, or comparing an older one with the new expected value. */
+    uintptr_t restart = vmpk__pkru_restart(sigframe_ip(ctx));
+    if (restart)
+        sigframe_restart_pkru(ctx, restart);
+    bool have = sigframe_pkru(ctx, &pkru);
 #endif
+    if (have && t && vmpk__meta.mode == META_PKEY && !(pkru & vmpk__meta.m_bits)) {
+        /* Inside vmpk (meta open): it sets every bit afresh on leaving, and
+         * runs no code but vmpk's until then. Its PKRU stays as it is, so
+         * its next check still holds. */
+        atomic_store(&t->resync, true);
+    } else if (have) {
+        uint32_t ideal = vmpk__pku_ideal(pkru, t);
+        if (t)
+            t->pkru_expect = ideal;
+        else
+            ideal |= pkru; /* no struct: only narrow, as its checks expect */
+#ifdef VMPK_PKRU_STUB
+        restore = ideal;
+#else
+        sigframe_set_pkru(ctx, ideal);
+#endif
+    }
     pid_t me = os_gettid();
     int n = atomic_load(&targets);
     for (int i = 0; i < n; i++)
         if (tids[i] == me)
             atomic_store(&acked[i], 1);
+    meta_handler_leave(restore);
     errno = saved_errno;
 }
 

@@ -75,3 +75,10 @@ void sigframe_resume_at(ucontext_t *uc, uintptr_t ip, uint64_t rax)
     uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ip;
     uc->uc_mcontext.gregs[REG_RAX] = (greg_t)rax;
 }
+
+void sigframe_restart_pkru(ucontext_t *uc, uintptr_t ip)
+{
+    uc->uc_mcontext.gregs[REG_RIP] = (greg_t)ip;
+    uc->uc_mcontext.gregs[REG_RCX] = 0;
+    uc->uc_mcontext.gregs[REG_RDX] = 0;
+}

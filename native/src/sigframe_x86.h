@@ -23,5 +23,7 @@ bool sigframe_is_fetch(const ucontext_t *uc);
 uintptr_t sigframe_ip(const ucontext_t *uc);
 /* Resumes at ip with rax set: how a probe's fault becomes a return value. */
 void sigframe_resume_at(ucontext_t *uc, uintptr_t ip, uint64_t rax);
+/* Resumes at an RDPKRU with rcx = rdx = 0, as RDPKRU and WRPKRU need. */
+void sigframe_restart_pkru(ucontext_t *uc, uintptr_t ip);
 
 #endif /* VMPK_SIGFRAME_X86_H */

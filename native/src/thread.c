@@ -2,18 +2,17 @@
  * Per-thread state: the stack of open gates and the hot counters. Reached
  * through one initial-exec TLS pointer, so the gate path pays a single load
  * (a dlopen'd library gets a few bytes of static TLS, not a whole struct).
- * Threads are registered so stats() can sum their counters; a thread that
- * exits with gates open has them closed, so its pins do not leak.
+ * The structs live in the threads meta area (meta.c), registered so stats()
+ * can sum their counters; a thread that exits with gates open has them
+ * closed, so its pins do not leak.
  */
 #include <stdlib.h>
 
+#include "enter.h"
 #include "internal.h"
 
 __thread struct vmpk_thread *vmpk__self __attribute__((tls_model("initial-exec")));
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct vmpk_thread *threads;
-static struct thread_counters retired[VMPK_MAX_RUNTIMES]; /* of exited threads */
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 
@@ -21,27 +20,47 @@ static void add_counters(struct thread_counters *to, const struct thread_counter
 {
     counter_add(&to->hits, relaxed_load(&from->hits));
     counter_add(&to->pkru_writes, relaxed_load(&from->pkru_writes));
+    counter_add(&to->meta_pkru_writes, relaxed_load(&from->meta_pkru_writes));
 }
 
 static void thread_exit(void *arg)
 {
-    struct vmpk_thread *t = arg;
+    (void)arg;
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return;
     while (t->depth) {
         const struct gate *g = &t->gates[t->depth - 1];
-        g->rt->be->end(g->rt, g->key);
+        struct vmpk_runtime *rt = g->rt;
+        rt->be->end_in(rt, t, g->key);
+        if (t->sync_v) { /* the end's bits, now: the next end may set others */
+            const struct vkey *v = t->sync_v;
+            t->sync_v = NULL;
+            meta_set_now(t, rt->id, t->sync_pkey,
+                         access_union(t->sync_gate, atomic_load(&v->access)));
+        }
     }
-    pthread_mutex_lock(&registry_lock);
-    for (struct vmpk_thread **p = &threads; *p; p = &(*p)->next) {
+    struct meta_page *m = &vmpk__meta;
+    pthread_mutex_lock(&m->threads_lock);
+    for (struct vmpk_thread **p = &m->threads; *p; p = &(*p)->next) {
         if (*p == t) {
             *p = t->next;
             break;
         }
     }
     for (int i = 0; i < VMPK_MAX_RUNTIMES; i++)
-        add_counters(&retired[i], &t->counters[i]);
-    pthread_mutex_unlock(&registry_lock);
+        add_counters(&m->retired[i], &t->counters[i]);
+    vmpk__meta_thread_free(t);
+    pthread_mutex_unlock(&m->threads_lock);
     vmpk__self = NULL;
-    free(t);
+    /* Closed with every owned pkey: the struct that held the expected
+     * value is gone. */
+    if (vmpk__meta.mode == META_PKEY)
+        pkru_write_boot(((rdpkru() | relaxed_load(&vmpk__meta.owned)) & ~vmpk__meta.m_bits) |
+                            vmpk__meta.m_wd,
+                        0);
+    else if (vmpk__meta.mode == META_MPROTECT)
+        vmpk__meta_mp_close(NULL);
 }
 
 static void make_exit_key(void)
@@ -49,27 +68,34 @@ static void make_exit_key(void)
     pthread_key_create(&exit_key, thread_exit);
 }
 
+/* Meta open. */
 struct vmpk_thread *vmpk__thread_new(void)
 {
     pthread_once(&exit_key_once, make_exit_key);
-    struct vmpk_thread *t = calloc(1, sizeof *t);
+    struct meta_page *m = &vmpk__meta;
+    pthread_mutex_lock(&m->threads_lock);
+    struct vmpk_thread *t = vmpk__meta_thread_alloc();
+    if (t) {
+        t->self = (void *)&vmpk__self;
+        t->next = m->threads;
+        m->threads = t;
+    }
+    pthread_mutex_unlock(&m->threads_lock);
     if (!t)
         return NULL;
-    pthread_mutex_lock(&registry_lock);
-    t->next = threads;
-    threads = t;
-    pthread_mutex_unlock(&registry_lock);
     pthread_setspecific(exit_key, t);
     vmpk__self = t;
     return t;
 }
 
+/* Meta open (the registry lock is in meta). */
 void vmpk__thread_counters(uint8_t id, struct thread_counters *sum)
 {
+    struct meta_page *m = &vmpk__meta;
     *sum = (struct thread_counters){ 0 };
-    pthread_mutex_lock(&registry_lock);
-    add_counters(sum, &retired[id]);
-    for (struct vmpk_thread *t = threads; t; t = t->next)
+    pthread_mutex_lock(&m->threads_lock);
+    add_counters(sum, &m->retired[id]);
+    for (struct vmpk_thread *t = m->threads; t; t = t->next)
         add_counters(sum, &t->counters[id]);
-    pthread_mutex_unlock(&registry_lock);
+    pthread_mutex_unlock(&m->threads_lock);
 }

@@ -1,5 +1,5 @@
 /*
- * The vkey table and handles. The table is one reservation committed as it
+ * The vkey table and handles. The table is one meta area committed as it
  * grows, so a slot never moves and the gate hit path can read it unlocked.
  *
  * A handle packs the runtime id, the slot's generation and slot + 1:
@@ -32,10 +32,11 @@ int64_t vmpk__slot_of(const struct vmpk_runtime *rt, vmpk_key key)
     return slot;
 }
 
+/* The table is the id's meta area (meta.h). */
 int vmpk__slots_init(struct vmpk_runtime *rt)
 {
-    rt->slots = os_reserve(NULL, (size_t)MAX_SLOTS * sizeof *rt->slots);
-    return rt->slots ? 0 : VMPK_E_NOMEM;
+    rt->slots = (struct vkey *)(vmpk__meta.slots_area + rt->id * vmpk__meta.slots_stride);
+    return 0;
 }
 
 int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *out)
@@ -49,8 +50,8 @@ int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *out)
     if (rt->nslots == MAX_SLOTS)
         return VMPK_E_TOO_MANY;
     if (rt->nslots == rt->slots_committed) {
-        int r = os_commit(&rt->c, rt->slots + rt->slots_committed,
-                          SLOT_CHUNK * sizeof *rt->slots);
+        int r = vmpk__meta_commit(&rt->c, rt->slots + rt->slots_committed,
+                                  SLOT_CHUNK * sizeof *rt->slots);
         if (r)
             return vmpk__os_error(r);
         rt->slots_committed += SLOT_CHUNK;

@@ -1,0 +1,271 @@
+/*
+ * vmpk's own metadata (invariants 5 and 6), attacked from outside vmpk in
+ * child processes:
+ *   - a write to the vkey table, the hw key table or a gate record dies by
+ *     SIGSEGV with vmpk's one-line report (the meta pkey's WD on pku, a
+ *     read-only page without PKU);
+ *   - the same writes tried through vmpk_probe are refused (0) and change
+ *     nothing: reads stay free, no binding or permission moved;
+ *   - a jump onto any WRPKRU in vmpk's code with EAX = ECX = EDX = 0 (every
+ *     key open) dies by SIGABRT: the check after it compares with the value
+ *     vmpk stored in protected memory (real PKU only: elsewhere the
+ *     instruction itself does not exist).
+ * The addresses come from the internal structs (this test links the static
+ * library and sees internal.h).
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "internal.h"
+
+static vmpk_runtime *rt;
+static vmpk_key key;
+static volatile uint8_t *mem;
+
+/* A runtime with one key, access none, resident after one gate (so a pkey
+ * vmpk owns is closed in this thread's PKRU), no gate open. */
+static void setup(void)
+{
+    rt = open_rt(0);
+    void *p;
+    if (vmpk_key_create(rt, "secret", VMPK_NONE, 0, &key) || vmpk_alloc(rt, key, 4096, &p) ||
+        vmpk_begin(rt, key, VMPK_RW) || vmpk_end(rt, key))
+        _exit(90);
+    mem = p;
+}
+
+static struct vkey *slot0(void)
+{
+    return &rt->slots[0];
+}
+
+enum scene { WRITE_PERM, WRITE_HW_STATE, WRITE_GATE_RECORD };
+
+static void act(enum scene scene)
+{
+    setup();
+    switch (scene) {
+    case WRITE_PERM: /* widen the key's process-wide access by hand */
+        *(volatile uint8_t *)&slot0()->access = VMPK_RW;
+        break;
+    case WRITE_HW_STATE: /* add a pin, so the key could never be evicted */
+        *(volatile uint64_t *)&rt->hw[0].state += 1;
+        break;
+    case WRITE_GATE_RECORD: /* forge an open RW gate on the key */
+        vmpk__self->gates[0].access = VMPK_RW;
+        break;
+    }
+    _exit(91); /* survived: the test fails */
+}
+
+static char *in_child(void (*body)(int), int arg, int *sig)
+{
+    static char out[4096];
+    int fds[2];
+    if (pipe(fds))
+        abort();
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        body(arg);
+        _exit(92);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof out - 1 && (n = read(fds[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = 0;
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    *sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    if (!*sig)
+        printf("#   child exited with %d: %s\n", WEXITSTATUS(status), out);
+    return out;
+}
+
+static void act_scene(int scene)
+{
+    act((enum scene)scene);
+}
+
+static void expect_meta_report(enum scene scene)
+{
+    int sig;
+    const char *err = in_child(act_scene, scene, &sig);
+    CHECK_EQ(sig, SIGSEGV);
+    if (!strstr(err, "vmpk: SIGSEGV: write to vmpk metadata at ") ||
+        !strstr(err, "only vmpk's own calls may change it")) {
+        printf("#   no metadata report in: %s\n", err);
+        check_failures_now++;
+    }
+}
+
+/* Without PKU only the runtimes and threads areas are read-only (meta.h). */
+#define NEED_META_PKEY()                                                                   \
+    do {                                                                                   \
+        vmpk_close(open_rt(0));                                                            \
+        if (vmpk__meta.mode != META_PKEY)                                                  \
+            SKIP("the vkey table is write-protected by the meta pkey only (needs PKU)");   \
+    } while (0)
+
+static void write_to_perm_faults(void)
+{
+    NEED_META_PKEY();
+    expect_meta_report(WRITE_PERM);
+}
+
+static void write_to_hw_table_faults(void)
+{
+    expect_meta_report(WRITE_HW_STATE);
+}
+
+static void write_to_gate_record_faults(void)
+{
+    expect_meta_report(WRITE_GATE_RECORD);
+}
+
+/* Writes tried through the probe: refused, nothing changed. Reads of the
+ * same bytes are allowed. */
+static void probed_writes_change_nothing(void)
+{
+    setup();
+    struct vkey *v = slot0();
+    struct vmpk_stats before = stats_of(rt);
+    uint64_t state = atomic_load(&rt->hw[0].state);
+    CHECK(vmpk__meta.mode != META_OFF);
+    CHECK_EQ(vmpk_probe(&v->access, VMPK_READ), 1);
+    CHECK_EQ(vmpk_probe(&vmpk__self->depth, VMPK_READ), 1);
+    CHECK_EQ(vmpk_probe(&vmpk__self->depth, VMPK_RW), 0);
+    CHECK_EQ(vmpk_probe(&vmpk__self->gates[0], VMPK_RW), 0);
+    CHECK_EQ(vmpk_probe(&vmpk__self->pkru_expect, VMPK_RW), 0);
+    CHECK_EQ(vmpk_probe(&rt->hw[0].state, VMPK_RW), 0);
+    CHECK_EQ(vmpk_probe(&rt->be, VMPK_RW), 0);
+    if (vmpk__meta.mode == META_PKEY) { /* the tables too */
+        CHECK_EQ(vmpk_probe(&v->access, VMPK_RW), 0);
+        CHECK_EQ(vmpk_probe(&v->hw, VMPK_RW), 0);
+        CHECK_EQ(vmpk_probe(&v->gen, VMPK_RW), 0);
+        CHECK_EQ(vmpk_probe(&vmpk__meta.owned, VMPK_RW), 0);
+        CHECK_EQ(vmpk_probe(&vmpk__meta.runtimes[0], VMPK_RW), 0);
+        CHECK_EQ(vmpk_probe(vmpk__meta.owner_area, VMPK_RW), 0);
+    }
+    /* The key's pages are as closed as before, and its state unchanged. */
+    CHECK_EQ(vmpk_probe((const void *)mem, VMPK_READ), 0);
+    CHECK_EQ(atomic_load(&v->access), VMPK_NONE);
+    CHECK_EQ(atomic_load(&rt->hw[0].state), state);
+    struct vmpk_stats after = stats_of(rt);
+    CHECK_EQ(after.resident_vkeys, before.resident_vkeys);
+    CHECK_EQ(after.pins, 0);
+    CHECK_EQ(vmpk__self->depth, 0);
+    /* vmpk itself still changes it. */
+    CHECK_EQ(vmpk_protect(rt, key, VMPK_READ), 0);
+    CHECK_EQ(atomic_load(&v->access), VMPK_READ);
+    CHECK_EQ(vmpk_probe((const void *)mem, VMPK_READ), 1);
+    CHECK_EQ(vmpk_key_destroy(rt, key), 0);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+
+/* --- jumping into the middle of a gate ---------------------------------- */
+
+/* The bytes of this executable's code: vmpk's (linked in), the test's and
+ * the startup code's; only vmpk's hold WRPKRU. */
+static int text_of_self(uint8_t **lo, uint8_t **hi)
+{
+    char self[512], line[1024];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = 0;
+    FILE *maps = fopen("/proc/self/maps", "r");
+    if (!maps)
+        return -1;
+    int found = -1;
+    while (fgets(line, sizeof line, maps)) {
+        unsigned long a, b;
+        char perms[8];
+        int off = 0;
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &a, &b, perms, &off) < 3 || !off)
+            continue;
+        char *path = line + off;
+        path[strcspn(path, "\n")] = 0;
+        if (strcmp(perms, "r-xp") == 0 && strcmp(path, self) == 0) {
+            *lo = (uint8_t *)a;
+            *hi = (uint8_t *)b;
+            found = 0;
+            break;
+        }
+    }
+    fclose(maps);
+    return found;
+}
+
+static void jump_there(int index)
+{
+    setup();
+    uint8_t *lo, *hi;
+    if (text_of_self(&lo, &hi))
+        _exit(93);
+    int seen = 0;
+    for (uint8_t *p = lo; p + 3 <= hi; p++) {
+        if (p[0] != 0x0f || p[1] != 0x01 || p[2] != 0xef || seen++ != index)
+            continue;
+        /* EAX = 0: every key open, meta writable. */
+        __asm__ volatile("xorl %%eax, %%eax\n\t"
+                         "xorl %%ecx, %%ecx\n\t"
+                         "xorl %%edx, %%edx\n\t"
+                         "jmp *%0"
+                         :
+                         : "b"(p)
+                         : "rax", "rcx", "rdx", "memory");
+    }
+    _exit(94); /* no such occurrence */
+}
+
+static int count_wrpkru(void)
+{
+    uint8_t *lo, *hi;
+    if (text_of_self(&lo, &hi))
+        return -1;
+    int n = 0;
+    for (uint8_t *p = lo; p + 3 <= hi; p++)
+        n += p[0] == 0x0f && p[1] == 0x01 && p[2] == 0xef;
+    return n;
+}
+
+static void jump_onto_every_wrpkru_aborts(void)
+{
+    NEED_PKU();
+    struct vmpk_info info;
+    vmpk_runtime *probe_rt = open_rt(0);
+    vmpk_info(probe_rt, &info);
+    vmpk_close(probe_rt);
+    if (info.pkru_stubbed)
+        SKIP("the stub build has no WRPKRU");
+    int n = count_wrpkru();
+    printf("# %d WRPKRU occurrences in vmpk's code\n", n);
+    CHECK(n >= 4); /* entry, exact, boot open and closed at least */
+    for (int i = 0; i < n; i++) {
+        int sig;
+        const char *err = in_child(jump_there, i, &sig);
+        if (sig != SIGABRT) {
+            printf("#   WRPKRU #%d: child ended by signal %d, not SIGABRT: %s\n", i, sig, err);
+            check_failures_now++;
+        }
+    }
+}
+
+int main(void)
+{
+    RUN(write_to_perm_faults);
+    RUN(write_to_hw_table_faults);
+    RUN(write_to_gate_record_faults);
+    RUN(probed_writes_change_nothing);
+    RUN(jump_onto_every_wrpkru_aborts);
+    return check_done();
+}
