@@ -3,6 +3,8 @@
 // request handler's out-of-bounds access into another tenant's memory kills
 // the server by SIGSEGV with vmpk's report (pku in the guest, mprotect on the
 // host), where the same bug with isolation off leaks and corrupts.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backend } from './helpers/vmpk.js';
 import { Client, startServer, type CacheServer } from './helpers/tenant-cache.js';
@@ -228,5 +230,49 @@ describe(`tenant-cache isolation: an out-of-bounds access into another tenant ($
     expect(report[0]).toMatch(
       new RegExp(`^vmpk: SIGSEGV: ${access} of key "tenant b" at 0x[0-9a-f]+ \\(region 0x[0-9a-f]+, 4194304 bytes, offset ${offset}\\), thread \\d+: no gate is open on this thread and the key's process-wide access is none$`),
     );
+  });
+
+  it('the supervisor script restarts the server after the fault; the new one starts empty and serves', async () => {
+    const script = fileURLToPath(new URL('../examples/tenant-cache/supervise.sh', import.meta.url));
+    const sup = spawn('bash', [script, '--port', '0', '--test-faults'], {
+      env: { ...process.env, VMPK_CACHE_RESTART_DELAY: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    const exited = new Promise<number | null>((resolve) => sup.on('exit', (code) => resolve(code)));
+    const ports: number[] = [];
+    let wake = () => {};
+    sup.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      ports.splice(0, ports.length, ...[...out.matchAll(/listening on 127\.0\.0\.1:(\d+) /g)].map((m) => Number(m[1])));
+      wake();
+    });
+    sup.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const listening = async (n: number) => {
+      const deadline = Date.now() + 120_000;
+      while (ports.length < n) {
+        if (Date.now() > deadline || sup.exitCode !== null) throw new Error(`no server ${n}: ${out} ${err}`);
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, 200);
+        });
+      }
+      return ports[n - 1]!;
+    };
+    try {
+      const c = await Client.connect(await listening(1));
+      expect(await c.call(setup)).toBe('STORED\r\nSTORED\r\n');
+      c.socket.write('debug oob-write a:x b:secret 72\r\n');
+      expect(await c.closedByServer()).toBe('');
+      const d = await Client.connect(await listening(2));
+      expect(await d.call('get b:secret a:x\r\nset b:new 0 0 1\r\n1\r\n')).toBe('END\r\nSTORED\r\n');
+      d.close();
+      expect(err).toContain('vmpk-cache-supervise: the server died (signal SEGV); restart 1 of 10');
+      expect(err).toMatch(/^vmpk: SIGSEGV: write of key "tenant b" /m);
+    } finally {
+      sup.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
   });
 });
