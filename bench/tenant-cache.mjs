@@ -14,7 +14,7 @@
 // On a host without PKU the pku backend runs the stub build (PKRU is a
 // variable: its work is counted, nothing is protected, no WRPKRU is timed).
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -105,7 +105,13 @@ async function waitListening(port) {
   throw new Error(`nothing listens on ${port}`);
 }
 
-/** Starts one server kind; returns { port, stop }. */
+/** A process's CPU time (user + system) in seconds, from /proc (clock ticks of 10 ms). */
+function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime (fields 14 and 15 of stat(5))
+}
+
+/** Starts one server kind; returns { port, pid, stop }. */
 async function start(kind, tenants) {
   const port = await freePort();
   let child;
@@ -125,6 +131,7 @@ async function start(kind, tenants) {
   await waitListening(port);
   return {
     port,
+    pid: child.pid,
     stop: () =>
       new Promise((resolve) => {
         child.on('exit', resolve);
@@ -163,7 +170,10 @@ for (let round = 0; round < ROUNDS; round++) {
       if (kind === 'memcached' && (!haveMemcached || tenants !== TENANTS[0])) continue; // no tenants in memcached: one row
       const server = await start(kind, tenants);
       const before = kind === 'memcached' ? null : await stats(server.port);
+      const cpu0 = cpuSeconds(server.pid);
       const r = load(server.port);
+      r.serverCpu = cpuSeconds(server.pid) - cpu0;
+      r.cpuPerOp = r.serverCpu / r.ops; // seconds of server CPU per memaslap operation
       const after = kind === 'memcached' ? null : await stats(server.port);
       await server.stop();
       let perRequest = null;
@@ -191,7 +201,7 @@ rmSync(dir, { recursive: true, force: true });
 const f2 = (x) => (x === undefined || x === null ? '-' : x.toFixed(2));
 const rows = [];
 heading(opt.counts ? 'counts per request (exact)' : 'throughput (median of rounds) and counts per request');
-console.log('  tenants  server            ops/s    vs off   gates  syscalls  PKRU writes  hw-key evictions  cache evictions');
+console.log('  tenants  server            ops/s    vs off  CPU us/op  CPU vs off   gates  syscalls  PKRU writes  hw-key evictions  cache evictions');
 for (const tenants of TENANTS) {
   for (const kind of kinds) {
     const mine = runs.filter((x) => x.kind === kind && (kind === 'memcached' || x.tenants === tenants));
@@ -199,20 +209,25 @@ for (const tenants of TENANTS) {
     const tps = median(mine.map((x) => x.tps));
     // The ratio per round (against isolation off in the same round), then the median.
     let ratio = null;
+    let cpuRatio = null;
+    const cpuPerOp = median(mine.map((x) => x.cpuPerOp));
     if (!opt.counts) {
-      const ratios = mine.map((x) => x.tps / runs.find((o) => o.kind === 'off' && o.tenants === tenants && o.round === x.round).tps);
-      ratio = median(ratios);
+      const off = (x) => runs.find((o) => o.kind === 'off' && o.tenants === tenants && o.round === x.round);
+      ratio = median(mine.map((x) => x.tps / off(x).tps));
+      cpuRatio = median(mine.map((x) => x.cpuPerOp / off(x).cpuPerOp));
     }
     const p = mine[mine.length - 1].perRequest;
-    rows.push({ tenants, kind, label: label[kind], tps, ratioToOff: ratio, perRequest: p });
+    rows.push({ tenants, kind, label: label[kind], tps, ratioToOff: ratio, cpuPerOp, cpuRatioToOff: cpuRatio, perRequest: p });
     console.log(
       `  ${String(kind === 'memcached' ? '-' : tenants).padStart(7)}  ${label[kind].padEnd(16)} ${String(Math.round(tps)).padStart(7)}  ${ratio === null ? '     -' : `${ratio.toFixed(3)}x`}` +
+        `  ${(cpuPerOp * 1e6).toFixed(1).padStart(9)}  ${cpuRatio === null ? '         -' : `${cpuRatio.toFixed(3)}x`.padStart(10)}` +
         `  ${f2(p?.gates).padStart(6)}  ${f2(p?.syscalls).padStart(8)}  ${f2(p?.pkruWrites).padStart(11)}  ${f2(p?.hwKeyEvictions).padStart(16)}  ${String(p?.cacheEvictions ?? '-').padStart(15)}`,
     );
   }
 }
 if (!opt.counts) {
-  console.log('\n  Target (issue 6): isolation costs at most 5% of throughput against isolation off on PKU hardware.');
+  console.log('\n  ops/s: memaslap\'s throughput (the client shares the CPUs); CPU us/op: the server process\'s user + system time per operation.');
+  console.log('  Target (issue 6): isolation costs at most 5% of throughput against isolation off on PKU hardware.');
   console.log(pkuReal ? '  This machine has PKU: the pku rows are hardware figures.' : '  Not measured here: this machine has no PKU; the pku rows are the stub build (no WRPKRU, no protection).');
 }
 saveResult(opt.counts ? 'tenant-cache-counts' : 'tenant-cache', { machine: machine(), pkuReal, seconds: SECONDS, rounds: ROUNDS, rows, runs });
