@@ -146,4 +146,25 @@ describe(`tenant-cache bad input (${backend} backend)`, () => {
     const stats = await bystander.call('stats\r\n');
     expect(stats).toMatch(/STAT curr_connections \d+\r\n/);
   });
+
+  it('a client naming more tenants than --max-tenants: SERVER_ERROR for stores, lookups create no tenant', async () => {
+    const small = await startServer(['--max-tenants', '2', '--tenant-bytes', '64k', '--max-item-size', '1k']);
+    try {
+      const c = await Client.connect(small.port);
+      expect(await c.call('set a:1 0 0 1\r\n1\r\nset b:1 0 0 1\r\n1\r\nset c:1 0 0 1\r\n1\r\n')).toBe(
+        'STORED\r\nSTORED\r\nSERVER_ERROR out of tenants\r\n',
+      );
+      let lookups = '';
+      for (let i = 0; i < 100; i++) lookups += `get t${i}:k\r\ndelete t${i}:k\r\nincr t${i}:k 1\r\ntouch t${i}:k 1\r\n`;
+      expect(await c.call(lookups)).toBe('END\r\nNOT_FOUND\r\nNOT_FOUND\r\nNOT_FOUND\r\n'.repeat(100));
+      expect(await c.call('get a:1 b:1\r\n')).toBe('VALUE a:1 0 1\r\n1\r\nVALUE b:1 0 1\r\n1\r\nEND\r\n');
+      const stats = await c.call('stats\r\n');
+      expect(stats).toContain('STAT tenants 2\r\n');
+      expect(stats).toContain(`STAT vmpk_live_vkeys 2\r\n`);
+      c.close();
+    } finally {
+      await small.stop();
+    }
+    await bystanderServed();
+  });
 });

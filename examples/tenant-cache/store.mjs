@@ -179,8 +179,11 @@ export class Cache {
     return this.now() + exptime * 1000;
   }
 
-  /** The tenant a key belongs to, created on first use. */
-  tenantOf(buf, ks, ke, th) {
+  /**
+   * The tenant a key belongs to, created on first use; with create false,
+   * null when no store has named it yet (a lookup creates no tenant).
+   */
+  tenantOf(buf, ks, ke, th, create = true) {
     let id;
     let label;
     if (this.tenantMode.kind === 'hash') {
@@ -195,6 +198,7 @@ export class Cache {
     }
     let t = this.tenants.get(id);
     if (t !== undefined) return t;
+    if (!create) return null;
     if (this.list.length >= this.maxTenants) throw new CacheError('SERVER_ERROR out of tenants');
     const n = this.list.length;
     const memory = this.memory.tenant(`tenant ${label ?? `#${n}`}`, this.tenantBytes);
@@ -210,8 +214,8 @@ export class Cache {
    */
   get(buf, ks, ke) {
     const [h, th] = hashKey(buf, ks, ke);
-    const t = this.tenantOf(buf, ks, ke, th);
-    if (t.index.peek(h) === undefined) return null; // no item with this hash: no memory to read
+    const t = this.tenantOf(buf, ks, ke, th, false);
+    if (t === null || t.index.peek(h) === undefined) return null; // no item with this hash: no memory to read
     const now = this.now();
     return t.memory.read(() => {
       const mem = t.memory.bytes();
@@ -269,8 +273,8 @@ export class Cache {
   /** @returns {'DELETED' | 'NOT_FOUND'} */
   delete(buf, ks, ke) {
     const [h, th] = hashKey(buf, ks, ke);
-    const t = this.tenantOf(buf, ks, ke, th);
-    if (t.index.peek(h) === undefined) return 'NOT_FOUND';
+    const t = this.tenantOf(buf, ks, ke, th, false);
+    if (t === null || t.index.peek(h) === undefined) return 'NOT_FOUND';
     const now = this.now();
     return t.memory.write(() => {
       const e = t.find(h, t.memory.bytes(), buf, ks, ke, now, false);
@@ -283,8 +287,8 @@ export class Cache {
   /** @returns {string | 'NOT_FOUND' | null} the new value, NOT_FOUND, or null for a non-numeric value */
   incr(buf, ks, ke, delta, up) {
     const [h, th] = hashKey(buf, ks, ke);
-    const t = this.tenantOf(buf, ks, ke, th);
-    if (t.index.peek(h) === undefined) return 'NOT_FOUND';
+    const t = this.tenantOf(buf, ks, ke, th, false);
+    if (t === null || t.index.peek(h) === undefined) return 'NOT_FOUND';
     const now = this.now();
     return t.memory.write(() => {
       const mem = t.memory.bytes();
@@ -305,8 +309,8 @@ export class Cache {
   /** @returns {'TOUCHED' | 'NOT_FOUND'} */
   touch(buf, ks, ke, exptime) {
     const [h, th] = hashKey(buf, ks, ke);
-    const t = this.tenantOf(buf, ks, ke, th);
-    if (t.index.peek(h) === undefined) return 'NOT_FOUND';
+    const t = this.tenantOf(buf, ks, ke, th, false);
+    if (t === null || t.index.peek(h) === undefined) return 'NOT_FOUND';
     const now = this.now();
     const exp = this.expiry(exptime);
     return t.memory.read(() => {
