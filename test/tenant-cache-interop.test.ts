@@ -62,7 +62,7 @@ describe.skipIf(!installed && !required)(`tenant-cache with libmemcached-tools (
 
   it('memcslap sets and gets through the server; memcstat reads its stats', async () => {
     for (const test of ['set', 'get']) {
-      const r = run('memcslap', [servers, `--test=${test}`, '--concurrency=2', '--execute-number=200']);
+      const r = run('memcslap', [servers, `--test=${test}`, '--concurrency=2', '--execute-number=50']);
       expect(r.status, r.stdout + r.stderr).toBe(0);
     }
     const stat = run('memcstat', [servers]);
