@@ -40,6 +40,8 @@ describe(`tenant-cache bad input (${backend} backend)`, () => {
   it('unknown commands and empty lines: ERROR, and the connection goes on', async () => {
     const c = await fresh();
     expect(await c.call('bogus\r\nGET x\r\n\r\nset\r\nget\r\nincr\r\n')).toBe('ERROR\r\n'.repeat(6));
+    // Without --test-faults the debug commands do not exist.
+    expect(await c.call('debug clock 100\r\ndebug oob-write a:x b:y 1\r\ndebug tenant a:x\r\n')).toBe('ERROR\r\n'.repeat(3));
     expect(await c.call('set ok:1 0 0 1\r\n1\r\n')).toBe('STORED\r\n');
     c.close();
     await bystanderServed();
