@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Makes sure the Debian packages the guest needs are installed: QEMU (TCG is
 # the only accelerator that gives PKU on hosts without it), a static busybox
-# for the initramfs, and cpio to pack it. Installs them when run as root,
-# otherwise prints the one command to run.
+# for the initramfs, and cpio to pack it; libmemcached-tools for the
+# tenant-cache tests (memccapable, memccp, memccat, memcslap), which run on
+# the host and in the guest. Installs them when run as root, otherwise prints
+# the one command to run.
 set -euo pipefail
 
-packages=(qemu-system-x86 busybox-static cpio)
+packages=(qemu-system-x86 busybox-static cpio libmemcached-tools)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'

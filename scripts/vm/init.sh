@@ -29,6 +29,8 @@ done
 grep -qw pku /proc/cpuinfo || fail "the guest CPU has no pku flag (QEMU must run with -accel tcg -cpu max)"
 grep -qw ospke /proc/cpuinfo || fail "the guest kernel did not enable PKU (no ospke flag in /proc/cpuinfo)"
 pkey-probe || fail "pkey_alloc does not work in the guest"
+# No network card (-nic none), but loopback: tests talk TCP on 127.0.0.1.
+ip link set lo up || fail "cannot bring up the loopback interface"
 
 # cache=loose: the host's root does not change under a short run, and caching
 # it takes about a second off every node start (measured: 1.5 s against 2.4 s).

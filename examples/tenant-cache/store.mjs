@@ -1,0 +1,367 @@
+// The cache: tenants, their items, the memcached semantics of each command.
+// An item's key and value are stored in its tenant's memory (one buddy
+// block: the key bytes, then the value bytes); the JavaScript index keeps
+// only numbers: a 52-bit hash of the key, the block, lengths, flags, expiry
+// and the CAS value. Every access to a tenant's memory happens inside that
+// tenant's gate (memory.read / memory.write), and a command opens only the
+// tenant its key names.
+import { LRUCache } from 'lru-cache';
+import { Buddy, orderFor } from './buddy.mjs';
+
+const THIRTY_DAYS = 60 * 60 * 24 * 30; // exptimes above this are unix times
+const U64 = (1n << 64n) - 1n;
+
+/** FNV-1a and a second mix over key bytes: [index hash (52 bits), tenant hash (32 bits)]. */
+export function hashKey(buf, start, end) {
+  let a = 0x811c9dc5;
+  let b = 0x9747b28c;
+  for (let i = start; i < end; i++) {
+    const c = buf[i];
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+    b ^= b >>> 15;
+  }
+  return [(a >>> 0) * 0x100000 + ((b >>> 12) & 0xfffff), (b ^ (b >>> 13)) >>> 0];
+}
+
+/** One stored item; `next` chains items whose keys share a hash. */
+class Entry {
+  constructor(off, order, klen, vlen, flags, exp, cas) {
+    this.off = off;
+    this.order = order;
+    this.klen = klen;
+    this.vlen = vlen;
+    this.flags = flags;
+    this.exp = exp;
+    this.cas = cas;
+    /** @type {Entry | null} */
+    this.next = null;
+  }
+}
+
+class Tenant {
+  constructor(cache, id, name, memory) {
+    this.cache = cache;
+    this.id = id;
+    this.name = name;
+    this.memory = memory;
+    this.buddy = new Buddy(memory.size, cache.maxBlock);
+    // The LRU order of hash buckets. The byte bound is the buddy's: lru-cache
+    // only keeps the order, and pop() hands back the least recently used.
+    /** @type {LRUCache<number, Entry>} */
+    this.index = new LRUCache({ maxSize: Number.MAX_SAFE_INTEGER, sizeCalculation: () => 1 });
+    this.items = 0;
+    this.bytes = 0; // key + value bytes stored
+    this.evictions = 0;
+  }
+
+  // --- inside a gate on this tenant from here on ---
+
+  /** The live entry for the key, or null; drops it if it has expired. */
+  find(h, mem, buf, ks, ke, now, bump) {
+    const head = bump ? this.index.get(h) : this.index.peek(h);
+    const klen = ke - ks;
+    for (let e = head; e; e = e.next) {
+      if (e.klen !== klen || !sameBytes(mem, e.off, buf, ks, klen)) continue;
+      if (e.exp !== 0 && e.exp <= now) {
+        this.unlink(h, e);
+        this.cache.counters.expired++;
+        return null;
+      }
+      return e;
+    }
+    return null;
+  }
+
+  unlink(h, entry) {
+    const head = this.index.peek(h);
+    if (head === entry) {
+      if (entry.next) this.index.set(h, entry.next, { noUpdateTTL: true });
+      else this.index.delete(h);
+    } else {
+      let p = head;
+      while (p && p.next !== entry) p = p.next;
+      if (p) p.next = entry.next;
+    }
+    this.drop(entry);
+  }
+
+  drop(entry) {
+    this.buddy.release(entry.off, entry.order);
+    this.items--;
+    this.bytes -= entry.klen + entry.vlen;
+  }
+
+  /** A block for `n` bytes, evicting least recently used buckets until one is free. */
+  allocate(n) {
+    const order = orderFor(n);
+    for (;;) {
+      const off = this.buddy.alloc(order);
+      if (off >= 0) return [off, order];
+      const victim = this.index.pop();
+      if (victim === undefined) throw new Error('tenant memory cannot hold the item'); // cannot happen: n <= maxBlock
+      for (let e = victim; e; e = e.next) {
+        this.drop(e);
+        this.evictions++;
+        this.cache.counters.evictions++;
+      }
+    }
+  }
+
+  /** Writes key and value (value given as up to two pieces) into a new entry and links it. */
+  insert(h, mem, buf, ks, ke, p1, s1, n1, p2, s2, n2, flags, exp) {
+    const klen = ke - ks;
+    const vlen = n1 + n2;
+    const [off, order] = this.allocate(klen + vlen);
+    mem.set(buf.subarray(ks, ke), off);
+    if (n1) mem.set(p1.subarray(s1, s1 + n1), off + klen);
+    if (n2) mem.set(p2.subarray(s2, s2 + n2), off + klen + n1);
+    const e = new Entry(off, order, klen, vlen, flags, exp, this.cache.nextCas());
+    e.next = this.index.get(h) ?? null;
+    this.index.set(h, e);
+    this.items++;
+    this.bytes += klen + vlen;
+    this.cache.counters.totalItems++;
+    return e;
+  }
+}
+
+function sameBytes(mem, off, buf, start, n) {
+  for (let i = 0; i < n; i++) if (mem[off + i] !== buf[start + i]) return false;
+  return true;
+}
+
+function printable(bytes) {
+  for (const c of bytes) if (c < 0x21 || c > 0x7e || c === 0x22) return false;
+  return true;
+}
+
+export class CacheError extends Error {}
+
+export class Cache {
+  /**
+   * @param {object} o
+   * @param {ReturnType<import('./memory.mjs').createMemory>} o.memory
+   * @param {number} o.tenantBytes memory per tenant (rounded up to whole max blocks)
+   * @param {number} o.maxItemSize the largest key + value
+   * @param {{ kind: 'prefix', separator: number } | { kind: 'hash', count: number }} o.tenants
+   * @param {number} o.maxTenants
+   */
+  constructor(o) {
+    this.memory = o.memory;
+    this.maxItemSize = o.maxItemSize;
+    this.maxBlock = 1 << orderFor(o.maxItemSize);
+    this.tenantBytes = Math.ceil(o.tenantBytes / this.maxBlock) * this.maxBlock;
+    this.tenantMode = o.tenants;
+    this.maxTenants = o.maxTenants;
+    /** @type {Map<string | number, Tenant>} */
+    this.tenants = new Map();
+    this.list = [];
+    this.cas = 0;
+    this.clockOffset = 0; // test mode moves the clock (debug clock)
+    this.flushTimer = null;
+    this.counters = { evictions: 0, expired: 0, totalItems: 0 };
+  }
+
+  now() {
+    return Date.now() + this.clockOffset;
+  }
+
+  nextCas() {
+    return ++this.cas;
+  }
+
+  /** Milliseconds since the epoch when an item stored now with `exptime` expires; 0: never. */
+  expiry(exptime) {
+    if (exptime === 0) return 0;
+    if (exptime < 0) return -1;
+    if (exptime > THIRTY_DAYS) return exptime * 1000 || -1;
+    return this.now() + exptime * 1000;
+  }
+
+  /**
+   * The tenant a key belongs to, created on first use; with create false,
+   * null when no store has named it yet (a lookup creates no tenant).
+   */
+  tenantOf(buf, ks, ke, th, create = true) {
+    let id;
+    let label;
+    if (this.tenantMode.kind === 'hash') {
+      id = th % this.tenantMode.count;
+      label = String(id);
+    } else {
+      let sep = ks;
+      while (sep < ke && buf[sep] !== this.tenantMode.separator) sep++;
+      const prefix = buf.subarray(ks, sep < ke ? sep : ks); // no separator: the unnamed tenant
+      id = prefix.toString('latin1');
+      label = prefix.length === 0 ? '(none)' : printable(prefix) && prefix.length <= 48 ? prefix.toString('latin1') : null;
+    }
+    let t = this.tenants.get(id);
+    if (t !== undefined) return t;
+    if (!create) return null;
+    if (this.list.length >= this.maxTenants) throw new CacheError('SERVER_ERROR out of tenants');
+    const n = this.list.length;
+    const memory = this.memory.tenant(`tenant ${label ?? `#${n}`}`, this.tenantBytes);
+    t = new Tenant(this, n, id, memory);
+    this.tenants.set(id, t);
+    this.list.push(t);
+    return t;
+  }
+
+  /**
+   * get/gets of one key: calls hit(flags, cas, value copy) when found.
+   * The copy is made inside the gate: nothing outside it keeps a view.
+   */
+  get(buf, ks, ke) {
+    const [h, th] = hashKey(buf, ks, ke);
+    const t = this.tenantOf(buf, ks, ke, th, false);
+    if (t === null || t.index.peek(h) === undefined) return null; // no item with this hash: no memory to read
+    const now = this.now();
+    return t.memory.read(() => {
+      const mem = t.memory.bytes();
+      const e = t.find(h, mem, buf, ks, ke, now, true);
+      if (e === null) return null;
+      const start = e.off + e.klen;
+      const value = Buffer.allocUnsafe(e.vlen);
+      value.set(mem.subarray(start, start + e.vlen));
+      return { flags: e.flags, cas: e.cas, value };
+    });
+  }
+
+  /**
+   * set, add, replace, append, prepend, cas. The value is data[ds, ds + dlen).
+   * @returns {'STORED' | 'NOT_STORED' | 'EXISTS' | 'NOT_FOUND'}
+   */
+  store(cmd, buf, ks, ke, flags, exptime, data, ds, dlen, casUnique) {
+    const [h, th] = hashKey(buf, ks, ke);
+    const t = this.tenantOf(buf, ks, ke, th);
+    const now = this.now();
+    const exp = this.expiry(exptime);
+    return t.memory.write(() => {
+      const mem = t.memory.bytes();
+      const old = t.find(h, mem, buf, ks, ke, now, false);
+      switch (cmd) {
+        case 'add':
+          if (old) return 'NOT_STORED';
+          break;
+        case 'replace':
+          if (!old) return 'NOT_STORED';
+          break;
+        case 'cas':
+          if (!old) return 'NOT_FOUND';
+          if (old.cas !== casUnique) return 'EXISTS';
+          break;
+        case 'append':
+        case 'prepend': {
+          if (!old) return 'NOT_STORED';
+          if (old.klen + old.vlen + dlen > this.maxItemSize) throw new CacheError('SERVER_ERROR object too large for cache');
+          // Copy the old value out first: making room may evict its block.
+          const prev = Buffer.from(mem.subarray(old.off + old.klen, old.off + old.klen + old.vlen));
+          const { flags: oldFlags, exp: oldExp } = old;
+          t.unlink(h, old);
+          if (cmd === 'append') t.insert(h, mem, buf, ks, ke, prev, 0, prev.length, data, ds, dlen, oldFlags, oldExp);
+          else t.insert(h, mem, buf, ks, ke, data, ds, dlen, prev, 0, prev.length, oldFlags, oldExp);
+          return 'STORED';
+        }
+      }
+      if (old) t.unlink(h, old);
+      if (exp !== -1 && (exp === 0 || exp > now)) t.insert(h, mem, buf, ks, ke, data, ds, dlen, data, 0, 0, flags, exp);
+      return 'STORED';
+    });
+  }
+
+  /** @returns {'DELETED' | 'NOT_FOUND'} */
+  delete(buf, ks, ke) {
+    const [h, th] = hashKey(buf, ks, ke);
+    const t = this.tenantOf(buf, ks, ke, th, false);
+    if (t === null || t.index.peek(h) === undefined) return 'NOT_FOUND';
+    const now = this.now();
+    return t.memory.write(() => {
+      const e = t.find(h, t.memory.bytes(), buf, ks, ke, now, false);
+      if (e === null) return 'NOT_FOUND';
+      t.unlink(h, e);
+      return 'DELETED';
+    });
+  }
+
+  /** @returns {string | 'NOT_FOUND' | null} the new value, NOT_FOUND, or null for a non-numeric value */
+  incr(buf, ks, ke, delta, up) {
+    const [h, th] = hashKey(buf, ks, ke);
+    const t = this.tenantOf(buf, ks, ke, th, false);
+    if (t === null || t.index.peek(h) === undefined) return 'NOT_FOUND';
+    const now = this.now();
+    return t.memory.write(() => {
+      const mem = t.memory.bytes();
+      const e = t.find(h, mem, buf, ks, ke, now, true);
+      if (e === null) return 'NOT_FOUND';
+      const text = Buffer.from(mem.subarray(e.off + e.klen, e.off + e.klen + e.vlen)).toString('latin1');
+      if (!/^[0-9]{1,20}$/.test(text) || BigInt(text) > U64) return null;
+      let n = BigInt(text);
+      n = up ? (n + delta) & U64 : n > delta ? n - delta : 0n;
+      const out = Buffer.from(n.toString(), 'latin1');
+      const { flags, exp } = e;
+      t.unlink(h, e);
+      t.insert(h, mem, buf, ks, ke, out, 0, out.length, out, 0, 0, flags, exp);
+      return n.toString();
+    });
+  }
+
+  /** @returns {'TOUCHED' | 'NOT_FOUND'} */
+  touch(buf, ks, ke, exptime) {
+    const [h, th] = hashKey(buf, ks, ke);
+    const t = this.tenantOf(buf, ks, ke, th, false);
+    if (t === null || t.index.peek(h) === undefined) return 'NOT_FOUND';
+    const now = this.now();
+    const exp = this.expiry(exptime);
+    return t.memory.read(() => {
+      const e = t.find(h, t.memory.bytes(), buf, ks, ke, now, true);
+      if (e === null) return 'NOT_FOUND';
+      if (exp === -1 || (exp !== 0 && exp <= now)) t.unlink(h, e);
+      else e.exp = exp;
+      return 'TOUCHED';
+    });
+  }
+
+  /** flush_all: every item of every tenant is gone now, or after `delay` seconds. */
+  flushAll(delay) {
+    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    if (delay > 0) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = null;
+        this.flushAll(0);
+      }, delay * 1000);
+      this.flushTimer.unref();
+      return;
+    }
+    // Only the index and the allocator change: no tenant memory is touched.
+    for (const t of this.list) {
+      t.index.clear();
+      t.buddy.reset();
+      t.items = 0;
+      t.bytes = 0;
+    }
+  }
+
+  totals() {
+    let items = 0;
+    let bytes = 0;
+    for (const t of this.list) {
+      items += t.items;
+      bytes += t.bytes;
+    }
+    return { items, bytes };
+  }
+
+  /** The tenant's figures (debug tenant), or null if no key has named it. */
+  tenantStats(buf, ks, ke) {
+    const [, th] = hashKey(buf, ks, ke);
+    const t = this.tenantOf(buf, ks, ke, th);
+    return { id: t.id, items: t.items, bytes: t.bytes, evictions: t.evictions, used: t.buddy.used, limit: t.memory.size };
+  }
+
+  close() {
+    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+    this.memory.close();
+  }
+}
