@@ -2,14 +2,26 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cpu_x86.h"
 #include "internal.h"
 #include "os.h"
+#include "syscall_x86.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+/* Every memory call goes through vmpk's own syscall instruction: the
+ * hardened mode's filter lets only that one touch vmpk's memory. */
+#define RAW(nr, a, b, c, d, e, f)                                                          \
+    vmpk__syscall6((nr), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
 
 static void count(struct runtime_counters *c, _Atomic uint64_t *which)
 {
@@ -20,9 +32,10 @@ static void count(struct runtime_counters *c, _Atomic uint64_t *which)
         atomic_fetch_add_explicit(which, 1, memory_order_relaxed);
 }
 
+/* The raw calls return -errno themselves; these results fit an int. */
 static int result(long r)
 {
-    return r < 0 ? -errno : (int)r;
+    return (int)r;
 }
 
 #ifdef VMPK_PKRU_STUB
@@ -46,7 +59,7 @@ int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int pro
 {
     (void)pkey;
     count(c, c ? &c->pkey_mprotect_calls : NULL);
-    return result(mprotect(addr, len, prot));
+    return result(RAW(SYS_mprotect, addr, len, prot, 0, 0, 0));
 }
 #else
 /* CPUID OSPKE first, so no PKRU instruction or pkey call runs where the CPU
@@ -56,10 +69,10 @@ static int detect_pkeys(void)
 {
     if (!cpu_has_ospke())
         return 0;
-    int k = (int)syscall(SYS_pkey_alloc, 0, 0);
+    int k = (int)RAW(SYS_pkey_alloc, 0, 0, 0, 0, 0, 0);
     if (k < 0)
         return 0; /* EINVAL (no PKU), ENOSPC, ENOSYS, EPERM: not available */
-    syscall(SYS_pkey_free, k); /* fresh and never used: safe to free */
+    RAW(SYS_pkey_free, k, 0, 0, 0, 0, 0); /* fresh and never used: safe to free */
     return 1;
 }
 
@@ -82,45 +95,166 @@ int os_pkey_alloc(struct runtime_counters *c)
     count(c, NULL);
     /* The rights apply to the calling thread only: closed, like every
      * other thread's bits for a key vmpk has not opened. */
-    return result(syscall(SYS_pkey_alloc, 0, PKEY_DISABLE_ACCESS | PKEY_DISABLE_WRITE));
+    return result(RAW(SYS_pkey_alloc, 0, PKEY_DISABLE_ACCESS | PKEY_DISABLE_WRITE, 0, 0, 0, 0));
 }
 
 int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot, int pkey)
 {
     count(c, c ? &c->pkey_mprotect_calls : NULL);
-    return result(syscall(SYS_pkey_mprotect, addr, len, prot, pkey));
+    return result(RAW(SYS_pkey_mprotect, addr, len, prot, pkey, 0, 0));
 }
 #endif
+
+int os_pkey_free(int pkey)
+{
+    return result(RAW(SYS_pkey_free, pkey, 0, 0, 0, 0, 0));
+}
 
 int os_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot)
 {
     count(c, c ? &c->mprotect_calls : NULL);
-    return result(mprotect(addr, len, prot));
+    return result(RAW(SYS_mprotect, addr, len, prot, 0, 0, 0));
+}
+
+/* --- reservations ---------------------------------------------------------
+ * Every reservation is recorded, so the hardened mode can guard them. Once
+ * os_reserve_in_band() is called they are all placed inside one band of
+ * address space that nothing else uses in practice: above the 64 TiB where
+ * V8 puts its randomly hinted reservations, below ASan's heap (96 TiB),
+ * and far below the area near the top where the kernel places mmap(NULL)
+ * from (at most 1 TiB of randomization under 128 TiB). The seccomp filter outlives exec, so a
+ * child program inherits it with its ranges: inside the band, they do not
+ * hit the child's own mappings.
+ */
+#define TIB ((uintptr_t)1 << 40)
+#define GIB ((uintptr_t)1 << 30)
+#define BAND_LOW (64 * TIB)   /* + 0..15 TiB, at random: below ASan's heap at 96 TiB */
+#define BAND_SPAN (8 * TIB)   /* the 4 TiB arena, its tables, the vkey tables */
+#define MAX_RESERVATIONS 64
+
+static pthread_mutex_t reserve_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct os_range reservations[MAX_RESERVATIONS];
+static int nreservations;
+static struct os_range band;          /* {0, 0} until placed */
+static uintptr_t band_next;
+
+static uintptr_t random_word(void)
+{
+    uintptr_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        r = (uintptr_t)cpu_ticks();
+    return r;
+}
+
+void os_reserve_in_band(void)
+{
+    pthread_mutex_lock(&reserve_lock);
+    if (!band.lo) {
+        uintptr_t r = random_word();
+        band.lo = BAND_LOW + (r & 15) * TIB;
+        band.hi = band.lo + BAND_SPAN;
+        band_next = band.lo + ((r >> 4) & 2047) * GIB; /* the first 2 TiB */
+    }
+    pthread_mutex_unlock(&reserve_lock);
+}
+
+int os_reservations(struct os_range *band_out, struct os_range *out, int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&reserve_lock);
+    *band_out = band;
+    for (int i = 0; i < nreservations; i++) {
+        bool inside = band.lo && reservations[i].lo >= band.lo && reservations[i].hi <= band.hi;
+        if (!inside && n < max)
+            out[n] = reservations[i];
+        n += !inside;
+    }
+    pthread_mutex_unlock(&reserve_lock);
+    return n;
+}
+
+static long map_none(uintptr_t at, size_t len, int flags)
+{
+    return RAW(SYS_mmap, at, len, PROT_NONE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | flags, -1, 0);
+}
+
+/* In the band, at the next free place: 1 GiB steps past anything there. */
+static uintptr_t reserve_in_band(size_t len)
+{
+    for (uintptr_t at = band_next; at + len <= band.hi; at += GIB) {
+        long p = map_none(at, len, MAP_FIXED_NOREPLACE);
+        if ((uintptr_t)p == at) {
+            band_next = (at + len + GIB - 1) & ~(GIB - 1);
+            return at;
+        }
+        if (p >= 0) { /* a kernel before 4.17 took it as a hint */
+            RAW(SYS_munmap, p, len, 0, 0, 0, 0);
+            return 0;
+        }
+        if (p != -EEXIST)
+            return 0;
+    }
+    return 0;
 }
 
 void *os_reserve(struct runtime_counters *c, size_t len)
 {
     count(c, NULL);
-    void *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    len = (len + os_page_size() - 1) & ~(os_page_size() - 1);
+    pthread_mutex_lock(&reserve_lock);
+    uintptr_t p = 0;
+    if (band.lo) {
+        p = reserve_in_band(len); /* hardened: nowhere else, or it is unguarded */
+    } else {
+        long r = map_none(0, len, 0);
+        p = r < 0 && r > -4096 ? 0 : (uintptr_t)r;
+    }
+    if (p && nreservations < MAX_RESERVATIONS)
+        reservations[nreservations++] = (struct os_range){ p, p + len };
+    pthread_mutex_unlock(&reserve_lock);
+    return (void *)p;
 }
 
 int os_commit(struct runtime_counters *c, void *addr, size_t len)
 {
     count(c, NULL);
-    return result(mprotect(addr, len, PROT_READ | PROT_WRITE));
+    return result(RAW(SYS_mprotect, addr, len, PROT_READ | PROT_WRITE, 0, 0, 0));
 }
 
 int os_release(struct runtime_counters *c, void *addr, size_t len)
 {
     count(c, NULL);
-    return result(munmap(addr, len));
+    int r = result(RAW(SYS_munmap, addr, len, 0, 0, 0, 0));
+    pthread_mutex_lock(&reserve_lock);
+    for (int i = 0; r == 0 && i < nreservations; i++)
+        if (reservations[i].lo == (uintptr_t)addr)
+            reservations[i--] = reservations[--nreservations];
+    pthread_mutex_unlock(&reserve_lock);
+    return r;
 }
 
 int os_discard(struct runtime_counters *c, void *addr, size_t len)
 {
     count(c, NULL);
-    return result(madvise(addr, len, MADV_DONTNEED));
+    return result(RAW(SYS_madvise, addr, len, MADV_DONTNEED, 0, 0, 0));
+}
+
+int os_map_fixed(void *addr, size_t len)
+{
+    long p = RAW(SYS_mmap, addr, len, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    return p < 0 && p > -4096 ? (int)p : (void *)p == addr ? 0 : -EFAULT;
+}
+
+int os_unmap(void *addr, size_t len)
+{
+    return result(RAW(SYS_munmap, addr, len, 0, 0, 0, 0));
+}
+
+pid_t os_fork(void)
+{
+    return (pid_t)RAW(SYS_clone, SIGCHLD, 0, 0, 0, 0, 0);
 }
 
 pid_t os_gettid(void)
