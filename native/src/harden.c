@@ -64,16 +64,20 @@ static int probe_child(uint8_t *page, size_t ps, bool pku)
         failed |= VMPK_PROBE_MPROTECT;
     if (pku) {
         /* A pkey of the child's own; if the parent holds them all, free one
-         * here (the parent keeps it). Its rights: no access, this thread. */
+         * here (the parent keeps it). Its rights: no access, this thread.
+         * Tagging readable pages with it must make them unreadable here,
+         * and tagging them back with pkey 0 readable again. */
         int k = os_pkey_alloc(NULL);
         for (int i = 1; k < 0 && i < 16; i++)
             if (os_pkey_free(i) == 0)
                 k = os_pkey_alloc(NULL);
         if (k <= 0)
             failed |= VMPK_PROBE_PKEY_ALLOC;
-        else if (os_pkey_mprotect(NULL, page, ps, PROT_READ | PROT_WRITE, k) ||
-                 vmpk__probe_read(page))
-            failed |= VMPK_PROBE_PKEY_MPROTECT; /* readable: not tagged */
+        else if (os_mprotect(NULL, page, ps, PROT_READ) || !vmpk__probe_read(page))
+            failed |= VMPK_PROBE_MPROTECT;
+        else if (os_pkey_mprotect(NULL, page, ps, PROT_READ, k) || vmpk__probe_read(page) ||
+                 os_pkey_mprotect(NULL, page, ps, PROT_READ, 0) || !vmpk__probe_read(page))
+            failed |= VMPK_PROBE_PKEY_MPROTECT;
     }
     if (os_map_fixed(page, ps) || !vmpk__probe_write(page))
         failed |= VMPK_PROBE_MMAP;
