@@ -35,9 +35,9 @@ static int filters_after = -1;    /* Seccomp_filters once ours was on */
 static int mode_before = -1, filters_before = -1;
 static int last_failed;           /* VMPK_PROBE_* of the last refusal */
 
-void vmpk__harden_prepare(void)
+int vmpk__harden_prepare(void)
 {
-    os_reserve_in_band();
+    return os_reserve_in_band() ? VMPK_E_NOMEM : 0;
 }
 
 static volatile sig_atomic_t signalled;

@@ -9,7 +9,7 @@
 
 /* Before the runtime reserves anything: from now on every reservation of
  * vmpk goes to the one band of address space that the filter guards. */
-void vmpk__harden_prepare(void);
+int vmpk__harden_prepare(void);
 
 /* Probes, in a forked child, that the system calls vmpk needs work under
  * the filters in place (pku: the pkey calls too), then installs vmpk's

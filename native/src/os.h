@@ -34,8 +34,9 @@ struct os_range {
     uintptr_t lo, hi;
 };
 /* From now on os_reserve places every reservation inside one band of address
- * space, picked at random once (see os_linux.c), and nowhere else. */
-void os_reserve_in_band(void);
+ * space, picked at random once (see os_linux.c), and nowhere else. 0, or
+ * -ENOMEM when every band is guarded already (by hardened ancestors). */
+int os_reserve_in_band(void);
 /* The band ({0, 0} before os_reserve_in_band) and the live reservations
  * outside it: writes at most max of them, returns how many there are. */
 int os_reservations(struct os_range *band, struct os_range *out, int max);

@@ -1,9 +1,12 @@
 /* Linux system calls, counted. See os.h. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
@@ -120,16 +123,17 @@ int os_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot)
  * Every reservation is recorded, so the hardened mode can guard them. Once
  * os_reserve_in_band() is called they are all placed inside one band of
  * address space that nothing else uses in practice: above the 64 TiB where
- * V8 puts its randomly hinted reservations, below ASan's heap (96 TiB),
- * and far below the area near the top where the kernel places mmap(NULL)
- * from (at most 1 TiB of randomization under 128 TiB). The seccomp filter outlives exec, so a
- * child program inherits it with its ranges: inside the band, they do not
- * hit the child's own mappings.
+ * V8 puts its randomly hinted reservations, below 85.3 TiB where the kernel
+ * loads PIE executables (2/3 of 128 TiB, plus up to 16 TiB of randomization
+ * above it), and far below the area near the top where mmap(NULL) goes.
+ * The seccomp filter outlives exec, so a child program inherits it with its
+ * ranges: inside a band, they do not hit the child's own mappings.
  */
 #define TIB ((uintptr_t)1 << 40)
 #define GIB ((uintptr_t)1 << 30)
-#define BAND_LOW (64 * TIB)   /* + 0..15 TiB, at random: below ASan's heap at 96 TiB */
-#define BAND_SPAN (8 * TIB)   /* the 4 TiB arena, its tables, the vkey tables */
+#define BANDS_LOW (64 * TIB)
+#define BAND_SPAN (4 * TIB + 64 * GIB) /* the 4 TiB arena, its tables, the vkey tables */
+#define NBANDS 5                       /* up to 84.3 TiB */
 #define MAX_RESERVATIONS 64
 
 static pthread_mutex_t reserve_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -146,16 +150,72 @@ static uintptr_t random_word(void)
     return r;
 }
 
-void os_reserve_in_band(void)
+/* A band that a filter inherited from a hardened parent guards would refuse
+ * vmpk's calls here (the parent trusted its own copy of vmpk, at another
+ * address). Asked with an advice no kernel knows: the filter answers EPERM
+ * before the kernel answers EINVAL, and nothing is touched either way. */
+/* Nothing is mapped in [lo, hi) now (/proc/self/maps). */
+static bool band_empty(uintptr_t lo, uintptr_t hi)
 {
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return true; /* no /proc: MAP_FIXED_NOREPLACE still keeps off others */
+    char buf[4096];
+    size_t have = 0;
+    bool empty = true, at_line = true;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        buf[have] = 0;
+        char *p = buf, *nl;
+        while ((nl = strchr(p, '\n'))) {
+            if (at_line) {
+                char *end;
+                uintptr_t a = strtoul(p, &end, 16), b = *end == '-' ? strtoul(end + 1, NULL, 16) : 0;
+                if (a < hi && b > lo)
+                    empty = false;
+            }
+            at_line = true;
+            p = nl + 1;
+        }
+        have = strlen(p);
+        memmove(buf, p, have);
+        if (have == sizeof buf - 1) /* a line longer than the buffer: skip its rest */
+            have = 0, at_line = false;
+    }
+    close(fd);
+    return empty;
+}
+
+static bool band_guarded(uintptr_t lo)
+{
+    return RAW(SYS_madvise, lo, BAND_SPAN, 0x7fffffff, 0, 0, 0) == -EPERM &&
+           /* unless every madvise fails so (the hardened probe reports that) */
+           RAW(SYS_madvise, 0, 4096, 0x7fffffff, 0, 0, 0) != -EPERM;
+}
+
+int os_reserve_in_band(void)
+{
+    int err = 0;
     pthread_mutex_lock(&reserve_lock);
     if (!band.lo) {
         uintptr_t r = random_word();
-        band.lo = BAND_LOW + (r & 15) * TIB;
-        band.hi = band.lo + BAND_SPAN;
-        band_next = band.lo + ((r >> 4) & 2047) * GIB; /* the first 2 TiB */
+        err = -ENOMEM;
+        for (unsigned i = 0; i < NBANDS; i++) {
+            uintptr_t lo = BANDS_LOW + (uintptr_t)((r + i) % NBANDS) * BAND_SPAN;
+            if (band_guarded(lo) || !band_empty(lo, lo + BAND_SPAN))
+                continue;
+            band = (struct os_range){ lo, lo + BAND_SPAN };
+            /* Some of the slack, at random, to the page. */
+            band_next = lo + ((r >> 8) % (32 * GIB / 4096)) * 4096;
+            err = 0;
+            break;
+        }
     }
     pthread_mutex_unlock(&reserve_lock);
+    return err;
 }
 
 int os_reservations(struct os_range *band_out, struct os_range *out, int max)
@@ -192,7 +252,7 @@ static uintptr_t reserve_in_band(size_t len)
             RAW(SYS_munmap, p, len, 0, 0, 0, 0);
             return 0;
         }
-        if (p != -EEXIST)
+        if (p != -EEXIST && p != -EPERM) /* EPERM: a parent's filter, as above */
             return 0;
     }
     return 0;

@@ -114,8 +114,8 @@ int vmpk_open(const struct vmpk_options *opts, vmpk_runtime **out)
         return err;
     if ((err = vmpk__fault_install()))
         return err;
-    if (o.harden)
-        vmpk__harden_prepare();
+    if (o.harden && (err = vmpk__harden_prepare()))
+        return err;
     struct vmpk_runtime *rt;
     if ((err = runtime_take(&rt)))
         return err;
