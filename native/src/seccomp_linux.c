@@ -214,11 +214,12 @@ static void unless_flag(struct prog *p, int arg, uint32_t mask, int skip)
     jump(p, BPF_JSET | BPF_K, mask, NO_LABEL, skip);
 }
 
-/* A block for syscall nr: entered only for that number. */
+/* A block for syscall nr: entered only for that number. A holds the number
+ * here: every block ends in a return, so the next one is reached only by
+ * the jump that skips this one, with A untouched. */
 static int block_begin(struct prog *p, int nr)
 {
     int after = label(p), body = label(p);
-    ld(p, NR);
     jump(p, BPF_JEQ | BPF_K, (uint32_t)nr, body, NO_LABEL);
     jump_always(p, after);
     place(p, body);
@@ -238,6 +239,7 @@ static void build(struct prog *p, const struct os_range *r, int n, uintptr_t ip)
     ret(p, DENY);
     place(p, not_x32);
 
+    /* A = nr from here on, into every block_begin. */
     static const int denied[] = { SYS_process_vm_readv, SYS_process_vm_writev, SYS_ptrace };
     for (size_t i = 0; i < sizeof denied / sizeof *denied; i++) {
         int other = label(p);
@@ -294,19 +296,39 @@ static void build(struct prog *p, const struct os_range *r, int n, uintptr_t ip)
     ret(p, ALLOW);
 }
 
-int vmpk__seccomp_install(const struct os_range *ranges, int n, uintptr_t trusted_ip)
+static struct prog *built(const struct os_range *ranges, int n, uintptr_t trusted_ip)
 {
     if (n < 0 || n > SECCOMP_MAX_RANGES)
-        return -E2BIG;
+        return NULL;
     struct prog *p = calloc(1, sizeof *p);
     if (!p)
-        return -ENOMEM;
+        return NULL;
     build(p, ranges, n, trusted_ip);
-    int err = 0;
     if (!link_prog(p)) {
-        err = -E2BIG;
-        goto out;
+        free(p);
+        return NULL;
     }
+    return p;
+}
+
+int vmpk__seccomp_program(const struct os_range *ranges, int n, uintptr_t trusted_ip,
+                          struct sock_filter *out, int max)
+{
+    struct prog *p = built(ranges, n, trusted_ip);
+    if (!p)
+        return -E2BIG;
+    int len = p->n;
+    memcpy(out, p->f, (size_t)(len < max ? len : max) * sizeof *out);
+    free(p);
+    return len;
+}
+
+int vmpk__seccomp_install(const struct os_range *ranges, int n, uintptr_t trusted_ip)
+{
+    struct prog *p = built(ranges, n, trusted_ip);
+    if (!p)
+        return -E2BIG;
+    int err = 0;
     struct sock_fprog fprog = { .len = (unsigned short)p->n, .filter = p->f };
     /* Without no_new_privs an unprivileged process may not install a filter;
      * TSYNC sets it on every thread along with the filter. */

@@ -30,6 +30,13 @@
  * synchronized). */
 int vmpk__seccomp_install(const struct os_range *ranges, int n, uintptr_t trusted_ip);
 
+/* The program that vmpk__seccomp_install would install: writes at most max
+ * instructions, returns the length (or -E2BIG). For the benchmark, which
+ * counts the instructions each kind of call runs. */
+struct sock_filter;
+int vmpk__seccomp_program(const struct os_range *ranges, int n, uintptr_t trusted_ip,
+                          struct sock_filter *out, int max);
+
 /* The Seccomp: and Seccomp_filters: lines of /proc/self/status (-1 where
  * missing: the second needs Linux 5.9). 0 or -errno. */
 int vmpk__seccomp_state(int *mode, int *filters);
