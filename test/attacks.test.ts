@@ -98,6 +98,10 @@ describe.skipIf(!onPku)('attacks (pku backend): stopped by design', () => {
 });
 
 describe.skipIf(!onPku)('attacks (pku backend): not stopped, even hardened (the table says why)', () => {
+  it("mremap joining two clean code pages of other code into a WRPKRU across the boundary: allowed, it is not vmpk's memory", () => {
+    expectOutcome(attack('mremap-gadget', true), { call: 'ok', gadget: 'joined', secret: 'hidden', content: 'intact' });
+  });
+
   it('/proc/self/mem: reads and writes the secret (the kernel ignores PKRU; seccomp cannot see the path)', () => {
     expectOutcome(attack('proc-self-mem', true), { call: 'ok', leaked: 'yes', secret: 'hidden', content: 'changed' });
   });
