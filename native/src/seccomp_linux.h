@@ -26,8 +26,8 @@
 
 /* Installs the filter guarding [lo, hi) of each range, trusting calls whose
  * instruction pointer is trusted_ip. 0, or -errno (-EINVAL: no seccomp
- * here, -E2BIG: too many ranges, -EBUSY: a thread could not be
- * synchronized). */
+ * here, -E2BIG: too many ranges or no memory to build the program, -EBUSY:
+ * a thread could not be synchronized). */
 int vmpk__seccomp_install(const struct os_range *ranges, int n, uintptr_t trusted_ip);
 
 /* The program that vmpk__seccomp_install would install: writes at most max
