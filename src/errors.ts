@@ -18,6 +18,7 @@ export type VmpkErrorCode =
   | 'NO_HARDWARE_KEYS'
   | 'SYSTEM'
   | 'TOO_MANY'
+  | 'SECCOMP_FILTERED'
   // Found by the JavaScript layer before any native call.
   | 'RUNTIME_CLOSED'
   | 'WRONG_RUNTIME'
@@ -78,6 +79,7 @@ export const NATIVE_CODES: ReadonlyMap<number, NativeCode> = new Map<number, Nat
   [-10, { code: 'GATE_DEPTH', advice: 'gates are nested deeper than 32 on this thread; nest fewer key.with() calls' }],
   [-11, { code: 'NO_HARDWARE_KEYS', advice: "the pku backend could not get a single hardware key (others in this process hold them all); use backend 'mprotect' or 'auto'" }],
   [-12, { code: 'SYSTEM', advice: 'an unexpected system call failure' }],
+  [-14, { code: 'SECCOMP_FILTERED', advice: 'hardened mode refused: a seccomp filter already in place makes a system call vmpk needs fail; open without harden, or drop that filter' }],
   [-13, { code: 'TOO_MANY', advice: 'too many live keys or open runtimes (at most 8 runtimes at once); destroy keys or close runtimes first' }],
 ]);
 

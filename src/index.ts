@@ -1,5 +1,6 @@
 // vmpk: virtualized memory protection keys for Node.js. See docs/api.md.
 export { open, pkuSupported, type OpenOptions } from './open.js';
+export { hardenInfo, type HardenInfo } from './harden.js';
 export { Runtime, type Backend, type Capabilities, type KeyOptions, type Stats } from './runtime.js';
 export { Key, type WithAsyncOptions } from './key.js';
 export { KeyBatch, type KeysOptions } from './batch.js';

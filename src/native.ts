@@ -21,6 +21,19 @@ export interface NativeOptions {
   backend: number;
   maxHwKeys: number;
   windowSize: number;
+  /** 1: hardened mode (the seccomp filter). */
+  harden: number;
+}
+
+/** struct vmpk_harden_info in camelCase. */
+export interface NativeHardenInfo {
+  active: boolean;
+  seccompMode: number;
+  seccompFilters: number;
+  seccompModeBefore: number;
+  seccompFiltersBefore: number;
+  /** enum vmpk_probe_failure bits. */
+  probeFailed: number;
 }
 
 export interface NativeInfo {
@@ -100,6 +113,7 @@ export interface Native {
   strerror(rc: number): string;
   lastErrno(): number;
   pkuSupported(): boolean;
+  hardenInfo(out: NativeHardenInfo): number;
   /** A zero-copy ArrayBuffer over native memory. `address` must not be 0. */
   view(address: bigint, length: number): ArrayBuffer;
   /**
@@ -155,11 +169,12 @@ const STATS_FIELDS = [
  * structs into buffers koffi sizes from these lists, so a member missing here
  * is a buffer overflow: test/binding.test.ts compares them with the header.
  */
-export const C_STRUCTS: Readonly<Record<'vmpk_options' | 'vmpk_info' | 'vmpk_stats', ReadonlyArray<readonly [string, string]>>> = {
+export const C_STRUCTS: Readonly<Record<'vmpk_options' | 'vmpk_info' | 'vmpk_stats' | 'vmpk_harden_info', ReadonlyArray<readonly [string, string]>>> = {
   vmpk_options: [
     ['backend', 'int'],
     ['max_hw_keys', 'int'],
     ['window_size', 'size_t'],
+    ['harden', 'int'],
   ],
   vmpk_info: [
     ['backend', 'int'],
@@ -170,12 +185,21 @@ export const C_STRUCTS: Readonly<Record<'vmpk_options' | 'vmpk_info' | 'vmpk_sta
     ['pkru_stubbed', 'int'],
   ],
   vmpk_stats: STATS_FIELDS.map(([c]) => [c, 'uint64_t'] as const),
+  vmpk_harden_info: [
+    ['active', 'int'],
+    ['seccomp_mode', 'int'],
+    ['seccomp_filters', 'int'],
+    ['seccomp_mode_before', 'int'],
+    ['seccomp_filters_before', 'int'],
+    ['probe_failed', 'int'],
+  ],
 };
 
 const struct = (name: keyof typeof C_STRUCTS) => koffi.struct(name, Object.fromEntries(C_STRUCTS[name]));
 const OPTIONS = struct('vmpk_options');
 const INFO = struct('vmpk_info');
 const STATS = struct('vmpk_stats');
+const HARDEN_INFO = struct('vmpk_harden_info');
 
 /** Where libvmpk.so is looked for: $VMPK_LIBRARY, else native/build/ of this package. */
 export function libraryPath(): string {
@@ -227,6 +251,7 @@ function load(path: string): Native {
     }
     return proto;
   };
+  const vmpk_harden_info = lib.func('vmpk_harden_info', 'int', [out(HARDEN_INFO)]);
 
   return {
     path,
@@ -238,6 +263,7 @@ function load(path: string): Native {
           backend: o.backend,
           max_hw_keys: o.maxHwKeys,
           window_size: o.windowSize,
+          harden: o.harden,
         },
         cell,
       ) as number;
@@ -305,6 +331,19 @@ function load(path: string): Native {
     strerror: (rc) => vmpk_strerror(rc) as string,
     lastErrno: () => vmpk_last_errno() as number,
     pkuSupported: () => vmpk_pku_supported() !== 0,
+    hardenInfo(o) {
+      const s: Record<string, number> = {};
+      const rc = vmpk_harden_info(s) as number;
+      if (rc === 0) {
+        o.active = s['active'] !== 0;
+        o.seccompMode = s['seccomp_mode']!;
+        o.seccompFilters = s['seccomp_filters']!;
+        o.seccompModeBefore = s['seccomp_mode_before']!;
+        o.seccompFiltersBefore = s['seccomp_filters_before']!;
+        o.probeFailed = s['probe_failed']!;
+      }
+      return rc;
+    },
     view(address, length) {
       // koffi.view(null or 0, n) aborts the process: never let it see one.
       if (address === 0n) throw new Error('vmpk: internal error: view of a null pointer');

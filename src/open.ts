@@ -1,7 +1,8 @@
 // open(): options, the backend choice (option, then $VMPK_BACKEND, then auto),
-// and the native vmpk_open.
+// hardened mode (option, then $VMPK_HARDEN), and the native vmpk_open.
 import { randomUUID } from 'node:crypto';
 import { describe, invalidArgument, nativeError } from './errors.js';
+import { hardenInfo } from './harden.js';
 import { INTERNAL, knownRuntimes, type RuntimeState } from './internal.js';
 import { getNative, type NativeInfo } from './native.js';
 import { checkWindowSize } from './key.js';
@@ -15,9 +16,18 @@ export interface OpenOptions {
   maxHardwareKeys?: number;
   /** The default address window of a key, in bytes. Default 1 MiB. */
   windowSize?: number;
+  /**
+   * Hardened mode: a seccomp filter on every thread that keeps other code
+   * from changing vmpk's memory through the kernel (mprotect, pkey_mprotect,
+   * munmap, madvise, mremap, fixed mmap), and denies process_vm_readv/writev,
+   * ptrace and other syscall ABIs (int 0x80, x32). It stays on for the life
+   * of the process and its children; see docs/security.md. Default:
+   * $VMPK_HARDEN ('1' or '0'), else false.
+   */
+  harden?: boolean;
 }
 
-const OPEN_OPTIONS = ['backend', 'maxHardwareKeys', 'windowSize'] as const;
+const OPEN_OPTIONS = ['backend', 'maxHardwareKeys', 'windowSize', 'harden'] as const;
 const OPEN_ALIASES: Readonly<Record<string, string>> = {
   maxhwkeys: 'maxHardwareKeys',
   hwkeys: 'maxHardwareKeys',
@@ -29,6 +39,9 @@ const OPEN_ALIASES: Readonly<Record<string, string>> = {
   windowbytes: 'windowSize',
   mode: 'backend',
   engine: 'backend',
+  hardened: 'harden',
+  hardening: 'harden',
+  seccomp: 'harden',
 };
 
 const BACKENDS: Readonly<Record<string, number>> = { auto: 0, pku: 1, mprotect: 2 };
@@ -41,6 +54,18 @@ const E_INVALID = -1;
 const E_UNSUPPORTED = -4;
 const E_SYSTEM = -12;
 const E_TOO_MANY = -13;
+const E_FILTERED = -14;
+
+function resolveHarden(option: unknown): boolean {
+  if (option !== undefined) {
+    if (typeof option !== 'boolean') throw invalidArgument(`open(): option 'harden' must be true or false, got ${describe(option)}`);
+    return option;
+  }
+  const env = process.env['VMPK_HARDEN'];
+  if (env === undefined || env === '' || env === '0') return false;
+  if (env === '1') return true;
+  throw invalidArgument(`open(): the environment variable VMPK_HARDEN must be '1' or '0' (or unset), got ${describe(env)}`);
+}
 
 function resolveBackend(option: unknown): { backend: number; source: string } {
   if (option !== undefined) {
@@ -68,19 +93,25 @@ export function open(options?: OpenOptions): Runtime {
   const { backend, source } = resolveBackend(o['backend']);
   const maxHwKeys = o['maxHardwareKeys'] === undefined ? 0 : checkInteger(o['maxHardwareKeys'], "option 'maxHardwareKeys'", where, 1, 15);
   const windowSize = o['windowSize'] === undefined ? 0 : checkWindowSize(o['windowSize'], "option 'windowSize'", where);
+  const harden = resolveHarden(o['harden']);
 
   const n = getNative();
   // Resolved here, never left to the core: its AUTO consults $VMPK_BACKEND
   // itself, which would let the environment override an explicit 'auto'.
   const resolved = backend === AUTO ? (n.pkuSupported() ? PKU : MPROTECT) : backend;
   const out: [number] = [0];
-  const rc = n.open({ backend: resolved, maxHwKeys, windowSize }, out);
+  const rc = n.open({ backend: resolved, maxHwKeys, windowSize, harden: harden ? 1 : 0 }, out);
   if (rc !== 0) {
     let advice: string | undefined;
     if (rc === E_UNSUPPORTED) {
       advice = `the pku backend was asked for by ${source}, but this CPU or kernel has no memory protection keys (no 'pku'/'ospke' in /proc/cpuinfo, or pkey_alloc fails); use backend 'auto' or 'mprotect'`;
     } else if (rc === E_TOO_MANY) {
       advice = 'at most 8 runtimes may be open at once in a process; close one with runtime.close() first';
+    } else if (rc === E_FILTERED) {
+      const h = hardenInfo();
+      advice = `hardened mode refused: a seccomp filter already in place (Seccomp: ${h.seccompMode}, ${h.seccompFilters} filters) makes these calls fail or not take effect in a probe: ${h.probeFailed.join(', ')}; open without harden, or run without that filter`;
+    } else if (rc === E_SYSTEM && harden) {
+      advice = 'a system call failed; with harden: true this may be the kernel refusing the seccomp filter (no CONFIG_SECCOMP_FILTER, or a thread it could not synchronize)';
     } else if (rc === E_INVALID) {
       advice = `the native core rejected the options ${JSON.stringify({ maxHardwareKeys: maxHwKeys || undefined, windowSize: windowSize || undefined })} (see docs/api.md)`;
     }

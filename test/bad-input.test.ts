@@ -196,7 +196,7 @@ describe('bad input', () => {
       "runtime.createKey(): unknown option 'label'; did you mean 'name'?",
     );
     expect(expectVmpkError(() => open({ colour: 1 } as never), 'INVALID_ARGUMENT').message).toBe(
-      "open(): unknown option 'colour'; valid options are 'backend', 'maxHardwareKeys', 'windowSize'",
+      "open(): unknown option 'colour'; valid options are 'backend', 'maxHardwareKeys', 'windowSize', 'harden'",
     );
     expect(expectVmpkError(() => freed.free(), 'DOUBLE_FREE').message).toContain(`0x${freed.address.toString(16)}`);
     expect(expectVmpkError(() => key.alloc(2 << 20), 'WINDOW_FULL').message).toContain('"victim"');

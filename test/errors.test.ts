@@ -22,6 +22,7 @@ const expected: Record<string, string> = {
   E_NO_HW_KEYS: 'NO_HARDWARE_KEYS',
   E_SYSTEM: 'SYSTEM',
   E_TOO_MANY: 'TOO_MANY',
+  E_FILTERED: 'SECCOMP_FILTERED',
 };
 
 describe('native error table', () => {

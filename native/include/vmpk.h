@@ -92,6 +92,8 @@ enum vmpk_error {
     VMPK_E_NO_HW_KEYS   = -11, /* the pku backend could not get a single hardware key */
     VMPK_E_SYSTEM       = -12, /* an unexpected OS failure; vmpk_last_errno() says which */
     VMPK_E_TOO_MANY     = -13, /* too many live vkeys or runtimes (see limits below) */
+    VMPK_E_FILTERED     = -14, /* harden: a seccomp filter already in place stops a
+                                  system call vmpk needs (vmpk_harden_info says which) */
 };
 
 #define VMPK_MAX_GATE_DEPTH 32       /* nested gates per thread */
@@ -105,6 +107,7 @@ struct vmpk_options {
     int max_hw_keys;         /* pku: hardware keys to use at most; 0 = all it can get */
     size_t window_size;      /* default address window per key, bytes, rounded
                                 up to 1 MiB; 0 = 1 MiB */
+    int harden;              /* 1: hardened mode, see vmpk_harden_info below */
 };
 
 struct vmpk_info {
@@ -146,6 +149,42 @@ struct vmpk_stats {
     uint64_t meta_mprotect_calls; /* no PKU: mprotect calls that opened or
                                      closed it (not in syscalls) */
 };
+
+/* Hardened mode (options.harden = 1): a seccomp filter on every thread of the
+ * process, installed by the first hardened open and kept for good (a filter
+ * cannot be removed; children inherit it, across exec too). It denies
+ * (EPERM) mprotect, pkey_mprotect, munmap, madvise, mremap and fixed mmap
+ * over vmpk's memory unless vmpk itself makes the call, pkey_free outside
+ * vmpk, process_vm_readv/writev and ptrace, and every system call of
+ * another ABI (int 0x80, x32). It sets no_new_privs (set-user-ID programs
+ * run by the process gain nothing). Before it goes on, a forked child
+ * checks that the calls vmpk needs work and have their effect under the
+ * filters already there: if not, the open fails with VMPK_E_FILTERED and
+ * probe_failed names them. Works with either backend: on mprotect, where
+ * page protection is all there is, it keeps other code from changing
+ * vmpk's pages too. docs/security.md says what it stops and what not. */
+enum vmpk_probe_failure {
+    VMPK_PROBE_MPROTECT      = 1,
+    VMPK_PROBE_MADVISE       = 2,
+    VMPK_PROBE_PKEY_ALLOC    = 4,
+    VMPK_PROBE_PKEY_MPROTECT = 8,
+    VMPK_PROBE_MMAP          = 16,
+    VMPK_PROBE_MUNMAP        = 32,
+    VMPK_PROBE_SIGNALS       = 64,  /* rt_sigaction, tgkill (shootdowns) */
+    VMPK_PROBE_DIED          = 128, /* the child was killed (SIGSYS, say) */
+    VMPK_PROBE_FORK          = 256, /* no child could be forked */
+};
+
+struct vmpk_harden_info {
+    int active;              /* 1 once vmpk's filter is on in this process */
+    int seccomp_mode;        /* /proc/self/status Seccomp: now: 0 none, 2 filter */
+    int seccomp_filters;     /* Seccomp_filters: now (-1: Linux before 5.9) */
+    int seccomp_mode_before; /* both as the first hardened open found them */
+    int seccomp_filters_before;
+    int probe_failed;        /* enum vmpk_probe_failure bits of the last refusal */
+};
+
+VMPK_API int vmpk_harden_info(struct vmpk_harden_info *out);
 
 /* Opens a runtime. opts may be NULL for defaults. Installs, once per process,
  * the SIGSEGV handler (chaining to the one in place before it), which the

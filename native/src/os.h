@@ -11,6 +11,7 @@
 #define VMPK_OS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct runtime_counters;
@@ -33,6 +34,25 @@ int os_release(struct runtime_counters *c, void *addr, size_t len);
 /* Drops the pages' contents; they read as zero afterwards. */
 int os_discard(struct runtime_counters *c, void *addr, size_t len);
 pid_t os_gettid(void);
+
+/* For the hardened mode (harden.c). */
+struct os_range {
+    uintptr_t lo, hi;
+};
+/* From now on os_reserve places every reservation inside one band of address
+ * space, picked at random once (see os_linux.c), and nowhere else. 0, or
+ * -ENOMEM when every band is guarded already (by hardened ancestors). */
+int os_reserve_in_band(void);
+/* The band ({0, 0} before os_reserve_in_band) and the live reservations
+ * outside it: writes at most max of them, returns how many there are. */
+int os_reservations(struct os_range *band, struct os_range *out, int max);
+int os_pkey_free(int pkey);
+/* Anonymous read-write pages over [addr, addr + len) (MAP_FIXED). */
+int os_map_fixed(void *addr, size_t len);
+/* munmap, unrecorded: for pages that are not a reservation of their own. */
+int os_unmap(void *addr, size_t len);
+/* fork() as a raw clone: the child runs no atfork handlers. */
+pid_t os_fork(void);
 size_t os_page_size(void);
 
 #endif /* VMPK_OS_H */

@@ -10,6 +10,7 @@
 #include "arena.h"
 #include "enter.h"
 #include "gate.h"
+#include "harden.h"
 #include "internal.h"
 #include "os.h"
 
@@ -109,12 +110,14 @@ int vmpk_open(const struct vmpk_options *opts, vmpk_runtime **out)
     struct vmpk_options o = opts ? *opts : (struct vmpk_options){ 0 };
     const struct backend *be;
     if (!out || o.max_hw_keys < 0 || o.max_hw_keys > MAX_HW_KEYS ||
-        o.window_size > (size_t)UINT32_MAX * GRANULE)
+        o.window_size > (size_t)UINT32_MAX * GRANULE || (o.harden != 0 && o.harden != 1))
         return VMPK_E_INVALID;
     int err = choose_backend(o.backend, &be);
     if (err)
         return err;
     if ((err = vmpk__fault_install()))
+        return err;
+    if (o.harden && (err = vmpk__harden_prepare()))
         return err;
     struct vmpk_thread *t = meta_enter();
     if (!t)
@@ -148,6 +151,10 @@ static int open_in(const struct backend *be, const struct vmpk_options *opts,
     rt->window_granules = o.window_size ? (uint32_t)((o.window_size + GRANULE - 1) / GRANULE) : 1;
     if ((err = be->setup(rt, o.max_hw_keys)))
         return err;
+    if (o.harden && (err = vmpk__harden(be->kind == VMPK_BACKEND_PKU))) {
+        be->teardown(rt);
+        return err;
+    }
     vmpk__thread_counters(id, &rt->base);
     atomic_store(&vmpk__runtimes[id], rt);
     *out = rt;
@@ -572,6 +579,7 @@ const char *vmpk_strerror(int err)
     case VMPK_E_NO_HW_KEYS: return "no hardware protection key could be allocated";
     case VMPK_E_SYSTEM: return "unexpected operating system error";
     case VMPK_E_TOO_MANY: return "too many live keys or runtimes";
+    case VMPK_E_FILTERED: return "a seccomp filter in place stops a system call vmpk needs";
     default: return "unknown error";
     }
 }

@@ -46,5 +46,12 @@ grep -q '^\[pku_smoke\]' "$out/c.log" || suite smoke text "$out/smoke.log" smoke
 export VMPK_SCALE=${VMPK_SCALE:-0.1}
 suite vitest vitest "$out/vitest.json" node_modules/.bin/vitest run --passWithNoTests \
   --reporter=default --reporter=json --outputFile.json="$out/vitest.json"
+# The main behaviour and threads tests once more in hardened mode (vmpk's
+# seccomp filter on in every test process, VMPK_HARDEN=1): the filter must
+# not break Node. harden.test.ts checks that the run really was hardened.
+# About 1.5 minutes here.
+suite vitest-hardened vitest "$out/vitest-hardened.json" env VMPK_HARDEN=1 \
+  node_modules/.bin/vitest run test/behaviour.test.ts test/threads.test.ts test/harden.test.ts \
+  --reporter=default --reporter=json --outputFile.json="$out/vitest-hardened.json"
 
 ((failures == 0))
