@@ -115,9 +115,14 @@ int vmpk_open(const struct vmpk_options *opts, vmpk_runtime **out)
     int err = choose_backend(o.backend, &be);
     if (err)
         return err;
+    /* The band first, so that the metadata's reservation lies in it too;
+     * the probe and the filter before the first write to the metadata: a
+     * filter that fakes mprotect would make that write fault. */
+    if (o.harden && (err = vmpk__harden_prepare()))
+        return err;
     if ((err = vmpk__fault_install()))
         return err;
-    if (o.harden && (err = vmpk__harden_prepare()))
+    if (o.harden && (err = vmpk__harden(be->kind == VMPK_BACKEND_PKU)))
         return err;
     struct vmpk_thread *t = meta_enter();
     if (!t)
@@ -151,10 +156,6 @@ static int open_in(const struct backend *be, const struct vmpk_options *opts,
     rt->window_granules = o.window_size ? (uint32_t)((o.window_size + GRANULE - 1) / GRANULE) : 1;
     if ((err = be->setup(rt, o.max_hw_keys)))
         return err;
-    if (o.harden && (err = vmpk__harden(be->kind == VMPK_BACKEND_PKU))) {
-        be->teardown(rt);
-        return err;
-    }
     vmpk__thread_counters(id, &rt->base);
     atomic_store(&vmpk__runtimes[id], rt);
     *out = rt;
