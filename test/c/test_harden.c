@@ -226,10 +226,11 @@ static int refused(int nr, uint32_t action, int expect_bits)
     EXPECT(vmpk_harden_info(&h) == 0 && h.active == 0 && h.seccomp_mode == 2);
     if ((h.probe_failed & expect_bits) != expect_bits)
         printf("#   child: probe_failed %#x, expected %#x set\n", h.probe_failed, expect_bits), bad++;
-    /* Without harden it opens (and is on its own), unless mprotect is the
-     * call faked and the metadata is kept read-only by mprotect (no PKU):
-     * then its first write to the metadata must die, as it does. */
-    if (nr == SYS_mprotect && !vmpk_pku_supported())
+    /* Without harden it opens (and is on its own), unless the call faked is
+     * the one that makes the metadata writable (pkey_mprotect tags it with
+     * the metadata pkey; without PKU, mprotect opens it): then vmpk's first
+     * write to the metadata must die, as it does. */
+    if (nr == (vmpk_pku_supported() ? SYS_pkey_mprotect : SYS_mprotect))
         return bad;
     o.harden = 0;
     EXPECT(vmpk_open(&o, &rt) == 0 && vmpk_close(rt) == 0);
