@@ -131,3 +131,18 @@ export function heading(title) {
 export function num(n) {
   return n.toLocaleString('en-US');
 }
+
+/**
+ * VMAs of this process: lines of /proc/self/maps, all of them, or only those
+ * that overlap the address range [from, to) (bigints).
+ */
+export function vmaCount(from, to) {
+  const lines = readFileSync('/proc/self/maps', 'utf8').split('\n');
+  let n = 0;
+  for (const line of lines) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
+    if (!m) continue;
+    if (from === undefined || (BigInt(`0x${m[1]}`) < to && BigInt(`0x${m[2]}`) > from)) n++;
+  }
+  return n;
+}

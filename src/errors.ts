@@ -28,7 +28,15 @@ export type VmpkErrorCode =
   // Threads and async gates.
   | 'TIMEOUT'
   | 'ABORTED'
-  | 'NOT_OWNER';
+  | 'NOT_OWNER'
+  // Code caches (codecache.ts).
+  | 'UNSAFE_CODE'
+  | 'CACHE_FULL'
+  | 'CACHE_CLOSED'
+  | 'CACHE_BUSY'
+  | 'EMIT_NESTED'
+  | 'EMIT_ENDED'
+  | 'CODE_DISCARDED';
 
 export class VmpkError extends Error {
   /** A stable string: branch on this, never on the message. */
@@ -37,13 +45,16 @@ export class VmpkError extends Error {
   readonly nativeCode: number | undefined;
   /** For code 'SYSTEM': the errno of the failed system call. */
   readonly errno: number | undefined;
+  /** For code 'UNSAFE_CODE': the offset in the code cache of the refused sequence's first byte. */
+  readonly offset: number | undefined;
 
-  constructor(code: VmpkErrorCode, message: string, extra?: { nativeCode?: number; errno?: number; cause?: unknown }) {
+  constructor(code: VmpkErrorCode, message: string, extra?: { nativeCode?: number; errno?: number; offset?: number; cause?: unknown }) {
     super(message, extra?.cause === undefined ? undefined : { cause: extra.cause });
     this.name = 'VmpkError';
     this.code = code;
     this.nativeCode = extra?.nativeCode;
     this.errno = extra?.errno;
+    this.offset = extra?.offset;
   }
 }
 

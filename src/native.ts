@@ -69,6 +69,12 @@ export interface Native {
   info(rt: number, out: NativeInfo): number;
   stats(rt: number, out: NativeStats): number;
   keyCreate(rt: number, name: string | null, access: number, windowSize: number, out: [number]): number;
+  /**
+   * vmpk_keys_create: handles.length keys (n), each with a region of
+   * regionSize bytes when it is > 0; handles and, then, addresses (length n)
+   * are filled in place.
+   */
+  keysCreate(rt: number, n: number, access: number, windowSize: number, regionSize: number, handles: BigUint64Array, addresses: BigUint64Array | null): number;
   keyDestroy(rt: number, key: number): number;
   alloc(rt: number, key: number, size: number, out: [bigint]): number;
   free(rt: number, key: number, region: bigint): number;
@@ -92,7 +98,30 @@ export interface Native {
   pkuSupported(): boolean;
   /** A zero-copy ArrayBuffer over native memory. `address` must not be 0. */
   view(address: bigint, length: number): ArrayBuffer;
+  /**
+   * The machine code at `address` as a JS function of the C function type
+   * `signature` ('int64_t (int64_t, int64_t)'). Throws koffi's TypeError for
+   * a signature it cannot parse. `address` must hold code of that type.
+   */
+  codeFunction(address: bigint, signature: string): NativeCode;
+  /**
+   * One call of the code at `address` (koffi.call): no function object is
+   * made, which costs koffi several microseconds. Same rules as codeFunction().
+   */
+  callCode(address: bigint, signature: string, args: unknown[]): unknown;
+  /** Parses (and keeps) the function type; throws koffi's error for a bad one. */
+  checkSignature(signature: string): void;
 }
+
+/** A native function made by codeFunction(). */
+export interface NativeCode {
+  call(...args: unknown[]): unknown;
+  /** The same call on a libuv pool thread (koffi's async call). */
+  callAsync(args: unknown[]): Promise<unknown>;
+}
+
+/** vmpk_key_create's flag for executable keys (VMPK_KEY_EXEC in vmpk.h). */
+export const KEY_EXEC = 0x100;
 
 const STATS_FIELDS = [
   ['gates', 'gates'],
@@ -163,6 +192,8 @@ function load(path: string): Native {
   const vmpk_info = lib.func('vmpk_info', 'int', ['uintptr_t', out(INFO)]);
   const vmpk_stats = lib.func('vmpk_stats', 'int', ['uintptr_t', out(STATS)]);
   const vmpk_key_create = lib.func('vmpk_key_create', 'int', ['uintptr_t', 'const char *', 'int', 'size_t', out('uint64_t')]);
+  // Typed arrays travel by reference: the core writes straight into them.
+  const vmpk_keys_create = lib.func('vmpk_keys_create', 'int', ['uintptr_t', 'size_t', 'int', 'size_t', 'size_t', 'uint64_t *', 'uint64_t *']);
   const vmpk_key_destroy = lib.func('vmpk_key_destroy', 'int', ['uintptr_t', 'uint64_t']);
   const vmpk_alloc = lib.func('vmpk_alloc', 'int', ['uintptr_t', 'uint64_t', 'size_t', out('void *')]);
   const vmpk_free = lib.func('vmpk_free', 'int', ['uintptr_t', 'uint64_t', 'void *']);
@@ -179,6 +210,17 @@ function load(path: string): Native {
   const vmpk_strerror = lib.func('vmpk_strerror', 'const char *', ['int']);
   const vmpk_last_errno = lib.func('vmpk_last_errno', 'int', []);
   const vmpk_pku_supported = lib.func('vmpk_pku_supported', 'int', []);
+  // Function types by signature: koffi registers a named prototype for good,
+  // so a second proto() of 'int f(int)' would fail; one per signature is kept.
+  const protos = new Map<string, TypeObject>();
+  const protoOf = (signature: string): TypeObject => {
+    let proto = protos.get(signature);
+    if (proto === undefined) {
+      proto = koffi.proto(signature);
+      protos.set(signature, proto);
+    }
+    return proto;
+  };
 
   return {
     path,
@@ -222,6 +264,8 @@ function load(path: string): Native {
       if (rc === 0) outKey[0] = toNumber(cell[0]);
       return rc;
     },
+    keysCreate: (rt, n, access, windowSize, regionSize, handles, addresses) =>
+      vmpk_keys_create(rt, n, access, windowSize, regionSize, handles, addresses) as number,
     keyDestroy: (rt, key) => vmpk_key_destroy(rt, key) as number,
     alloc(rt, key, size, outRegion) {
       const cell: [bigint | null] = [null];
@@ -260,8 +304,30 @@ function load(path: string): Native {
       if (address === 0n) throw new Error('vmpk: internal error: view of a null pointer');
       return koffi.view(address, length);
     },
+    codeFunction(address, signature) {
+      const proto = protoOf(signature);
+      if (address === 0n) throw new Error('vmpk: internal error: code at a null pointer');
+      const fn = koffi.decode(address, proto) as KoffiCode;
+      return {
+        call: (...args) => fn(...args),
+        callAsync: (args) =>
+          new Promise((resolve, reject) => {
+            fn.async(...args, (err: unknown, result: unknown) => (err ? reject(err) : resolve(result)));
+          }),
+      };
+    },
+    checkSignature(signature) {
+      protoOf(signature);
+    },
+    callCode(address, signature, args) {
+      const proto = protoOf(signature);
+      if (address === 0n) throw new Error('vmpk: internal error: code at a null pointer');
+      return koffi.call(address, proto, ...args);
+    },
   };
 }
+
+type KoffiCode = ((...args: unknown[]) => unknown) & { async(...args: unknown[]): void };
 
 let loaded: Native | undefined;
 

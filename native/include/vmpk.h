@@ -54,6 +54,23 @@ enum vmpk_access {
     VMPK_RW   = 3,
 };
 
+/* ORed into vmpk_key_create's access: an executable key, for JIT code
+ * caches. Its pages execute for every thread at all times and are written
+ * only inside a VMPK_RW gate (an "emit gate"). Its process-wide access is
+ * VMPK_READ, always: x86 pages that execute are readable at page level (the
+ * kernel's execute-only key aside), so vmpk_key_create wants exactly
+ * VMPK_READ | VMPK_KEY_EXEC, and vmpk_protect accepts VMPK_READ only.
+ *   pku       the pages are RWX at page level while resident (instruction
+ *             fetch ignores PKRU, so only the PKRU write-disable bit stands
+ *             between a thread and a write: an RW gate on the writing
+ *             thread lifts it, for that thread alone), R+X while not.
+ *   mprotect  W^X, process-wide: R+X while no RW gate is open on any
+ *             thread, R+W while one is. Another thread that runs the key's
+ *             code during an emit faults; vmpk's handler retries the fetch,
+ *             so a short emit is waited out in faults, and after 10,000
+ *             faults in a row at one address it reports and dies. */
+#define VMPK_KEY_EXEC 0x100
+
 enum vmpk_backend {
     VMPK_BACKEND_AUTO     = 0, /* pku where available, else mprotect */
     VMPK_BACKEND_PKU      = 1, /* fails with VMPK_E_UNSUPPORTED where unavailable */
@@ -135,13 +152,26 @@ VMPK_API int vmpk_close(vmpk_runtime *rt);
 VMPK_API int vmpk_info(const vmpk_runtime *rt, struct vmpk_info *out);
 VMPK_API int vmpk_stats(const vmpk_runtime *rt, struct vmpk_stats *out);
 
-/* A new vkey with process-wide `access` (enum vmpk_access). `name` (may be
+/* A new vkey with process-wide `access` (enum vmpk_access, or VMPK_READ |
+ * VMPK_KEY_EXEC for an executable key, see above). `name` (may be
  * NULL, at most VMPK_MAX_NAME bytes) appears in fault reports. window_size is
  * the address space its regions share, rounded up to 1 MiB; 0 means the
  * runtime's default. Keeping one window per key is what
  * makes an eviction cost two syscalls whatever the number of regions. */
 VMPK_API int vmpk_key_create(vmpk_runtime *rt, const char *name, int access,
                              size_t window_size, vmpk_key *out);
+
+/* n vkeys at once, each made as vmpk_key_create(rt, NULL, access,
+ * window_size) makes one and, when region_size > 0, given one region of
+ * region_size bytes as vmpk_alloc gives it. Writes the handles to
+ * keys[0..n) and, when region_size > 0, the regions' addresses to
+ * regions[0..n) (regions may be NULL otherwise). All or nothing: on failure
+ * no key of the batch is left, and the arrays are zeroed if the call had
+ * begun filling them. VMPK_E_WINDOW_FULL, creating nothing, when region_size
+ * exceeds the window; VMPK_E_TOO_MANY when n exceeds the vkey table. The
+ * keys are unnamed: names cost metadata, and a batch is for many keys. */
+VMPK_API int vmpk_keys_create(vmpk_runtime *rt, size_t n, int access, size_t window_size,
+                              size_t region_size, vmpk_key *keys, void **regions);
 
 /* Destroys a vkey: its pages become inaccessible to every thread and their
  * contents are discarded. Fails with VMPK_E_BUSY while a gate on it is open. */
@@ -180,7 +210,8 @@ VMPK_API int vmpk_leave(vmpk_key key);
  * hardware key, or, while a gate pins it, every other thread's PKRU is
  * corrected by a signal, a "shootdown"). A widening reaches other threads
  * lazily: their first access faults, the fault handler sees that the new
- * access allows it, updates that thread's PKRU and retries the access. */
+ * access allows it, updates that thread's PKRU and retries the access.
+ * An executable key accepts VMPK_READ only (VMPK_E_INVALID otherwise). */
 VMPK_API int vmpk_protect(vmpk_runtime *rt, vmpk_key key, int access);
 
 /* Pins the key resident without opening it, for gates that span awaits: the

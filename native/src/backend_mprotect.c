@@ -6,7 +6,8 @@
  * The page protection of a vkey's used pages is always
  *     perm | (write gates open ? RW : read gates open ? R : NONE)
  * over the gates of all threads, and a gate costs a syscall only when it
- * changes that.
+ * changes that. An exec key keeps W^X (prot_of_vkey): R+X, or R+W without
+ * X while a write gate is open, so no thread runs its code during an emit.
  */
 #include <stdlib.h>
 
@@ -26,7 +27,8 @@ static int apply(struct vmpk_runtime *rt, struct vkey *v, int before)
     int after = effective(v);
     if (after == before || !v->used)
         return 0;
-    int r = os_mprotect(&rt->c, window_base(v), (size_t)v->used * rt->page, prot_of(after));
+    int r = os_mprotect(&rt->c, window_base(v), (size_t)v->used * rt->page,
+                        prot_of_vkey(v, after));
     return r == 0 ? 1 : vmpk__os_error(r);
 }
 
@@ -117,7 +119,7 @@ static int mp_grow(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32
     if (access == VMPK_NONE) /* fresh pages are PROT_NONE already */
         return 0;
     int r = os_mprotect(&rt->c, window_base(v) + (size_t)from * rt->page,
-                        (size_t)(to - from) * rt->page, prot_of(access));
+                        (size_t)(to - from) * rt->page, prot_of_vkey(v, access));
     return vmpk__os_error(r);
 }
 

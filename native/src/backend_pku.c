@@ -5,6 +5,9 @@
  *   resident on pkey k   PROT_READ|PROT_WRITE, tagged k; each thread's PKRU
  *                        bits for k say what that thread may do
  *   not resident         tagged 0, page protection = the vkey's perm
+ * An exec key's pages add PROT_EXEC in both states (prot_resident,
+ * prot_of_vkey): its perm is read-only, so every thread may run its code
+ * and only an RW gate's PKRU bits let a thread write it.
  * A miss evicts the LRU unpinned vkey (one pkey_mprotect back to pkey 0 with
  * its perm) and tags the new one (one pkey_mprotect): two syscalls, whatever
  * the number of regions, because each vkey is one window.
@@ -119,7 +122,7 @@ static int evict(struct vmpk_runtime *rt, int h)
     if (!hw_unbind(&rt->hw[h], slot))
         return VMPK_E_BUSY; /* pinned since it was picked */
     atomic_store(&w->hw, HW_NONE);
-    return retag(rt, w, prot_of(atomic_load(&w->access)), 0);
+    return retag(rt, w, prot_of_vkey(w, atomic_load(&w->access)), 0);
 }
 
 /* Makes slot resident, pinned once. Under rt->lock. */
@@ -162,7 +165,7 @@ static int bind(struct vmpk_runtime *rt, uint32_t slot, uint8_t *out)
             if (err)
                 return err;
         }
-        int err = retag(rt, v, PROT_READ | PROT_WRITE, k->pkey);
+        int err = retag(rt, v, prot_resident(v), k->pkey);
         if (err)
             return err;
         atomic_store(&k->open_elsewhere, atomic_load(&v->access) != VMPK_NONE);
@@ -275,7 +278,7 @@ static int pku_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
     atomic_store(&v->access, (uint8_t)access);
     if (h == HW_NONE) {
         int r = v->used ? os_mprotect(&rt->c, window_base(v), (size_t)v->used * rt->page,
-                                      prot_of(access))
+                                      prot_of_vkey(v, access))
                         : 0;
         if (r)
             atomic_store(&v->access, (uint8_t)old);
@@ -285,7 +288,7 @@ static int pku_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
      * page protection enforces it for every thread at once. */
     if ((access & ~old) == 0 && access != old && hw_unbind(&rt->hw[h], slot)) {
         atomic_store(&v->hw, HW_NONE);
-        int err = retag(rt, v, prot_of(access), 0);
+        int err = retag(rt, v, prot_of_vkey(v, access), 0);
         if (err)
             atomic_store(&v->access, (uint8_t)old);
         return err;
@@ -314,9 +317,9 @@ static int pku_grow(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint3
     uint8_t h = atomic_load(&v->hw);
     int r = 0;
     if (h != HW_NONE)
-        r = os_pkey_mprotect(&rt->c, at, len, PROT_READ | PROT_WRITE, rt->hw[h].pkey);
+        r = os_pkey_mprotect(&rt->c, at, len, prot_resident(v), rt->hw[h].pkey);
     else if (atomic_load(&v->access) != VMPK_NONE) /* fresh pages are PROT_NONE, pkey 0 */
-        r = os_mprotect(&rt->c, at, len, prot_of(atomic_load(&v->access)));
+        r = os_mprotect(&rt->c, at, len, prot_of_vkey(v, atomic_load(&v->access)));
     return vmpk__os_error(r);
 }
 

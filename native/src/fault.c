@@ -68,6 +68,7 @@ static void put_num(struct line *l, uint64_t n, unsigned base)
 struct fault {
     uintptr_t addr;
     bool write;
+    bool fetch;              /* an instruction fetch (running code there) */
     struct vmpk_runtime *rt; /* NULL: the runtime was closed */
     uint32_t owner;
     uint32_t slot;
@@ -90,6 +91,10 @@ static bool allowed_now(const struct fault *f, const siginfo_t *si, ucontext_t *
         return false;
     uint32_t page = (uint32_t)((f->addr - (uintptr_t)window_base(f->v)) / f->rt->page);
     if (!vmpk__region_containing(f->v, page))
+        return false;
+    /* Code runs only from exec keys; theirs faults only while an emit on
+     * the mprotect backend holds them writable: retried, so waited out. */
+    if (f->fetch && !f->v->exec)
         return false;
     struct vmpk_thread *t = vmpk__self;
     int gate = t ? vmpk__thread_gate_access(t, f->rt, f->slot) : VMPK_NONE;
@@ -125,6 +130,11 @@ static const char *reason(const struct fault *f, const struct range **region)
     *region = vmpk__region_containing(f->v, page);
     if (!*region)
         return "the address is not inside a live region of the key (freed, or past its end)";
+    if (f->fetch && !f->v->exec)
+        return "instruction fetch from a key that is not executable (made without VMPK_KEY_EXEC)";
+    if (f->fetch && f->v->open_write)
+        return "instruction fetch while an RW gate (an emit) holds the executable key's pages "
+               "writable, not executable (W^X, mprotect backend)";
     struct vmpk_thread *t = vmpk__self;
     int gate = t ? vmpk__thread_gate_access(t, f->rt, f->slot) : VMPK_NONE;
     int perm = atomic_load(&f->v->access);
@@ -144,7 +154,7 @@ static void report(const struct fault *f)
     const struct range *region;
     const char *why = reason(f, &region);
     put(&l, "vmpk: SIGSEGV: ");
-    put(&l, f->write ? "write" : "read");
+    put(&l, f->write ? "write" : f->fetch ? "execute" : "read");
     put(&l, " of key ");
     const char *name = f->rt && f->v->name && (!f->v->live || !(f->owner & OWNER_FREED))
                            ? f->v->name
@@ -203,7 +213,8 @@ static void on_sigsegv(int sig, siginfo_t *si, void *ctx)
 {
     ucontext_t *uc = ctx;
     int saved_errno = errno;
-    struct fault f = { .addr = (uintptr_t)si->si_addr, .write = sigframe_is_write(uc) };
+    struct fault f = { .addr = (uintptr_t)si->si_addr, .write = sigframe_is_write(uc),
+                       .fetch = sigframe_is_fetch(uc) };
     f.owner = vmpk__arena_owner(f.addr, NULL);
     if (f.owner) {
         f.rt = atomic_load(&vmpk__runtimes[OWNER_RT(f.owner)]);

@@ -59,6 +59,7 @@ struct vkey {
     _Atomic uint8_t access;   /* perm: process-wide vmpk_access */
     _Atomic uint8_t hw;       /* hw index while resident, else HW_NONE */
     bool live;
+    bool exec;                /* VMPK_KEY_EXEC: its pages also execute */
     uint32_t granule;         /* the window's first granule */
     uint32_t granules;        /* the window's size in granules */
     uint32_t used;            /* pages of the window in use (tagged) */
@@ -255,6 +256,22 @@ static inline int prot_of(int access)
     return access == VMPK_RW ? PROT_READ | PROT_WRITE
            : access == VMPK_READ ? PROT_READ
                                  : PROT_NONE;
+}
+
+/* The page protection that gives `access` to v's pages where page
+ * protection alone decides (mprotect, and pku pages off a hw key). An exec
+ * key's pages execute unless writable: W^X. Never PROT_EXEC alone, which
+ * plain mprotect would tag with the kernel's execute-only pkey. */
+static inline int prot_of_vkey(const struct vkey *v, int access)
+{
+    return v->exec && access == VMPK_READ ? PROT_READ | PROT_EXEC : prot_of(access);
+}
+
+/* pku: a resident vkey's pages, where PKRU decides. Instruction fetch
+ * ignores PKRU, so an exec key's pages are RWX: writes still need PKRU. */
+static inline int prot_resident(const struct vkey *v)
+{
+    return v->exec ? PROT_READ | PROT_WRITE | PROT_EXEC : PROT_READ | PROT_WRITE;
 }
 
 static inline int access_valid(int a)

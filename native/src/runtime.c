@@ -246,7 +246,10 @@ int vmpk_stats(const vmpk_runtime *rt, struct vmpk_stats *out)
 int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t window_size,
                     vmpk_key *out)
 {
-    if (!rt || !out || !access_valid(access) || window_size > (size_t)UINT32_MAX * GRANULE)
+    bool exec = access & VMPK_KEY_EXEC;
+    access &= ~VMPK_KEY_EXEC;
+    if (!rt || !out || !access_valid(access) || (exec && access != VMPK_READ) ||
+        window_size > (size_t)UINT32_MAX * GRANULE)
         return VMPK_E_INVALID;
     size_t name_len = name ? strnlen(name, VMPK_MAX_NAME + 1) : 0;
     if (name_len > VMPK_MAX_NAME)
@@ -271,6 +274,7 @@ int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t windo
         v->used = 0;
         v->nregions = v->cap = 0;
         v->open_read = v->open_write = 0;
+        v->exec = exec;
         atomic_store(&v->access, (uint8_t)access);
         atomic_store(&v->hw, HW_NONE);
         v->live = true;
@@ -375,7 +379,10 @@ int vmpk_protect(vmpk_runtime *rt, vmpk_key key, int access)
 {
     if (!access_valid(access))
         return VMPK_E_INVALID;
-    WITH_SLOT(rt, key, slot, rt->be->protect(rt, (uint32_t)slot, access));
+    WITH_SLOT(rt, key, slot,
+              rt->slots[slot].exec && access != VMPK_READ
+                  ? VMPK_E_INVALID /* code stays readable, and unwritable outside gates */
+                  : rt->be->protect(rt, (uint32_t)slot, access));
 }
 
 int vmpk__gate_prepare(struct vmpk_runtime *rt, vmpk_key key, int access,

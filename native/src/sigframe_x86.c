@@ -60,6 +60,11 @@ bool sigframe_is_write(const ucontext_t *uc)
     return (uc->uc_mcontext.gregs[REG_ERR] >> 1) & 1;
 }
 
+bool sigframe_is_fetch(const ucontext_t *uc)
+{
+    return (uc->uc_mcontext.gregs[REG_ERR] >> 4) & 1;
+}
+
 uintptr_t sigframe_ip(const ucontext_t *uc)
 {
     return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];

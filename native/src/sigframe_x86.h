@@ -18,6 +18,8 @@ bool sigframe_pkru(const ucontext_t *uc, uint32_t *pkru);
 bool sigframe_set_pkru(ucontext_t *uc, uint32_t pkru);
 /* The page-fault error code says write (bit 1). */
 bool sigframe_is_write(const ucontext_t *uc);
+/* The page-fault error code says instruction fetch (bit 4). */
+bool sigframe_is_fetch(const ucontext_t *uc);
 uintptr_t sigframe_ip(const ucontext_t *uc);
 /* Resumes at ip with rax set: how a probe's fault becomes a return value. */
 void sigframe_resume_at(ucontext_t *uc, uintptr_t ip, uint64_t rax);
