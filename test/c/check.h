@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "vmpk.h"
 
@@ -114,5 +116,38 @@ static inline int pku_backend(void)
         if (!pku_backend())                                                                \
             SKIP("needs the pku backend: the PKU guest, or the stub build");               \
     } while (0)
+
+/* Runs body(arg) in a forked child with its stderr captured, for tests of
+ * how a process dies. Returns the child's stderr (valid until the next
+ * call); *sig is its fatal signal (0 if it exited), *status its exit status
+ * (-1 if it was killed). body should not return; if it does, the child
+ * exits with 92. */
+static inline char *check_in_child(void (*body)(int), int arg, int *sig, int *status)
+{
+    static char out[4096];
+    int fds[2];
+    if (pipe(fds))
+        abort();
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        body(arg);
+        _exit(92);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof out - 1 && (n = read(fds[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = 0;
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    *sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
+}
 
 #endif /* VMPK_CHECK_H */

@@ -63,30 +63,10 @@ static void act(enum scene scene)
 
 static char *in_child(void (*body)(int), int arg, int *sig)
 {
-    static char out[4096];
-    int fds[2];
-    if (pipe(fds))
-        abort();
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        body(arg);
-        _exit(92);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len < sizeof out - 1 && (n = read(fds[0], out + len, sizeof out - 1 - len)) > 0)
-        len += (size_t)n;
-    out[len] = 0;
-    close(fds[0]);
     int status;
-    waitpid(pid, &status, 0);
-    *sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    char *out = check_in_child(body, arg, sig, &status);
     if (!*sig)
-        printf("#   child exited with %d: %s\n", WEXITSTATUS(status), out);
+        printf("#   child exited with %d: %s\n", status, out);
     return out;
 }
 
