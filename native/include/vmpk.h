@@ -24,6 +24,13 @@
  *   mprotect  fallback on any Linux: same calls, but a gate changes the page
  *             protection, so it is process-wide while open.
  *
+ * vmpk's own tables (keys, bindings, permissions, gate records) live in
+ * pages tagged with a pkey vmpk keeps for itself, write-disabled in every
+ * thread outside vmpk's calls (read-only pages where PKU is missing): a
+ * write to them from outside faults and is reported. Every WRPKRU vmpk runs
+ * is checked against a value kept in those pages, so a jump to it with
+ * another value aborts. docs/security.md says what this stops and what not.
+ *
  * Errors: every call that can fail returns 0 or a negative vmpk_error; output
  * parameters are written only on success, and a failed call changes nothing.
  * All calls are thread-safe. Gates belong to the thread that opened them.
