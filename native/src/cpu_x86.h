@@ -76,9 +76,7 @@ void vmpk__pkru_mismatch(void) __attribute__((noreturn));
 static inline struct vmpk_thread *pkru_stub_thread(void)
 {
     struct vmpk_thread *t = vmpk__self;
-    uintptr_t off = (uintptr_t)t - vmpk__meta.threads_lo;
-    PKRU_STUB_CHECK(off < vmpk__meta.threads_len && !(off & (THREAD_STRIDE - 1)) &&
-                    t->self == (void *)&vmpk__self);
+    PKRU_STUB_CHECK(meta_thread_valid(t));
     return t;
 }
 
@@ -171,27 +169,27 @@ static inline __attribute__((always_inline)) struct vmpk_thread *pkru_write_ente
     return (struct vmpk_thread *)c;
 }
 
+/* The check against a field of the meta page, RIP-relative: no register
+ * names what the value is compared with. */
+#define PKRU_WRITE_BOOT(v, field)                                                          \
+    do {                                                                                   \
+        uintptr_t c_ = 0, d_ = 0;                                                          \
+        __asm__ volatile(".byte 0x0f, 0x01, 0xef\n\t" /* WRPKRU */                         \
+                         ".byte 0x0f, 0x01, 0xee\n\t" /* RDPKRU */                         \
+                         "notl %%eax\n\t"                                                  \
+                         "andl vmpk__meta+%c[need](%%rip), %%eax\n\t"                      \
+                         "jnz vmpk__pkru_mismatch\n\t"                                     \
+                         : "+a"(v), "+c"(c_), "+d"(d_)                                     \
+                         : [need] "i"(offsetof(struct meta_page, field))                   \
+                         : "memory", "cc");                                                \
+    } while (0)
+
 static inline __attribute__((always_inline)) void pkru_write_boot(uint32_t v, int open)
 {
-    uintptr_t c = 0, d = 0;
     if (open)
-        __asm__ volatile(".byte 0x0f, 0x01, 0xef\n\t" /* WRPKRU */
-                         ".byte 0x0f, 0x01, 0xee\n\t" /* RDPKRU */
-                         "notl %%eax\n\t"
-                         "andl vmpk__meta+%c[need](%%rip), %%eax\n\t"
-                         "jnz vmpk__pkru_mismatch\n\t"
-                         : "+a"(v), "+c"(c), "+d"(d)
-                         : [need] "i"(offsetof(struct meta_page, boot_open))
-                         : "memory", "cc");
+        PKRU_WRITE_BOOT(v, boot_open);
     else
-        __asm__ volatile(".byte 0x0f, 0x01, 0xef\n\t" /* WRPKRU */
-                         ".byte 0x0f, 0x01, 0xee\n\t" /* RDPKRU */
-                         "notl %%eax\n\t"
-                         "andl vmpk__meta+%c[need](%%rip), %%eax\n\t"
-                         "jnz vmpk__pkru_mismatch\n\t"
-                         : "+a"(v), "+c"(c), "+d"(d)
-                         : [need] "i"(offsetof(struct meta_page, boot_closed))
-                         : "memory", "cc");
+        PKRU_WRITE_BOOT(v, boot_closed);
 }
 #endif
 

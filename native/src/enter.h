@@ -115,11 +115,7 @@ static inline void meta_set_now(struct vmpk_thread *t, int id, int pkey, int acc
 static inline struct vmpk_thread *meta_self_checked(void)
 {
     struct vmpk_thread *t = vmpk__self;
-    uintptr_t off = (uintptr_t)t - vmpk__meta.threads_lo;
-    return t && off < vmpk__meta.threads_len && !(off & (THREAD_STRIDE - 1)) &&
-                   t->self == (void *)&vmpk__self
-               ? t
-               : NULL;
+    return t && meta_thread_valid(t) ? t : NULL;
 }
 
 /* Where a thread interrupted at ip must resume (with ecx = edx = 0) so that
@@ -146,12 +142,11 @@ static inline void meta_handler_leave(uint32_t restore)
 {
     if (vmpk__meta_mode != META_PKEY)
         return;
-#ifdef VMPK_PKRU_STUB
     pkru_write_boot(rdpkru() | vmpk__meta.m_wd, 0);
+#ifdef VMPK_PKRU_STUB
     vmpk__stub_pkru = restore; /* sigreturn's part, done by hand */
 #else
     (void)restore;
-    pkru_write_boot(rdpkru() | vmpk__meta.m_wd, 0);
 #endif
 }
 

@@ -93,6 +93,15 @@ struct meta_page {
 
 extern struct meta_page vmpk__meta __attribute__((visibility("hidden")));
 
+/* t is a struct of the threads area, and the one this thread's TLS slot
+ * names: the test every check makes before it trusts t. */
+static inline bool meta_thread_valid(const struct vmpk_thread *t)
+{
+    uintptr_t off = (uintptr_t)t - vmpk__meta.threads_lo;
+    return off < vmpk__meta.threads_len && !(off & (THREAD_STRIDE - 1)) &&
+           t->self == (void *)&vmpk__self;
+}
+
 /* Plain copies of what a signal handler needs before it can read meta
  * pages (handlers start with the meta pkey access-disabled). Writable by
  * anyone: a wrong value makes the handler's own checks fail, nothing else. */
