@@ -7,7 +7,7 @@ import { INTERNAL, knownRuntimes, type RuntimeState } from './internal.js';
 import { getNative, type NativeInfo } from './native.js';
 import { checkWindowSize } from './key.js';
 import { Runtime } from './runtime.js';
-import { checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
+import { checkBoolean, checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
 
 export interface OpenOptions {
   /** 'auto' (default: pku where supported, else mprotect), 'pku' or 'mprotect'. Default: $VMPK_BACKEND, else 'auto'. */
@@ -58,8 +58,7 @@ const E_FILTERED = -14;
 
 function resolveHarden(option: unknown): boolean {
   if (option !== undefined) {
-    if (typeof option !== 'boolean') throw invalidArgument(`open(): option 'harden' must be true or false, got ${describe(option)}`);
-    return option;
+    return checkBoolean(option, "option 'harden'", 'open()');
   }
   const env = process.env['VMPK_HARDEN'];
   if (env === undefined || env === '' || env === '0') return false;
