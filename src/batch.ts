@@ -3,7 +3,7 @@
 // all of it the FFI crossing and the objects made for it; a batch crosses
 // once and makes a key's objects only when asked for them.
 import { parseAccess, type Access } from './access.js';
-import { describe, invalidArgument, nativeError } from './errors.js';
+import { describe, invalidArgument, type VmpkError } from './errors.js';
 import { INTERNAL, notConstructible, type KeyState, type RuntimeState } from './internal.js';
 import { Key, checkWindowSize, MAX_WINDOW_SIZE } from './key.js';
 import { Region } from './region.js';
@@ -36,7 +36,6 @@ export const MAX_KEYS = 2 ** 24 - 2;
 const E_NOMEM = -3;
 const E_WINDOW_FULL = -8;
 const E_TOO_MANY = -13;
-const E_SYSTEM = -12;
 
 /**
  * The keys of one runtime.createKeys() call, by index. key(i) and region(i)
@@ -123,8 +122,8 @@ export class KeyBatch {
   }
 }
 
-/** runtime.createKeys(): checks, the native batch, the KeyBatch. rs is open. */
-export function createKeys(rs: RuntimeState, defaultWindow: number, count: unknown, options: unknown): KeyBatch {
+/** runtime.createKeys(): checks, the native batch, the KeyBatch. rs is open; fail is the runtime's error for a native code. */
+export function createKeys(rs: RuntimeState, defaultWindow: number, count: unknown, options: unknown, fail: (rc: number, where: string, advice?: string) => VmpkError): KeyBatch {
   const where = 'runtime.createKeys()';
   const n = checkInteger(count, 'count', where, 0, MAX_KEYS);
   const o = checkOptionsObject(options, where);
@@ -151,7 +150,7 @@ export function createKeys(rs: RuntimeState, defaultWindow: number, count: unkno
           : rc === E_WINDOW_FULL
             ? `regionSize does not fit a window of ${window} bytes; no key of the batch was made`
             : undefined;
-    throw nativeError(rc, where, advice, rc === E_SYSTEM ? rs.n.lastErrno() : undefined);
+    throw fail(rc, where, advice);
   }
   return new KeyBatch(INTERNAL, rs, access, regionSize, handles, addresses);
 }

@@ -142,7 +142,7 @@ export class Runtime {
    */
   createKeys(count: number, options?: KeysOptions): KeyBatch {
     const rs = this.#check('runtime.createKeys()');
-    return createKeys(rs, this.#capabilities.windowSize, count, options);
+    return createKeys(rs, this.#capabilities.windowSize, count, options, (rc, w, advice) => this.#fail(rc, w, advice));
   }
 
   /**
