@@ -21,6 +21,21 @@
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t next_id;
 
+/* The body of an entry point on rt: meta open, rt checked, then `expr`.
+ * `counted`: the meta switches count in rt's stats when expr succeeds
+ * (stats, lookup and close leave them out, so that reading changes
+ * nothing and a closed runtime counts nothing). */
+#define ENTRY(rt, counted, expr)                                                           \
+    do {                                                                                   \
+        struct vmpk_thread *t_ = meta_enter();                                             \
+        if (!t_)                                                                           \
+            return VMPK_E_NOMEM;                                                           \
+        int id_ = runtime_id_of(rt);                                                       \
+        int err_ = id_ < 0 ? VMPK_E_INVALID : (expr);                                      \
+        meta_leave(t_, (counted) && !err_ ? id_ : -1);                                     \
+        return err_;                                                                       \
+    } while (0)
+
 static __thread int last_errno;
 
 int vmpk__system_error(int err)
@@ -181,13 +196,7 @@ static int close_in(struct vmpk_runtime *rt);
 
 int vmpk_close(vmpk_runtime *rt)
 {
-    struct vmpk_thread *t = meta_enter();
-    if (!t)
-        return VMPK_E_NOMEM;
-    int id = runtime_id_of(rt);
-    int err = id < 0 ? VMPK_E_INVALID : close_in(rt);
-    meta_leave(t, -1);
-    return err;
+    ENTRY(rt, false, close_in(rt));
 }
 
 static int close_in(struct vmpk_runtime *rt)
@@ -239,12 +248,7 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out);
 
 int vmpk_stats(const vmpk_runtime *rt, struct vmpk_stats *out)
 {
-    struct vmpk_thread *t = meta_enter();
-    if (!t)
-        return VMPK_E_NOMEM;
-    int err = runtime_id_of(rt) < 0 || !out ? VMPK_E_INVALID : stats_in(rt, out);
-    meta_leave(t, -1);
-    return err;
+    ENTRY(rt, false, out ? stats_in(rt, out) : VMPK_E_INVALID);
 }
 
 static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
@@ -296,13 +300,7 @@ static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
 int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t window_size,
                     vmpk_key *out)
 {
-    struct vmpk_thread *t = meta_enter();
-    if (!t)
-        return VMPK_E_NOMEM;
-    int id = runtime_id_of(rt);
-    int err = id < 0 ? VMPK_E_INVALID : key_create_in(rt, name, access, window_size, out);
-    meta_leave(t, err ? -1 : id);
-    return err;
+    ENTRY(rt, true, key_create_in(rt, name, access, window_size, out));
 }
 
 static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
@@ -369,22 +367,15 @@ static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot)
     return 0;
 }
 
-/* Meta open, rt checked, rt->lock held around body; `slot` the key's. */
+/* An entry point on one key: `body` under rt->lock, `slot` the key's. */
 #define WITH_SLOT(rt, key, slot, body)                                                     \
-    do {                                                                                   \
-        struct vmpk_thread *t_ = meta_enter();                                             \
-        if (!t_)                                                                           \
-            return VMPK_E_NOMEM;                                                           \
-        int id_ = runtime_id_of(rt), err_ = VMPK_E_INVALID;                                 \
-        if (id_ >= 0) {                                                                    \
-            pthread_mutex_lock(&(rt)->lock);                                               \
-            int64_t slot = vmpk__slot_of((rt), (key));                                     \
-            err_ = slot < 0 ? (int)slot : (body);                                          \
-            pthread_mutex_unlock(&(rt)->lock);                                             \
-        }                                                                                  \
-        meta_leave(t_, err_ ? -1 : id_);                                                   \
-        return err_;                                                                       \
-    } while (0)
+    ENTRY(rt, true, ({                                                                     \
+              pthread_mutex_lock(&(rt)->lock);                                             \
+              int64_t slot = vmpk__slot_of((rt), (key));                                   \
+              int r_ = slot < 0 ? (int)slot : (body);                                      \
+              pthread_mutex_unlock(&(rt)->lock);                                           \
+              r_;                                                                          \
+          }))
 
 int vmpk_key_destroy(vmpk_runtime *rt, vmpk_key key)
 {
@@ -530,13 +521,7 @@ static int lookup_in(const struct vmpk_runtime *rt, const void *addr, vmpk_key *
 int vmpk_lookup(const vmpk_runtime *rt, const void *addr, vmpk_key *key, void **region,
                 size_t *region_size)
 {
-    struct vmpk_thread *t = meta_enter();
-    if (!t)
-        return VMPK_E_NOMEM;
-    int err = runtime_id_of(rt) < 0 ? VMPK_E_INVALID
-                                    : lookup_in(rt, addr, key, region, region_size);
-    meta_leave(t, -1);
-    return err;
+    ENTRY(rt, false, lookup_in(rt, addr, key, region, region_size));
 }
 
 static int lookup_in(const struct vmpk_runtime *rt, const void *addr, vmpk_key *key,
