@@ -40,10 +40,7 @@
 /* pkeys that closed runtimes held (in the meta page). They are never given
  * back to the kernel (some thread's PKRU may still open them), only to
  * later runtimes. */
-#define pool_lock (vmpk__meta.pool_lock)
 #define pool (vmpk__meta.pool)
-#define npool (vmpk__meta.npool)
-#define kernel_has_none (vmpk__meta.kernel_has_none)
 
 /* The meta pkey takes one of the 15. */
 #define VKEY_HW_KEYS (MAX_HW_KEYS - (vmpk__meta.mode == META_PKEY))
@@ -61,12 +58,12 @@ static void pku_teardown(struct vmpk_runtime *rt)
 {
     struct vmpk_thread *t = vmpk__self;
     uint32_t n = atomic_load(&rt->nhw);
-    pthread_mutex_lock(&pool_lock);
+    pthread_mutex_lock(&pool.lock);
     for (uint32_t h = 0; h < n; h++) {
         meta_set_now(t, rt->id, rt->hw[h].pkey, VMPK_NONE);
-        pool[npool++] = rt->hw[h].pkey;
+        pool.pkeys[pool.n++] = rt->hw[h].pkey;
     }
-    pthread_mutex_unlock(&pool_lock);
+    pthread_mutex_unlock(&pool.lock);
     atomic_store(&rt->nhw, 0);
 }
 
@@ -75,17 +72,17 @@ static void pku_teardown(struct vmpk_runtime *rt)
 static int take_pkey(struct vmpk_runtime *rt, bool *stale)
 {
     int pkey = -1;
-    pthread_mutex_lock(&pool_lock);
-    if (npool)
-        pkey = pool[--npool];
+    pthread_mutex_lock(&pool.lock);
+    if (pool.n)
+        pkey = pool.pkeys[--pool.n];
     *stale = pkey >= 0;
-    if (pkey < 0 && !kernel_has_none) {
+    if (pkey < 0 && !pool.kernel_has_none) {
         pkey = os_pkey_alloc(&rt->c);
-        kernel_has_none = pkey < 0;
+        pool.kernel_has_none = pkey < 0;
         if (pkey >= 0)
             vmpk__meta_own(pkey);
     }
-    pthread_mutex_unlock(&pool_lock);
+    pthread_mutex_unlock(&pool.lock);
     return pkey < 0 ? -1 : pkey;
 }
 
@@ -384,8 +381,8 @@ uint32_t vmpk__pku_ideal(uint32_t pkru, const struct vmpk_thread *t)
             pkru = pkru_with(pkru, rt->hw[h].pkey, pkru_bits_for(access));
         }
     }
-    for (int i = 0; i < npool; i++) /* racy read of a short array: fine */
-        pkru = pkru_with(pkru, pool[i], PKRU_CLOSED);
+    for (int i = 0; i < pool.n; i++) /* racy read of a short array: fine */
+        pkru = pkru_with(pkru, pool.pkeys[i], PKRU_CLOSED);
     return pkru;
 }
 

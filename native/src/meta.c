@@ -17,7 +17,7 @@ _Static_assert(sizeof(struct vmpk_thread) <= THREAD_STRIDE, "THREAD_STRIDE too s
 _Static_assert(sizeof(struct vmpk_runtime) <= RT_STRIDE, "RT_STRIDE too small");
 
 struct meta_page vmpk__meta = {
-    .pool_lock = PTHREAD_MUTEX_INITIALIZER,
+    .pool = { .lock = PTHREAD_MUTEX_INITIALIZER },
     .threads_lock = PTHREAD_MUTEX_INITIALIZER,
     .arena = { .lock = PTHREAD_MUTEX_INITIALIZER },
 };

@@ -47,6 +47,14 @@ struct meta_arena {
     uint32_t nfree, free_committed;
 };
 
+/* pkeys that closed runtimes held (backend_pku.c). */
+struct meta_pool {
+    pthread_mutex_t lock;
+    int pkeys[MAX_HW_KEYS];
+    int n;
+    bool kernel_has_none;     /* pkey_alloc failed: do not ask on every miss */
+};
+
 /* The meta page. The checked PKRU writes (cpu_x86.h) read the first words. */
 struct meta_page {
     /* Grow while other threads check against them (a new pkey is owned
@@ -71,11 +79,7 @@ struct meta_page {
     struct vmpk_runtime *_Atomic runtimes[VMPK_MAX_RUNTIMES];
     bool rt_committed[VMPK_MAX_RUNTIMES];
 
-    /* pkeys that closed runtimes held (backend_pku.c) */
-    pthread_mutex_t pool_lock;
-    int pool[MAX_HW_KEYS];
-    int npool;
-    bool kernel_has_none;     /* pkey_alloc failed: do not ask on every miss */
+    struct meta_pool pool;
 
     /* thread registry (thread.c) */
     pthread_mutex_t threads_lock;
