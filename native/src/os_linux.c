@@ -125,7 +125,7 @@ int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int pro
 
 int os_pkey_alloc_readonly(void)
 {
-    return result(syscall(SYS_pkey_alloc, 0, PKEY_DISABLE_WRITE));
+    return result(RAW(SYS_pkey_alloc, 0, PKEY_DISABLE_WRITE, 0, 0, 0, 0));
 }
 
 int os_commit_pkey(struct runtime_counters *c, void *addr, size_t len, int pkey)
