@@ -222,7 +222,7 @@ static inline bool handle_malformed(vmpk_key key)
 {
     return key == 0 || key >> (SLOT_BITS + GEN_BITS + RT_BITS);
 }
-int vmpk__slots_init(struct vmpk_runtime *rt);
+void vmpk__slots_init(struct vmpk_runtime *rt);
 int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *slot);
 void vmpk__slot_release(struct vmpk_runtime *rt, uint32_t slot);
 

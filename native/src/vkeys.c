@@ -33,10 +33,9 @@ int64_t vmpk__slot_of(const struct vmpk_runtime *rt, vmpk_key key)
 }
 
 /* The table is the id's meta area (meta.h). */
-int vmpk__slots_init(struct vmpk_runtime *rt)
+void vmpk__slots_init(struct vmpk_runtime *rt)
 {
     rt->slots = (struct vkey *)(vmpk__meta.slots_area + rt->id * vmpk__meta.slots_stride);
-    return 0;
 }
 
 int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *out)
