@@ -69,6 +69,31 @@ static void put_num(struct line *l, uint64_t n, unsigned base)
         l->buf[l->len++] = tmp[--i];
 }
 
+/* A key's name: its length comes from the slot (write-protected), its
+ * bytes from malloc (not): checked again as the name was at creation, and
+ * printed as \xNN escapes, quote and backslash too, if they changed since
+ * (a stray write), so no byte of them reaches the report raw. */
+static void put_name(struct line *l, const char *name, size_t len)
+{
+    if (len > VMPK_MAX_NAME)
+        len = VMPK_MAX_NAME;
+    char copy[VMPK_MAX_NAME];
+    memcpy(copy, name, len); /* one read: a racing writer sees no second */
+    bool valid = vmpk__name_valid(copy, len) && !memchr(copy, '"', len) &&
+                 !memchr(copy, '\\', len);
+    for (size_t i = 0; i < len && l->len < sizeof l->buf - 5; i++) {
+        uint8_t c = (uint8_t)copy[i];
+        if (valid) {
+            l->buf[l->len++] = (char)c;
+        } else {
+            l->buf[l->len++] = '\\';
+            l->buf[l->len++] = 'x';
+            l->buf[l->len++] = "0123456789abcdef"[c >> 4];
+            l->buf[l->len++] = "0123456789abcdef"[c & 15];
+        }
+    }
+}
+
 /* --- classification ----------------------------------------------------- */
 
 struct fault {
@@ -173,7 +198,7 @@ static void report(const struct fault *f)
                            : NULL;
     if (name) {
         put(&l, "\"");
-        put(&l, name);
+        put_name(&l, name, f->v->name_len);
         put(&l, "\"");
     } else {
         put(&l, "#");

@@ -221,6 +221,7 @@ static int close_in(struct vmpk_runtime *rt)
     for (uint32_t s = 0; s < rt->nslots; s++) {
         free(rt->slots[s].name);
         rt->slots[s].name = NULL;
+        rt->slots[s].name_len = 0;
     }
     atomic_store(&vmpk__runtimes[rt->id], NULL);
     pthread_mutex_unlock(&rt->lock);
@@ -297,6 +298,40 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
 static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
                          size_t window_size, vmpk_key *out);
 
+/* Key names reach fault reports on a terminal or a log: nothing that could
+ * steer either. Printable UTF-8 only: no C0 control, no DEL, no C1 control
+ * (U+0080..U+009F), no overlong form, surrogate or code point past
+ * U+10FFFF, no truncated sequence. */
+bool vmpk__name_valid(const char *name, size_t len)
+{
+    const uint8_t *p = (const uint8_t *)name;
+    for (size_t i = 0; i < len;) {
+        uint8_t c = p[i];
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f)
+                return false;
+            i++;
+            continue;
+        }
+        size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        if (n == 0 || len - i < n) /* a stray continuation, C0/C1 lead, F5..FF */
+            return false;
+        uint32_t cp = c & (0x7f >> n);
+        for (size_t k = 1; k < n; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        static const uint32_t min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+        if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+            (cp >= 0x80 && cp <= 0x9f))
+            return false;
+        i += n;
+    }
+    return true;
+}
+
 int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t window_size,
                     vmpk_key *out)
 {
@@ -312,7 +347,7 @@ static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
         window_size > (size_t)UINT32_MAX * GRANULE)
         return VMPK_E_INVALID;
     size_t name_len = name ? strnlen(name, VMPK_MAX_NAME + 1) : 0;
-    if (name_len > VMPK_MAX_NAME)
+    if (name_len > VMPK_MAX_NAME || !vmpk__name_valid(name, name_len))
         return VMPK_E_INVALID;
     uint32_t granules = window_size ? (uint32_t)((window_size + GRANULE - 1) / GRANULE)
                                     : rt->window_granules;
@@ -329,6 +364,7 @@ static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
         struct vkey *v = &rt->slots[slot];
         free(v->name); /* the name of the slot's previous, destroyed vkey */
         v->name = copy;
+        v->name_len = (uint8_t)name_len;
         v->granule = granule;
         v->granules = granules;
         v->used = 0;
@@ -568,4 +604,36 @@ const char *vmpk_strerror(int err)
     case VMPK_E_FILTERED: return "a seccomp filter in place stops a system call vmpk needs";
     default: return "unknown error";
     }
+}
+
+/* Under the runtime's lock, so the key cannot be destroyed, nor its window
+ * handed to another key, between the check and the access. The probe
+ * itself takes no lock: a fault goes to the lock-free handler. */
+static int probe_key_in(struct vmpk_runtime *rt, vmpk_key key, const void *addr, int access)
+{
+    pthread_mutex_lock(&rt->lock);
+    int64_t slot = vmpk__slot_of(rt, key);
+    int r;
+    if (slot < 0) {
+        r = 0; /* destroyed: whoever holds the window now is another key */
+    } else {
+        const struct vkey *v = &rt->slots[slot];
+        uintptr_t off = (uintptr_t)addr - (uintptr_t)window_base(v);
+        if (off >= (uintptr_t)v->granules * GRANULE)
+            r = VMPK_E_NOT_REGION;
+        else
+            r = access == VMPK_NONE ? 1 : vmpk_probe(addr, access);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return r;
+}
+
+int vmpk_probe_key(vmpk_key key, const void *addr, int access)
+{
+    if (!access_valid(access) || handle_malformed(key))
+        return VMPK_E_INVALID;
+    struct vmpk_runtime *rt = runtime_of(key);
+    if (!rt)
+        return 0; /* its runtime was closed, and the key with it */
+    ENTRY(rt, false, probe_key_in(rt, key, addr, access));
 }
