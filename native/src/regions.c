@@ -80,7 +80,10 @@ int vmpk__region_alloc(struct vmpk_runtime *rt, struct vkey *v, uint32_t pages, 
             break;
         at = r[i].page + r[i].pages;
     }
-    if (i == v->nregions && window_pages - at < pages)
+    /* Also where a gap was found: with PKU the list cannot be forged, but
+     * without it (META_MPROTECT leaves the tables writable) this keeps a
+     * forged list, at least, from reaching past the window the slot names. */
+    if ((uint64_t)at + pages > window_pages)
         return VMPK_E_WINDOW_FULL;
     int err = reserve_one_more(rt, v, window_pages);
     if (err)
@@ -106,7 +109,8 @@ int vmpk__region_free(struct vkey *v, uint32_t page, uint32_t *pages)
 {
     uint32_t i = lower_bound(v, page);
     struct range *r = ranges(v);
-    if (i == v->nregions || r[i].page != page)
+    if (i == v->nregions || r[i].page != page ||
+        (uint64_t)r[i].page + r[i].pages > v->used) /* see vmpk__region_alloc */
         return VMPK_E_NOT_REGION;
     *pages = r[i].pages;
     memmove(r + i, r + i + 1, (v->nregions - i - 1) * sizeof *r);
