@@ -106,6 +106,15 @@ describe('attacks on unprotected state (both backends)', () => {
   });
 });
 
+describe('the shared library\'s own pointers (both backends)', () => {
+  it("libvmpk.so's GOT (the libc functions vmpk calls with its metadata open): every slot read-only after load, none can be redirected", () => {
+    const o = attack('got-write');
+    expect(o.signal, o.stderr).toBe(null);
+    expect(o.status, o.stderr).toBe(0);
+    expect(o.lines).toMatchObject({ call: 'ok', slots: 'found', got: 'readonly', secret: 'hidden', content: 'intact' });
+  });
+});
+
 describe.skipIf(onPku)('attacks on unprotected state without PKU (mprotect: the per-key tables stay writable)', () => {
   it('a forged region list: the window bound still refuses a region outside the key\'s window', () => {
     const o = attack('region-alloc');

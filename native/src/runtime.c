@@ -295,8 +295,8 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
     return 0;
 }
 
-static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
-                         size_t window_size, vmpk_key *out);
+static int key_create_in(struct vmpk_runtime *rt, char *copy, size_t name_len, int access,
+                         size_t window_size, vmpk_key *out, char **old);
 
 /* Key names reach fault reports on a terminal or a log: nothing that could
  * steer either. Printable UTF-8 only: no C0 control, no DEL, no C1 control
@@ -335,25 +335,40 @@ bool vmpk__name_valid(const char *name, size_t len)
 int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t window_size,
                     vmpk_key *out)
 {
-    ENTRY(rt, true, key_create_in(rt, name, access, window_size, out));
+    /* malloc and free run with meta closed: a heap whose chunks a stray
+     * write forged may make malloc return, or free write to, any address,
+     * meta included, and with meta open that would land. */
+    size_t name_len = name ? strnlen(name, VMPK_MAX_NAME + 1) : 0;
+    if (name_len > VMPK_MAX_NAME || !vmpk__name_valid(name, name_len))
+        return VMPK_E_INVALID;
+    char *copy = NULL, *old = NULL;
+    if (name_len && !(copy = strndup(name, name_len)))
+        return VMPK_E_NOMEM;
+    struct vmpk_thread *t = meta_enter();
+    if (!t) {
+        free(copy);
+        return VMPK_E_NOMEM;
+    }
+    int id = runtime_id_of(rt);
+    int err = id < 0 ? VMPK_E_INVALID
+                     : key_create_in(rt, copy, name_len, access, window_size, out, &old);
+    meta_leave(t, !err ? id : -1);
+    if (err)
+        free(copy);
+    free(old);
+    return err;
 }
 
-static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
-                         size_t window_size, vmpk_key *out)
+static int key_create_in(struct vmpk_runtime *rt, char *copy, size_t name_len, int access,
+                         size_t window_size, vmpk_key *out, char **old)
 {
     bool exec = access & VMPK_KEY_EXEC;
     access &= ~VMPK_KEY_EXEC;
     if (!out || !access_valid(access) || (exec && access != VMPK_READ) ||
         window_size > (size_t)UINT32_MAX * GRANULE)
         return VMPK_E_INVALID;
-    size_t name_len = name ? strnlen(name, VMPK_MAX_NAME + 1) : 0;
-    if (name_len > VMPK_MAX_NAME || !vmpk__name_valid(name, name_len))
-        return VMPK_E_INVALID;
     uint32_t granules = window_size ? (uint32_t)((window_size + GRANULE - 1) / GRANULE)
                                     : rt->window_granules;
-    char *copy = NULL;
-    if (name_len && !(copy = strndup(name, name_len)))
-        return VMPK_E_NOMEM;
 
     pthread_mutex_lock(&rt->lock);
     uint32_t slot, granule;
@@ -362,7 +377,7 @@ static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
         vmpk__slot_release(rt, slot);
     if (!err) {
         struct vkey *v = &rt->slots[slot];
-        free(v->name); /* the name of the slot's previous, destroyed vkey */
+        *old = v->name; /* the name of the slot's previous, destroyed vkey */
         v->name = copy;
         v->name_len = (uint8_t)name_len;
         v->granule = granule;
@@ -378,8 +393,6 @@ static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
         *out = vmpk__handle(rt, slot, atomic_load(&v->gen));
     }
     pthread_mutex_unlock(&rt->lock);
-    if (err)
-        free(copy);
     return err;
 }
 
