@@ -192,14 +192,30 @@ static bool gates_open(const struct vmpk_runtime *rt)
 
 static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot);
 
-static int close_in(struct vmpk_runtime *rt);
+static int close_in(struct vmpk_runtime *rt, char **names, uint32_t room);
 
+/* The names are freed after meta is closed again (see vmpk_key_create):
+ * close_in hands them over in names[], made before meta opens. */
 int vmpk_close(vmpk_runtime *rt)
 {
-    ENTRY(rt, false, close_in(rt));
+    if (runtime_id_of(rt) < 0)
+        return VMPK_E_INVALID;
+    uint32_t room = atomic_load(&rt->nslots);
+    char **names = room ? calloc(room, sizeof *names) : NULL;
+    struct vmpk_thread *t = meta_enter();
+    if (!t) {
+        free(names);
+        return VMPK_E_NOMEM;
+    }
+    int err = runtime_id_of(rt) < 0 ? VMPK_E_INVALID : close_in(rt, names, names ? room : 0);
+    meta_leave(t, -1);
+    for (uint32_t i = 0; names && i < room; i++)
+        free(names[i]);
+    free(names);
+    return err;
 }
 
-static int close_in(struct vmpk_runtime *rt)
+static int close_in(struct vmpk_runtime *rt, char **names, uint32_t room)
 {
     pthread_mutex_lock(&rt->lock);
     if (gates_open(rt)) {
@@ -219,7 +235,10 @@ static int close_in(struct vmpk_runtime *rt)
     }
     rt->be->teardown(rt);
     for (uint32_t s = 0; s < rt->nslots; s++) {
-        free(rt->slots[s].name);
+        if (s < room)
+            names[s] = rt->slots[s].name;
+        else
+            free(rt->slots[s].name); /* slots made since, or no memory for names[] */
         rt->slots[s].name = NULL;
         rt->slots[s].name_len = 0;
     }
