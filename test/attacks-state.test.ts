@@ -12,6 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { getNative } from '../src/native.js';
 import { backend, onPku } from './helpers/vmpk.js';
 
 const attacker = fileURLToPath(new URL('../native/build/attack', import.meta.url));
@@ -133,5 +134,29 @@ describe.skipIf(onPku)('attacks on unprotected state without PKU (mprotect: the 
   it('a forged name pointer: NOT stopped without PKU, but the report escapes what it points at', () => {
     const line = expectEscapedReport(attack('name-pointer'));
     expect(line).toContain('read of key "\\x1b\\x5d\\x30\\x3b');
+  });
+});
+
+describe('the native entry points JavaScript reaches (both backends)', () => {
+  it("probeKey (vmpk_probe_key) through koffi: a destroyed key's region answers 0 after a later key took the window; probe (the address alone) answers for the later key", () => {
+    const n = getNative();
+    const rt: [number] = [0];
+    expect(n.open({ backend: 0, maxHwKeys: 0, windowSize: 0, harden: 0 }, rt)).toBe(0);
+    const a: [number] = [0], b: [number] = [0];
+    const pa: [bigint] = [0n], pb: [bigint] = [0n];
+    // A window size no other key uses: the freed window is the only one of its size.
+    expect(n.keyCreate(rt[0], 'old', 3, 5 << 20, a)).toBe(0);
+    expect(n.alloc(rt[0], a[0], 4096, pa)).toBe(0);
+    expect(n.probeKey(a[0], pa[0], 3)).toBe(1); // VMPK_RW, the key's access
+    expect(n.probeKey(a[0], pa[0] + (5n << 20n), 1)).toBe(-9); // VMPK_E_NOT_REGION: past the window
+    expect(n.probeKey(0, pa[0], 1)).toBe(-1); // VMPK_E_INVALID
+    expect(n.keyDestroy(rt[0], a[0])).toBe(0);
+    expect(n.keyCreate(rt[0], 'tenant', 3, 5 << 20, b)).toBe(0);
+    expect(n.alloc(rt[0], b[0], 4096, pb)).toBe(0);
+    expect(pb[0]).toBe(pa[0]);
+    expect(n.probe(pa[0], 1)).toBe(1);
+    expect(n.probeKey(b[0], pa[0], 1)).toBe(1);
+    expect(n.probeKey(a[0], pa[0], 1)).toBe(0);
+    expect(n.close(rt[0])).toBe(0);
   });
 });
