@@ -69,16 +69,16 @@ static void put_num(struct line *l, uint64_t n, unsigned base)
         l->buf[l->len++] = tmp[--i];
 }
 
-/* A key's name: its length comes from the slot (write-protected), its
- * bytes from malloc (not): checked again as the name was at creation, and
- * printed as \xNN escapes, quote and backslash too, if they changed since
- * (a stray write), so no byte of them reaches the report raw. */
-static void put_name(struct line *l, const char *name, size_t len)
+/* A key's name: the pointer comes from the slot (write-protected), the
+ * bytes from malloc (not). Its buffer is VMPK_MAX_NAME + 1 bytes, read
+ * whole and once (a racing writer gets no second look), and the name is
+ * checked again as at creation: if it changed since (a stray write), every
+ * byte is printed as a \xNN escape, so none reaches the report raw. */
+static void put_name(struct line *l, const char *name)
 {
-    if (len > VMPK_MAX_NAME)
-        len = VMPK_MAX_NAME;
-    char copy[VMPK_MAX_NAME];
-    memcpy(copy, name, len); /* one read: a racing writer sees no second */
+    char copy[VMPK_MAX_NAME + 1];
+    memcpy(copy, name, sizeof copy);
+    size_t len = strnlen(copy, VMPK_MAX_NAME);
     bool valid = vmpk__name_valid(copy, len) && !memchr(copy, '"', len) &&
                  !memchr(copy, '\\', len);
     for (size_t i = 0; i < len && l->len < sizeof l->buf - 5; i++) {
@@ -198,7 +198,7 @@ static void report(const struct fault *f)
                            : NULL;
     if (name) {
         put(&l, "\"");
-        put_name(&l, name, f->v->name_len);
+        put_name(&l, name);
         put(&l, "\"");
     } else {
         put(&l, "#");

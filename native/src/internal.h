@@ -70,13 +70,13 @@ struct vkey {
     uint16_t open_read;       /* mprotect backend: gates open, all threads */
     uint16_t open_write;
     struct range one;         /* the live region while cap == 0 */
-    /* NULL when unnamed; kept until the slot is reused. The bytes are in
-     * malloc, writable by anyone: they only ever reach a fault report, as
-     * name_len bytes checked again there (fault.c), never decide anything. */
+    /* NULL when unnamed; kept until the slot is reused. A buffer of
+     * VMPK_MAX_NAME + 1 bytes in malloc, writable by anyone: it only ever
+     * reaches a fault report, which reads the whole buffer and checks it
+     * again (fault.c); it never decides anything. */
     char *name;
     uint32_t next_free;       /* free slot list, slot + 1 */
     uint32_t pins;            /* vmpk_pin, not yet unpinned */
-    uint8_t name_len;         /* bytes of name, set with it */
 };
 
 /* A hardware key held by the runtime. `state` packs the binding and the pins

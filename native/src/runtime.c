@@ -240,7 +240,6 @@ static int close_in(struct vmpk_runtime *rt, char **names, uint32_t room)
         else
             free(rt->slots[s].name); /* slots made since, or no memory for names[] */
         rt->slots[s].name = NULL;
-        rt->slots[s].name_len = 0;
     }
     atomic_store(&vmpk__runtimes[rt->id], NULL);
     pthread_mutex_unlock(&rt->lock);
@@ -283,7 +282,7 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
         resident += atomic_load(&rt->hw[h].state) != 0;
     for (uint32_t s = 0; s < rt->nslots; s++) {
         const struct vkey *v = &rt->slots[s];
-        names += v->name ? strlen(v->name) + 1 : 0;
+        names += v->name ? strnlen(v->name, VMPK_MAX_NAME) + 1 : 0;
         pins += v->live ? v->pins : 0;
         ranges += vmpk__regions_bytes(v);
     }
@@ -314,8 +313,8 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
     return 0;
 }
 
-static int key_create_in(struct vmpk_runtime *rt, char *copy, size_t name_len, int access,
-                         size_t window_size, vmpk_key *out, char **old);
+static int key_create_in(struct vmpk_runtime *rt, char *copy, int access, size_t window_size,
+                         vmpk_key *out, char **old);
 
 /* Key names reach fault reports on a terminal or a log: nothing that could
  * steer either. Printable UTF-8 only: no C0 control, no DEL, no C1 control
@@ -361,8 +360,11 @@ int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t windo
     if (name_len > VMPK_MAX_NAME || !vmpk__name_valid(name, name_len))
         return VMPK_E_INVALID;
     char *copy = NULL, *old = NULL;
-    if (name_len && !(copy = strndup(name, name_len)))
+    /* The whole buffer, zero-filled: a fault report reads all of it. */
+    if (name_len && !(copy = calloc(1, VMPK_MAX_NAME + 1)))
         return VMPK_E_NOMEM;
+    if (name_len)
+        memcpy(copy, name, name_len);
     struct vmpk_thread *t = meta_enter();
     if (!t) {
         free(copy);
@@ -370,7 +372,7 @@ int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t windo
     }
     int id = runtime_id_of(rt);
     int err = id < 0 ? VMPK_E_INVALID
-                     : key_create_in(rt, copy, name_len, access, window_size, out, &old);
+                     : key_create_in(rt, copy, access, window_size, out, &old);
     meta_leave(t, !err ? id : -1);
     if (err)
         free(copy);
@@ -378,8 +380,8 @@ int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t windo
     return err;
 }
 
-static int key_create_in(struct vmpk_runtime *rt, char *copy, size_t name_len, int access,
-                         size_t window_size, vmpk_key *out, char **old)
+static int key_create_in(struct vmpk_runtime *rt, char *copy, int access, size_t window_size,
+                         vmpk_key *out, char **old)
 {
     bool exec = access & VMPK_KEY_EXEC;
     access &= ~VMPK_KEY_EXEC;
@@ -398,7 +400,6 @@ static int key_create_in(struct vmpk_runtime *rt, char *copy, size_t name_len, i
         struct vkey *v = &rt->slots[slot];
         *old = v->name; /* the name of the slot's previous, destroyed vkey */
         v->name = copy;
-        v->name_len = (uint8_t)name_len;
         v->granule = granule;
         v->granules = granules;
         v->used = 0;
