@@ -3,7 +3,9 @@
  * child processes:
  *   - a write to the vkey table, the hw key table or a gate record dies by
  *     SIGSEGV with vmpk's one-line report (the meta pkey's WD on pku, a
- *     read-only page without PKU);
+ *     read-only page without PKU); so does one to what decides which pages
+ *     alloc and free touch (a region list, inline or in the region table,
+ *     and the window) or what a report prints (the name pointer), pku only;
  *   - the same writes tried through vmpk_probe are refused (0) and change
  *     nothing: reads stay free, no binding or permission moved;
  *   - a jump onto any WRPKRU in vmpk's code with EAX = ECX = EDX = 0 (every
