@@ -64,14 +64,17 @@ struct vkey {
     uint32_t granules;        /* the window's size in granules */
     uint32_t used;            /* pages of the window in use (tagged) */
     uint32_t nregions;
-    uint32_t cap;             /* capacity of many[]; 0 while `one` holds it */
+    /* Entries of the window's region table (regions.c) committed for this
+     * key; 0 while `one` holds its region. */
+    uint32_t cap;
     uint16_t open_read;       /* mprotect backend: gates open, all threads */
     uint16_t open_write;
-    union {
-        struct range one;
-        struct range *many;
-    } r;                      /* live regions, sorted by page */
-    char *name;               /* NULL when unnamed; kept until the slot is reused */
+    struct range one;         /* the live region while cap == 0 */
+    /* NULL when unnamed; kept until the slot is reused. A buffer of
+     * VMPK_MAX_NAME + 1 bytes in malloc, writable by anyone: it only ever
+     * reaches a fault report, which reads the whole buffer and checks it
+     * again (fault.c); it never decides anything. */
+    char *name;
     uint32_t next_free;       /* free slot list, slot + 1 */
     uint32_t pins;            /* vmpk_pin, not yet unpinned */
 };
@@ -232,6 +235,11 @@ int vmpk__region_free(struct vkey *v, uint32_t page, uint32_t *pages);
 const struct range *vmpk__region_containing(const struct vkey *v, uint32_t page);
 void vmpk__regions_clear(struct vkey *v);
 size_t vmpk__regions_bytes(const struct vkey *v);
+/* The window's region table in the regions meta area. */
+struct range *vmpk__regions_table(uint32_t granule);
+
+/* names (runtime.c): printable UTF-8, no C0, DEL or C1 control character. */
+bool vmpk__name_valid(const char *name, size_t len);
 
 uint8_t *vmpk__arena_addr(uint32_t granule);
 static inline uint8_t *window_base(const struct vkey *v)

@@ -108,7 +108,8 @@ static void init(void)
     size_t owner = round_page(granules * sizeof(uint32_t));
     size_t free_ = round_page(granules * sizeof(struct range));
     size_t slots = round_page((size_t)MAX_SLOTS * sizeof(struct vkey));
-    size_t len = rts + threads + owner + free_ + (size_t)VMPK_MAX_RUNTIMES * slots;
+    size_t regions = granules * REGIONS_PER_GRANULE * sizeof(struct range);
+    size_t len = rts + threads + owner + free_ + (size_t)VMPK_MAX_RUNTIMES * slots + regions;
     uint8_t *base = os_reserve(NULL, len);
     if (!base) {
         init_err = VMPK_E_NOMEM;
@@ -123,6 +124,7 @@ static void init(void)
     m->free_area = m->owner_area + owner;
     m->slots_area = m->free_area + free_;
     m->slots_stride = slots;
+    m->regions_area = m->slots_area + (size_t)VMPK_MAX_RUNTIMES * slots;
     m->mode = choose_mode();
     if (m->mode == META_PKEY) {
         int pkey = os_pkey_alloc_readonly(); /* this thread: WD already */
