@@ -239,7 +239,7 @@ function keyError(ks: KeyState, rc: number, where: string, advice?: string): Vmp
   return nativeError(rc, where, advice, rc === E_SYSTEM ? ks.rs.n.lastErrno() : undefined);
 }
 
-function gateError(ks: KeyState, rc: number, where: string): VmpkError {
+export function gateError(ks: KeyState, rc: number, where: string): VmpkError {
   if (rc === -5) {
     const hw = ks.rs.runtime.capabilities.hardwareKeys;
     return keyError(ks, rc, where, `every hardware key (${hw}) is pinned by an open gate, so key ${quoteName(ks.name)} cannot be made resident; nest gates on fewer distinct keys, or open the runtime with a larger maxHardwareKeys (key.withAsync() waits for a key instead)`);
