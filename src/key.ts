@@ -3,6 +3,7 @@
 import { accessName, parseAccess, parseGateAccess, type Access, type GateAccess } from './access.js';
 import { checkWaitOptions, withAsync } from './async.js';
 import { VmpkError, describe, invalidArgument, keyDestroyed, nativeError, quoteName, runtimeClosed } from './errors.js';
+import { popGate, pushGate } from './gates.js';
 import { makeKeyHandle, type KeyHandle } from './handle.js';
 import { INTERNAL, closedNow, notConstructible, type KeyState } from './internal.js';
 import { Region } from './region.js';
@@ -137,14 +138,19 @@ export class Key {
     if (ks.destroyed) throw closedNow(rs) ? runtimeClosed('key.with()') : keyDestroyed('key.with()', ks.name);
     const rc = rs.n.begin(ks.handle, a);
     if (rc !== 0) throw gateError(ks, rc, `key.with('${access}')`);
+    // Between begin and end nothing runs but fn: the gate is recorded
+    // (gates.ts) so that other modules' hooks fn triggers run outside it.
+    pushGate(ks, a);
     let result: T;
     try {
       result = fn();
     } catch (err) {
+      popGate();
       const rcEnd = rs.n.end(ks.handle);
       if (rcEnd !== 0) throw this.#endError(rcEnd, access, err);
       throw err;
     }
+    popGate();
     const rcEnd = rs.n.end(ks.handle);
     if (rcEnd !== 0) throw this.#endError(rcEnd, access, undefined);
     if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof (result as { then?: unknown }).then === 'function') {
