@@ -14,7 +14,7 @@ import { Key, checkKeyName, gateError } from './key.js';
 import { KEY_EXEC, type NativeCode } from './native.js';
 import type { Region } from './region.js';
 import { checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
-import { isUint8Array, BigIntCtor, ObjectFreeze, TypedArrayPrototypeFill, TypedArrayPrototypeGetLength, TypedArrayPrototypeSet, TypedArrayPrototypeSubarray } from './primordials.js';
+import { isUint8Array, BigIntCtor, NumberIsSafeInteger, ObjectFreeze, TypedArrayPrototypeFill, TypedArrayPrototypeGetLength, TypedArrayPrototypeSet, TypedArrayPrototypeSubarray } from './primordials.js';
 
 export interface CodeCacheOptions {
   /** Printed in fault reports; at most 63 bytes of UTF-8. */
@@ -145,7 +145,7 @@ export class CodeCache {
   emit(code: ArrayLike<number> | ((emitter: Emitter) => void)): CodeEntry {
     const where = 'codeCache.emit()';
     const writer = typeof code === 'function' ? code : undefined;
-    const bytes = writer === undefined ? checkBytes(code, 'code', where) : undefined;
+    const bytes = writer === undefined ? checkBytes(code, 'code', where, this.#size) : undefined;
     this.#check(where);
     const start = Math.ceil(this.#top / ALIGN) * ALIGN;
     const size = this.#size;
@@ -171,7 +171,7 @@ export class CodeCache {
       write: (b) => {
         const w = 'emitter.write()';
         if (!open) throw emitEnded(w);
-        const src = checkBytes(b, 'bytes', w);
+        const src = checkBytes(b, 'bytes', w, size);
         const n = TypedArrayPrototypeGetLength(src);
         if (n > size - start - length) throw this.#full(w, n, start + length);
         TypedArrayPrototypeSet(staging, src, length);
@@ -181,7 +181,7 @@ export class CodeCache {
       patch: (at, b) => {
         const w = 'emitter.patch()';
         if (!open) throw emitEnded(w);
-        const src = checkBytes(b, 'bytes', w);
+        const src = checkBytes(b, 'bytes', w, size);
         const n = TypedArrayPrototypeGetLength(src);
         const off = checkInteger(at, 'at', w, start, start + length);
         if (off + n > start + length) throw invalidArgument(`${w}: ${n} bytes at offset ${off} reach past what this emit wrote (offsets ${start} to ${start + length - 1}); write() them instead`);
@@ -398,15 +398,18 @@ function emitEnded(where: string): VmpkError {
 }
 
 /** Bytes: a Uint8Array, or an array-like of integers from 0 to 255. */
-function checkBytes(value: unknown, what: string, where: string): Uint8Array {
+function checkBytes(value: unknown, what: string, where: string, max: number): Uint8Array {
   // isUint8Array, not instanceof: a Proxy or a forged prototype is not a Uint8Array.
   if (isUint8Array(value)) return value;
   if (value === null || typeof value !== 'object' || typeof (value as { length?: unknown }).length !== 'number' || ArrayBuffer.isView(value)) {
     throw invalidArgument(`${where}: ${what} must be a Uint8Array or an array of bytes (integers from 0 to 255), got ${describe(value)}`);
   }
   const a = value as ArrayLike<unknown>;
-  const out = new Uint8Array(a.length);
-  for (let i = 0; i < a.length; i++) {
+  const n = a.length;
+  if (!NumberIsSafeInteger(n) || n < 0) throw invalidArgument(`${where}: ${what}.length must be a whole number of bytes, got ${describe(n)}`);
+  if (n > max) throw invalidArgument(`${where}: ${what} has ${n} bytes, more than the whole code cache holds (${max} bytes)`);
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
     const b = a[i];
     if (typeof b !== 'number' || !Number.isInteger(b) || b < 0 || b > 255) throw invalidArgument(`${where}: ${what}[${i}] must be an integer from 0 to 255, got ${describe(b)}`);
     out[i] = b;

@@ -25,6 +25,7 @@ export type VmpkErrorCode =
   | 'DOUBLE_FREE'
   | 'REGION_FREED'
   | 'ASYNC_IN_SYNC_GATE'
+  | 'VIEW_TOO_LARGE'
   | 'LIBRARY_LOAD_FAILED'
   // Threads and async gates.
   | 'TIMEOUT'

@@ -8,7 +8,7 @@ import { makeKeyHandle, type KeyHandle } from './handle.js';
 import { INTERNAL, closedNow, notConstructible, type KeyState } from './internal.js';
 import { Region } from './region.js';
 import type { Runtime } from './runtime.js';
-import { checkInteger } from './validate.js';
+import { badNameCharacter, checkInteger } from './validate.js';
 
 const E_STALE = -2;
 const E_BUSY = -6;
@@ -261,8 +261,8 @@ export function checkKeyName(value: unknown, where: string): string | null {
   if (typeof value !== 'string') throw invalidArgument(`${where}: name must be a string, got ${describe(value)}`);
   const bytes = Buffer.byteLength(value, 'utf8');
   if (bytes > 63) throw invalidArgument(`${where}: name must be at most 63 bytes of UTF-8 (it is kept for fault reports), got ${bytes} bytes`);
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(value)) throw invalidArgument(`${where}: name must not contain control characters (it is printed on one line in fault reports), got ${describe(value)}`);
+  const bad = badNameCharacter(value);
+  if (bad !== undefined) throw invalidArgument(`${where}: name must not contain ${bad}: it is printed on one line in fault reports; got ${describe(value)}`);
   return value;
 }
 
