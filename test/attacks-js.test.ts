@@ -376,6 +376,17 @@ describe(`attacks from JavaScript on handles and views (${backend} backend)`, ()
     expect(o.lines).toEqual(['probe false', 'reused true', 'secret intact']);
   });
 
+  it('region.bytes of a region over 4 GiB throws VIEW_TOO_LARGE (not a napi fatal error)', () => {
+    const o = attack(`
+      const big = rt.createKey({ name: 'big', windowSize: 2 ** 33 });
+      const r = big.alloc(2 ** 32 + 4096);
+      try { r.bytes; log.add('view made'); } catch (e) { log.add('bytes ' + e.code); }
+      done();
+    `);
+    expect(o.signal, o.stderr).toBe(null);
+    expect(o.lines).toEqual(['bytes VIEW_TOO_LARGE', 'secret intact']);
+  });
+
   it('documented gap: a view kept past destroy() reaches the next key that takes its window (views cannot be detached on Node 20)', () => {
     const o = attack(`
       const old = rt.createKey({ name: 'old' });

@@ -166,6 +166,11 @@ describe('code cache: bad input and misuse', () => {
   it('emit() checks the bytes and the room left', () => {
     const c = cache(4096);
     for (const bad of [null, 42, 'c3', [256], [-1], [0.5], ['1'], new Uint16Array(2), {}]) expectVmpkError(() => c.emit(bad as never), 'INVALID_ARGUMENT');
+    // A length no cache holds, or no length at all: INVALID_ARGUMENT before anything is allocated.
+    for (const bad of [{ length: 2 ** 40 }, { length: -1 }, { length: 1.5 }, { length: NaN }, { length: 4097 }]) {
+      expect(expectVmpkError(() => c.emit(bad as never), 'INVALID_ARGUMENT').message).toMatch(/code\.length must be a whole number|more than the whole code cache holds \(4096 bytes\)/);
+    }
+    expectVmpkError(() => c.emit((w) => void w.write({ length: 2 ** 40 } as never)), 'INVALID_ARGUMENT');
     expect(expectVmpkError(() => c.emit([]), 'INVALID_ARGUMENT').message).toContain('wrote no bytes');
     expectVmpkError(() => c.emit(new Uint8Array(4097)), 'CACHE_FULL');
     c.emit(new Uint8Array(4000).fill(0x90));
