@@ -129,6 +129,15 @@ const IDLE_MS = 100;
 const WARM = {} as Frame;
 const noop = (): void => {};
 
+// Node 20's AsyncLocalStorage propagates stores with one async hook of its
+// own, shared by every store: enabled here once, through vmpk, it is marked
+// as vmpk's, so that gates.ts never wraps it (a wrapped one would close and
+// reopen the gates around every promise fn creates).
+trustingEnables(() => {
+  AsyncLocalStorageRun(store, WARM, noop);
+  store.disable();
+});
+
 function started(): void {
   running++;
   if (!enabled) {

@@ -178,6 +178,23 @@ describe(`attacks from JavaScript on async gates (${backend} backend)`, () => {
     expect(o.lines.at(-1)).toBe('secret intact');
   });
 
+  it("another module's AsyncLocalStorage enabled after vmpk's import does not make Node's store hook a wrapped one (no extra gates per promise)", () => {
+    const o = attack(`
+      const count = async () => {
+        const g0 = rt.stats().gates;
+        await key.withAsync('r', async () => { for (let i = 0; i < 10; i++) Promise.resolve(); await null; });
+        return rt.stats().gates - g0;
+      };
+      // The other store first: it would enable Node's store hook before vmpk's first async gate.
+      const als = new AsyncLocalStorage();
+      await als.run({ other: true }, count).then((n) => log.add('with another store ' + n));
+      log.add('alone ' + await count());
+      done();
+    `);
+    expect(o.status, o.stderr).toBe(0);
+    expect(o.lines).toEqual(['alone 2', 'with another store 2', 'secret intact']);
+  });
+
   it('getters on what fn returns (then, constructor, Symbol.species) run after the gate closed', () => {
     const o = attack(`
       try {
