@@ -157,7 +157,15 @@ export class CodeCache {
     // scanned, and only then copied in by one gate that runs nothing but
     // captured built-ins (primordials.ts) on vmpk's own buffers: no code can
     // change the bytes between the scan and the copy, nor after it.
-    const staging = new Uint8Array(size - start);
+    // It grows by doubling (an emit is usually far smaller than the cache).
+    let staging = new Uint8Array(Math.min(size - start, 256));
+    const room = (n: number): void => {
+      const cap = TypedArrayPrototypeGetLength(staging);
+      if (n <= cap) return;
+      const grown = new Uint8Array(Math.min(size - start, Math.max(n, 2 * cap)));
+      TypedArrayPrototypeSet(grown, staging, 0);
+      staging = grown;
+    };
     let length = 0;
     let open = true;
     const emitter: Emitter = {
@@ -174,6 +182,7 @@ export class CodeCache {
         const src = checkBytes(b, 'bytes', w, size);
         const n = TypedArrayPrototypeGetLength(src);
         if (n > size - start - length) throw this.#full(w, n, start + length);
+        room(length + n);
         TypedArrayPrototypeSet(staging, src, length);
         length += n;
         return start + length - n;
