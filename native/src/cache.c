@@ -42,7 +42,8 @@ void cache_add(struct cache_sketch *s, uint32_t slot, uint32_t n)
     if (!n)
         return;
     uint64_t h = mix(slot);
-    uint32_t want = estimate(s, h) + n;
+    /* n may be billions of hits since the last miss: no wrapping here. */
+    uint32_t want = n >= UINT8_MAX ? UINT8_MAX : estimate(s, h) + n;
     if (want > UINT8_MAX)
         want = UINT8_MAX;
     /* Conservative update: raise only the counters below the new estimate,
@@ -50,7 +51,7 @@ void cache_add(struct cache_sketch *s, uint32_t slot, uint32_t n)
     for (int r = 0; r < SKETCH_ROWS; r++)
         if (s->count[r][col(h, r)] < want)
             s->count[r][col(h, r)] = (uint8_t)want;
-    s->added += n;
+    s->added += n < SKETCH_SAMPLE ? n : SKETCH_SAMPLE;
     if (s->added >= SKETCH_SAMPLE)
         halve(s);
 }

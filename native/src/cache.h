@@ -16,8 +16,9 @@
  * So the keys used most stay, and one hw key in effect churns through the
  * rest: on a Zipf load that is nearly the best fixed choice of keys, where
  * LRU lets every one-off use push a hot key out (bench/regions.mjs). A
- * miss still costs the same two syscalls; the policy adds about 40 ns of
- * arithmetic to it and nothing to a hit.
+ * miss still costs the same two syscalls; the policy adds arithmetic over
+ * the hw keys to it (and, every SKETCH_SAMPLE uses, a pass over the 2 KiB
+ * sketch), and nothing to a hit but the count.
  *
  * Why not lru-cache (npm) or any JavaScript cache: the hit path is C inside
  * vmpk_begin, with no lock and no call out; the policy must live there.
@@ -80,7 +81,8 @@ static inline void hw_bind_pinned(struct hwkey *k, uint32_t slot)
 uint32_t cache_estimate(const struct cache_sketch *s, uint32_t slot);
 
 /* Adds n uses of slot (conservative update, saturating at 255); halves
- * every count once SKETCH_SAMPLE uses were added since the last halving. */
+ * every count once SKETCH_SAMPLE uses were added since the last halving
+ * (one call adds at most SKETCH_SAMPLE of them). */
 void cache_add(struct cache_sketch *s, uint32_t slot, uint32_t n);
 
 /* The miss path's choice, under rt->lock: folds the uses of rt->hw[0..n)

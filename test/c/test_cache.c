@@ -114,6 +114,20 @@ static void counts_saturate_and_halve(void)
     CHECK_EQ(cache_pick(&rt, 2), 0);
 }
 
+/* Billions of hits between two misses neither wrap a count nor skip a
+ * halving. */
+static void huge_counts_saturate(void)
+{
+    reset();
+    cache_add(&rt.sketch, 5, 3);
+    cache_add(&rt.sketch, 6, UINT32_MAX);
+    CHECK_EQ(rt.sketch.added, 0);                  /* it reached SKETCH_SAMPLE */
+    CHECK_EQ(cache_estimate(&rt.sketch, 6), 255 / 2);
+    CHECK_EQ(cache_estimate(&rt.sketch, 5), 3 / 2);
+    cache_add(&rt.sketch, 6, UINT32_MAX - 100);
+    CHECK_EQ(cache_estimate(&rt.sketch, 6), 255 / 2);
+}
+
 /* The sketch is exact for the few vkeys of a small test (the exact counts
  * of test_counts.c rest on it): 64 slots with distinct counts. */
 static void small_sets_count_exactly(void)
@@ -152,6 +166,7 @@ int main(void)
     RUN(ties_go_to_the_lowest_index);
     RUN(uses_are_remembered_across_residencies);
     RUN(counts_saturate_and_halve);
+    RUN(huge_counts_saturate);
     RUN(small_sets_count_exactly);
     RUN(hits_only_count);
     return check_done();
