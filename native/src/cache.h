@@ -31,7 +31,6 @@
 #ifndef VMPK_CACHE_H
 #define VMPK_CACHE_H
 
-#include "cpu_x86.h"
 #include "internal.h"
 
 /* Pins k if it serves slot; false if it serves another or none. */
