@@ -85,13 +85,24 @@ struct vkey {
  *   bits 31..0   pins (open gates, any thread) */
 struct hwkey {
     _Atomic uint64_t state;
-    _Atomic uint64_t stamp;   /* last use, for LRU; speed only */
+    _Atomic uint32_t uses;    /* gates since a miss last folded them into
+                               * the sketch (cache.c); speed only */
     int pkey;
     /* Some thread may hold bits for pkey wider than its own gates: the perm
      * of the vkey it serves (lazy grants), or a gate's bits copied into a
      * thread created inside the gate. Reusing the pkey then needs a
      * shootdown first (invariant 2); otherwise it is free. */
     _Atomic bool open_elsewhere;
+};
+
+/* The cache's memory of how often each vkey is used, resident or not: a
+ * count-min sketch over slots (cache.c), written on the miss path only,
+ * under rt->lock. Speed only: a wrong count costs hits, never protection. */
+#define SKETCH_ROWS 4
+#define SKETCH_WIDTH 512      /* a power of two */
+struct cache_sketch {
+    uint8_t count[SKETCH_ROWS][SKETCH_WIDTH];
+    uint32_t added;           /* uses added since the last halving */
 };
 
 #define HW_STATE(slot, pins) (((uint64_t)(slot) + 1) << 32 | (pins))
@@ -167,6 +178,7 @@ struct vmpk_runtime {
     struct hwkey hw[MAX_HW_KEYS];
     _Atomic uint32_t nhw;
     int hw_budget;
+    struct cache_sketch sketch;
 
     struct runtime_counters c;
     struct thread_counters base; /* thread counters at open, for this id */
