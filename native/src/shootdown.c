@@ -101,15 +101,17 @@ int vmpk__shootdown_signal(void)
     return SIGRTMAX - 3; /* glibc keeps the lowest ones; this one is unclaimed */
 }
 
+/* With mmap, not realloc: a shootdown runs with meta open (tasks.h). */
 static int grow_acked(size_t n)
 {
     if (n <= acked_cap)
         return 0;
-    _Atomic int *more = realloc((void *)acked, n * sizeof *more);
-    if (!more)
+    size_t bytes = acked_cap * sizeof *acked;
+    void *p = (void *)acked;
+    if (tasks_grow(&p, &bytes, n * sizeof *acked))
         return VMPK_E_NOMEM;
-    acked = more;
-    acked_cap = n;
+    acked = p;
+    acked_cap = bytes / sizeof *acked;
     return 0;
 }
 
