@@ -33,7 +33,6 @@ static _Atomic int *acked;
 static size_t acked_cap;
 static _Atomic int targets; /* entries of tids/acked in use by this round */
 static struct sigaction previous;
-static int signo;
 
 static void on_shootdown(int sig, siginfo_t *si, void *ctx)
 {
@@ -89,7 +88,7 @@ static void on_shootdown(int sig, siginfo_t *si, void *ctx)
 
 int vmpk__shootdown_install(void)
 {
-    signo = vmpk__shootdown_signal();
+    int signo = vmpk__shootdown_signal();
     struct sigaction sa = { .sa_sigaction = on_shootdown,
                             .sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK };
     sigemptyset(&sa.sa_mask);
@@ -98,7 +97,12 @@ int vmpk__shootdown_install(void)
 
 int vmpk__shootdown_signal(void)
 {
-    return SIGRTMAX - 3; /* glibc keeps the lowest ones; this one is unclaimed */
+    /* glibc keeps the lowest ones; this one is unclaimed. A constant, not
+     * SIGRTMAX (libc's writable current_rtmax) nor a copy in .bss: the
+     * number decides which threads a shootdown reaches, and a stray write
+     * to a copy made the shootdown send a signal a thread blocks, count
+     * the thread as blocking, and leave it its bits (shootdown-signo). */
+    return __SIGRTMAX - 3;
 }
 
 /* With mmap, not realloc: a shootdown runs with meta open (tasks.h). */
@@ -117,6 +121,7 @@ static int grow_acked(size_t n)
 
 int vmpk__shootdown(struct vmpk_runtime *rt)
 {
+    const int signo = vmpk__shootdown_signal();
     pthread_mutex_lock(&lock);
     int n = tasks_list(&tids, &tids_cap), err = n < 0 ? vmpk__os_error(n) : grow_acked((size_t)n);
     if (err) {
