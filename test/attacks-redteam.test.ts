@@ -106,3 +106,17 @@ describe('red team: what a shootdown reaches', () => {
     },
   );
 });
+
+const META_REPORT = /^vmpk: SIGSEGV: write to vmpk metadata at 0x[0-9a-f]+, thread \d+: only vmpk's own calls may change it$/m;
+
+describe.skipIf(!onPku)('red team: re-entrancy (pku backend)', () => {
+  it("an attacker's signal handler that lands while vmpk's metadata is open (the frame's PKRU has it writable) cannot write it: the perm write dies with the metadata report", () => {
+    const o = attack('signal-in-entry');
+    expect(o.lines['open'], o.stderr).toBe('ok');
+    expect(o.lines['inside']).toBe('yes'); // the signal did land inside an entry
+    expect(o.lines['forging']).toBe('perm');
+    expect(o.signal, o.stdout + o.stderr).toBe('SIGSEGV');
+    expect(o.stderr).toMatch(META_REPORT);
+    for (const k of ['perm', 'leaked', 'secret', 'content']) expect(o.lines[k], k).toBe(undefined);
+  });
+});
