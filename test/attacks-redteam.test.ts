@@ -69,6 +69,25 @@ function signoDelta(): number | null {
   return signo === null ? null : signo - base;
 }
 
+/** The offset of the PKRU offset copy in sigframe_x86.c's .bss (the static
+ * `pkru_offset` after the FILE symbol sigframe_x86.c in the symbol table)
+ * from vmpk__revocations; null when vmpk keeps no copy. */
+function frameOffsetDelta(): number | null {
+  const rows = execFileSync('readelf', ['-sW', attacker], { encoding: 'utf8' }).split('\n');
+  const field = (row: string): string[] => row.trim().split(/\s+/);
+  let inFile = false;
+  let at: number | null = null;
+  let base: number | null = null;
+  for (const row of rows) {
+    const f = field(row);
+    if (f[3] === 'FILE') inFile = f[7] === 'sigframe_x86.c';
+    else if (inFile && f[3] === 'OBJECT' && f[7] === 'pkru_offset') at = parseInt(f[1]!, 16);
+    if (f[3] === 'OBJECT' && f[7] === 'vmpk__revocations') base = parseInt(f[1]!, 16);
+  }
+  if (base === null) throw new Error('vmpk__revocations not found in the attacker binary');
+  return at === null ? null : at - base;
+}
+
 const SECRET_REPORT =
   /^vmpk: SIGSEGV: read of key "secret" at 0x[0-9a-f]+ \(region 0x[0-9a-f]+, 8192 bytes, offset 0\), thread \d+: no gate is open on this thread and the key's process-wide access is none$/m;
 
@@ -83,6 +102,20 @@ describe('red team: what a shootdown reaches', () => {
     expect(delta).toBe(null);
     if (delta !== null && onPku) {
       const o = attack('shootdown-signo', { VMPK_REDTEAM_SIGNO_DELTA: String(delta) });
+      expect(o.lines['leaked'], o.stdout + o.stderr).toBe(undefined);
+    }
+  });
+
+  it("the offset of PKRU in signal frames is not kept in writable memory (a stray write of 0 made every shootdown handler leave its thread's bits)", () => {
+    // Before the fix: `static uint32_t pkru_offset` in sigframe_x86.c's
+    // .bss; attack frame-offset wrote 0 there, the shootdown's handler in a
+    // thread holding a perm's lazy bits changed nothing and acknowledged,
+    // and the thread read the secret once the pkey served it. Now CPUID
+    // answers at every use.
+    const delta = frameOffsetDelta();
+    expect(delta).toBe(null);
+    if (delta !== null && onPku) {
+      const o = attack('frame-offset', { VMPK_REDTEAM_OFFSET_DELTA: String(delta) });
       expect(o.lines['leaked'], o.stdout + o.stderr).toBe(undefined);
     }
   });
