@@ -88,6 +88,23 @@ function frameOffsetDelta(): number | null {
   return at === null ? null : at - base;
 }
 
+/** The offset of a static object of file `file` (readelf's symbol table:
+ * the locals after that FILE symbol) from vmpk__revocations; null if none. */
+function staticDelta(file: string, name: string): number | null {
+  const rows = execFileSync('readelf', ['-sW', attacker], { encoding: 'utf8' }).split('\n');
+  let inFile = false;
+  let at: number | null = null;
+  let base: number | null = null;
+  for (const row of rows) {
+    const f = row.trim().split(/\s+/);
+    if (f[3] === 'FILE') inFile = f[7] === file;
+    else if (inFile && f[3] === 'OBJECT' && f[7] === name) at = parseInt(f[1]!, 16);
+    if (f[3] === 'OBJECT' && f[7] === 'vmpk__revocations') base = parseInt(f[1]!, 16);
+  }
+  if (base === null) throw new Error('vmpk__revocations not found in the attacker binary');
+  return at === null ? null : at - base;
+}
+
 const SECRET_REPORT =
   /^vmpk: SIGSEGV: read of key "secret" at 0x[0-9a-f]+ \(region 0x[0-9a-f]+, 8192 bytes, offset 0\), thread \d+: no gate is open on this thread and the key's process-wide access is none$/m;
 
@@ -119,6 +136,22 @@ describe('red team: what a shootdown reaches', () => {
       expect(o.lines['leaked'], o.stdout + o.stderr).toBe(undefined);
     }
   });
+
+  it.skipIf(!onPku)(
+    "the shootdown's ack list pointer (.bss) aimed at the secret's vkey slot: the handlers' acks, written with meta open, do not change its perm",
+    () => {
+      const delta = staticDelta('shootdown.c', 'acked');
+      if (delta === null) return; // no pointer left to forge
+      const o = attack('ack-pointer', { VMPK_REDTEAM_ACKED_DELTA: String(delta) });
+      expect(o.lines['open'], o.stderr).toBe('ok');
+      expect(o.lines['resident']).toBe('hw0');
+      expect(o.lines['forging']).toBe('acked');
+      expect(o.lines['perm']).toBe('0');
+      expect(o.signal, o.stdout + o.stderr).toBe('SIGSEGV');
+      expect(o.stderr).toMatch(SECRET_REPORT);
+      expect(o.lines['leaked']).toBe(undefined);
+    },
+  );
 
   // NOT FIXED (design limit, docs/security.md): a thread that got a key's
   // bits (a lazy grant of a perm) and then blocks the shootdown signal is

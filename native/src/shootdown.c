@@ -27,11 +27,16 @@
 _Atomic uint64_t vmpk__revocations;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pid_t *tids;
-static size_t tids_cap;
-static _Atomic int *acked;
-static size_t acked_cap;
-static _Atomic int targets; /* entries of tids/acked in use by this round */
+/* Fixed arrays, reached by no pointer: the shooter (inside an entry) and
+ * every thread's handler write them with meta open, so where they write
+ * must not come from writable memory. (They were realloc'd through .bss
+ * pointers: a stray write aiming `acked` at a vkey slot had the acks set a
+ * key's perm, attack ack-pointer.) A process with more threads than this
+ * gets VMPK_E_NOMEM from a call that needs a shootdown. */
+#define MAX_TARGETS 4096
+static pid_t tids[MAX_TARGETS];
+static _Atomic int acked[MAX_TARGETS];
+static _Atomic int targets; /* entries in use by this round; clamped on use */
 static struct sigaction previous;
 
 static void on_shootdown(int sig, siginfo_t *si, void *ctx)
@@ -79,6 +84,8 @@ static void on_shootdown(int sig, siginfo_t *si, void *ctx)
     }
     pid_t me = os_gettid();
     int n = atomic_load(&targets);
+    if (n > MAX_TARGETS) /* a forged count must not index past the arrays */
+        n = MAX_TARGETS;
     for (int i = 0; i < n; i++)
         if (tids[i] == me)
             atomic_store(&acked[i], 1);
@@ -105,25 +112,11 @@ int vmpk__shootdown_signal(void)
     return __SIGRTMAX - 3;
 }
 
-/* With mmap, not realloc: a shootdown runs with meta open (tasks.h). */
-static int grow_acked(size_t n)
-{
-    if (n <= acked_cap)
-        return 0;
-    size_t bytes = acked_cap * sizeof *acked;
-    void *p = (void *)acked;
-    if (tasks_grow(&p, &bytes, n * sizeof *acked))
-        return VMPK_E_NOMEM;
-    acked = p;
-    acked_cap = bytes / sizeof *acked;
-    return 0;
-}
-
 int vmpk__shootdown(struct vmpk_runtime *rt)
 {
     const int signo = vmpk__shootdown_signal();
     pthread_mutex_lock(&lock);
-    int n = tasks_list(&tids, &tids_cap), err = n < 0 ? vmpk__os_error(n) : grow_acked((size_t)n);
+    int n = tasks_list(tids, MAX_TARGETS), err = n < 0 ? vmpk__os_error(n) : 0;
     if (err) {
         pthread_mutex_unlock(&lock);
         return err;

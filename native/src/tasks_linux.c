@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -16,27 +15,7 @@
  * malloc, no stdio, no locale. A heap or a FILE whose state a stray write
  * forged (this thread's tcache pointer, say) would make them write into
  * metadata while it is writable (attack shootdown-heap). So: raw
- * getdents64 and read into stack buffers, and lists grown with mmap. */
-
-/* Grows *buf, holding *bytes, to at least need bytes. The old mapping is
- * kept, not unmapped: a late shootdown handler may still be reading the
- * list it held. Growth doubles, so at most a few dozen are ever kept. */
-int tasks_grow(void **buf, size_t *bytes, size_t need)
-{
-    if (need <= *bytes)
-        return 0;
-    size_t more = *bytes ? *bytes : 4096;
-    while (more < need)
-        more *= 2;
-    void *p = mmap(NULL, more, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return -ENOMEM;
-    if (*bytes)
-        memcpy(p, *buf, *bytes);
-    *buf = p;
-    *bytes = more;
-    return 0;
-}
+ * getdents64 and read into stack buffers, and a caller's fixed array. */
 
 static long parse_dec(const char *s)
 {
@@ -51,7 +30,7 @@ static long parse_dec(const char *s)
     return n;
 }
 
-int tasks_list(pid_t **tids, size_t *cap)
+int tasks_list(pid_t *tids, size_t cap)
 {
     int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -74,17 +53,11 @@ int tasks_list(pid_t **tids, size_t *cap)
             long tid = parse_dec(e->d_name);
             if (tid <= 0 || tid == self)
                 continue;
-            if ((size_t)n == *cap) {
-                size_t bytes = *cap * sizeof **tids;
-                void *p = *tids;
-                if (tasks_grow(&p, &bytes, bytes + sizeof **tids)) {
-                    close(fd);
-                    return -ENOMEM;
-                }
-                *tids = p;
-                *cap = bytes / sizeof **tids;
+            if ((size_t)n == cap) {
+                close(fd);
+                return -ENOMEM;
             }
-            (*tids)[n++] = (pid_t)tid;
+            tids[n++] = (pid_t)tid;
         }
     }
     close(fd);
