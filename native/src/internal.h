@@ -263,6 +263,8 @@ static inline uint8_t *window_base(const struct vkey *v)
 extern __thread struct vmpk_thread *vmpk__self __attribute__((tls_model("initial-exec")));
 /* Registers the calling thread; meta open (enter.h makes it). */
 struct vmpk_thread *vmpk__thread_new(void);
+/* Before meta opens for a new thread: registers its exit destructor. */
+void vmpk__thread_prepare(void);
 /* Sum of every thread's counters for runtime id. */
 void vmpk__thread_counters(uint8_t id, struct thread_counters *sum);
 /* The access the calling thread's gates grant on (rt, slot). */

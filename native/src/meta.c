@@ -240,6 +240,7 @@ __attribute__((noinline)) struct vmpk_thread *vmpk__meta_bootstrap(void)
 {
     int mode = vmpk__meta_mode;
     uint32_t m = 3u << (2 * vmpk__meta_pkey);
+    vmpk__thread_prepare(); /* may calloc: before meta opens */
     if (mode == META_PKEY)
         pkru_write_boot((rdpkru() | relaxed_load(&vmpk__meta_owned)) & ~m, 1);
     else if (mode == META_MPROTECT)
