@@ -1,8 +1,10 @@
 // The memcached text protocol over TCP: framing, parsing and replies. The
 // semantics of each command are in store.mjs; this file only reads lines and
 // data blocks, checks arguments and writes the protocol's replies.
+import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
-import { Cache, CacheError } from './store.mjs';
+import { Cache, CacheError, WAIT } from './store.mjs';
+import { Pool } from './pool.mjs';
 
 export const VERSION = '1.6.0-vmpk-cache';
 const MAX_KEY = 250;
@@ -10,10 +12,29 @@ const MAX_KEY = 250;
 // longer without a newline is an error and the connection closes.
 const MAX_LINE = 64 * 1024;
 const MAX_TOKENS = 24; // for every command but get/gets
-const OUT_HIGH_WATER = 16 << 20; // stop reading a client that does not read its replies
+// A connection with more unsent reply bytes than this stops being served
+// (and read) until its socket drains.
+const CONN_OUT = 64 * 1024;
+const CHUNK = 64 * 1024; // the pools' chunk size
+const MAX_AUTH = 1024; // the longest "user password" block
 
 const BAD_FORMAT = 'CLIENT_ERROR bad command line format';
+const DENIED = 'CLIENT_ERROR access denied: the key names another tenant';
 const STORAGE = new Set(['set', 'add', 'replace', 'append', 'prepend', 'cas']);
+
+/** Copies src[s, s + n) into the chunks at byte offset `at`. */
+function copyIn(chunks, at, src, s, n) {
+  const size = chunks[0].length;
+  while (n > 0) {
+    const c = chunks[Math.floor(at / size)];
+    const o = at % size;
+    const m = Math.min(n, size - o);
+    src.copy(c, o, s, s + m);
+    at += m;
+    s += m;
+    n -= m;
+  }
+}
 
 /** A decimal integer token, or NaN. */
 function int(buf, s, e, signed) {
@@ -47,38 +68,77 @@ class Connection {
     this.server = server;
     this.cache = server.cache;
     this.socket = socket;
-    this.rest = null; // unparsed bytes from earlier data events
+    this.rest = null; // unparsed bytes
     this.pending = null; // a storage command waiting for its data block
-    this.parts = []; // replies of this data event, written at once
-    this.text = '';
+    this.job = null; // a multi-get that stopped for backpressure: { buf, keys, k, withCas }
+    this.waiting = null; // null, 'drain' (the socket's unsent bytes) or 'pool' (a chunk pool)
+    this.text = ''; // reply lines not yet handed to the socket
+    this.held = new Set(); // reply chunks the socket has not written yet
     this.closing = false;
+    // With --auth-file, null until the client authenticates; then the tenant
+    // every key of this connection lives in. Without it, keys name tenants.
+    this.scope = server.auth === null ? null : undefined;
     this.tokens = new Int32Array(2 * MAX_TOKENS);
     socket.on('data', (chunk) => this.onData(chunk));
-    socket.on('drain', () => socket.resume());
+    socket.on('drain', () => {
+      if (this.waiting === 'drain') this.wake();
+    });
     socket.on('error', () => socket.destroy()); // a reset client: nothing to answer
-    socket.on('close', () => server.connections.delete(this));
+    socket.on('close', () => this.closed());
+  }
+
+  closed() {
+    this.closing = true;
+    this.server.connections.delete(this);
+    this.server.replies.forget(this);
+    this.server.requests.forget(this);
+    // The handle is closed: no write still reads these chunks.
+    for (const rec of this.held) this.server.replies.give(rec);
+    this.held.clear();
+    if (this.pending?.chunks) this.server.requests.give(this.pending.chunks);
+    this.pending = null;
+    this.job = null;
   }
 
   reply(line) {
     this.text += line + '\r\n';
   }
 
-  replyBuffer(buf) {
-    if (this.text) this.parts.push(Buffer.from(this.text, 'latin1'));
-    this.text = '';
-    this.parts.push(buf);
+  /** Unsent reply bytes of this connection. */
+  outstanding() {
+    return this.socket.writableLength + this.text.length;
   }
 
   flush() {
-    if (this.parts.length) {
-      if (this.text) this.parts.push(Buffer.from(this.text, 'latin1'));
-      this.socket.write(this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts));
-      this.parts = [];
-    } else if (this.text) {
-      this.socket.write(this.text, 'latin1');
-    }
+    if (this.text) this.socket.write(this.text, 'latin1');
     this.text = '';
-    if (this.socket.writableLength > OUT_HIGH_WATER) this.socket.pause();
+  }
+
+  /** Test mode only (faults.mjs): a reply buffer outside the pool. */
+  replyBuffer(buf) {
+    this.flush();
+    this.socket.write(buf);
+  }
+
+  /** A hit: its line, the value's chunks (back to the pool once written), CR LF. */
+  replyValue(line, hit) {
+    this.text += line;
+    this.flush();
+    let left = hit.vlen;
+    const chunks = hit.chunks;
+    for (let i = 0; i < chunks.length; i++) {
+      const n = Math.min(left, chunks[i].length);
+      const piece = n === chunks[i].length ? chunks[i] : chunks[i].subarray(0, n);
+      left -= n;
+      if (i < chunks.length - 1) this.socket.write(piece);
+      else {
+        this.held.add(chunks);
+        this.socket.write(piece, () => {
+          if (this.held.delete(chunks)) this.server.replies.give(chunks);
+        });
+      }
+    }
+    this.text = '\r\n';
   }
 
   close() {
@@ -89,13 +149,31 @@ class Connection {
 
   onData(chunk) {
     if (this.closing) return;
-    let buf = chunk;
-    if (this.rest !== null) {
-      buf = Buffer.concat([this.rest, chunk]);
-      this.rest = null;
-    }
+    this.rest = this.rest === null ? chunk : Buffer.concat([this.rest, chunk]);
+    if (this.waiting === null) this.pump();
+  }
+
+  wake() {
+    if (this.closing) return;
+    this.waiting = null;
+    this.pump();
+  }
+
+  /**
+   * Parses and runs what has arrived until it is used up or the connection
+   * must wait: for the socket to drain (over CONN_OUT unsent) or for pool
+   * chunks. While it waits it reads nothing more.
+   */
+  pump() {
+    if (this.job !== null) this.runGet();
+    let buf = this.rest;
+    this.rest = null;
     let pos = 0;
-    while (pos < buf.length && !this.closing) {
+    while (buf !== null && pos < buf.length && !this.closing && this.waiting === null) {
+      if (this.outstanding() > CONN_OUT) {
+        this.waiting = 'drain';
+        break;
+      }
       if (this.pending !== null) {
         pos = this.fill(buf, pos);
         continue;
@@ -107,7 +185,6 @@ class Connection {
           this.close();
           return;
         }
-        this.rest = buf.subarray(pos);
         break;
       }
       if (nl - pos > MAX_LINE) {
@@ -118,18 +195,37 @@ class Connection {
       const end = nl > pos && buf[nl - 1] === 0x0d ? nl - 1 : nl;
       pos = this.line(buf, pos, end, nl + 1);
     }
+    if (buf !== null && pos < buf.length && !this.closing) this.rest = pos === 0 ? buf : buf.subarray(pos);
     this.flush();
+    if (this.closing) return;
+    if (this.waiting === 'drain' && !this.socket.writableNeedDrain) {
+      // Everything went out at once: no 'drain' will come, so go on next turn.
+      setImmediate(() => this.wake());
+    }
+    if (this.waiting !== null) this.socket.pause();
+    else this.socket.resume();
   }
 
   /** Takes bytes of a pending data block; runs the command when it is complete. */
   fill(buf, pos) {
     const p = this.pending;
     const n = Math.min(buf.length - pos, p.need - p.got);
-    if (p.data !== null) buf.copy(p.data, p.got, pos, pos + n);
+    if (p.chunks !== null) copyIn(p.chunks, p.got, buf, pos, n);
     p.got += n;
     if (p.got === p.need) {
       this.pending = null;
-      if (p.data !== null) this.complete(p, p.data, 0);
+      if (p.chunks !== null) {
+        const size = this.server.requests.chunkSize;
+        const at = (i) => p.chunks[Math.floor(i / size)][i % size];
+        const pieces = [];
+        for (let left = p.need - 2, i = 0; left > 0; i++) {
+          const m = Math.min(left, size);
+          pieces.push([p.chunks[i], 0, m]);
+          left -= m;
+        }
+        this.complete(p, pieces, at(p.need - 2) === 0x0d && at(p.need - 1) === 0x0a);
+        this.server.requests.give(p.chunks);
+      }
     }
     return pos + n;
   }
@@ -161,6 +257,11 @@ class Connection {
     }
     const t = this.tokens;
     const cmd = t[1] - t[0] <= 16 ? buf.toString('latin1', t[0], t[1]) : '';
+    if (this.scope === undefined && cmd !== 'set') {
+      // --auth-file: before authentication only "set" (carrying "user password") is taken.
+      this.reply('CLIENT_ERROR unauthenticated');
+      return next;
+    }
     try {
       if (cmd === 'get' || cmd === 'gets') {
         this.retrieve(buf, s, e, cmd === 'gets');
@@ -170,12 +271,26 @@ class Connection {
         this.reply('ERROR');
         return next;
       }
-      if (STORAGE.has(cmd)) return this.storage(cmd, buf, n, next);
+      if (STORAGE.has(cmd)) return this.storage(cmd, buf, n, s, next);
       this.command(cmd, buf, n);
     } catch (err) {
       this.reply(err instanceof CacheError ? err.message : `SERVER_ERROR ${String(err.message ?? err).split('\n')[0]}`);
     }
     return next;
+  }
+
+  /**
+   * Whether this connection may name the key [ks, ke): with --auth-file, a
+   * key whose prefix names another tenant is refused (a key without a prefix
+   * is the bound tenant's own).
+   */
+  allowed(buf, ks, ke) {
+    if (this.scope === null) return true;
+    const sep = this.server.separator;
+    let i = ks;
+    while (i < ke && buf[i] !== sep) i++;
+    if (i === ke) return true;
+    return i - ks === this.scopeBytes.length && this.scopeBytes.equals(buf.subarray(ks, i));
   }
 
   retrieve(buf, s, e, withCas) {
@@ -192,32 +307,61 @@ class Connection {
         this.reply(BAD_FORMAT);
         return;
       }
+      if (!this.allowed(buf, start, i)) {
+        this.reply(DENIED);
+        return;
+      }
       keys.push(start, i);
     }
     if (keys.length === 0) {
       this.reply('ERROR');
       return;
     }
+    // The line's keys are answered one by one, each value written before
+    // the next is read, pausing whenever the client is not reading fast
+    // enough: a line naming a large item many times never builds its reply.
+    this.job = { buf, keys, k: 0, withCas };
+    this.runGet();
+  }
+
+  /** Goes on with the multi-get in this.job; sets this.waiting when it must stop. */
+  runGet() {
+    const job = this.job;
     const stats = this.server.counters;
-    for (let k = 0; k < keys.length; k += 2) {
-      const ks = keys[k];
-      const ke = keys[k + 1];
+    const replies = this.server.replies;
+    const take = (vlen) => replies.take(this, vlen);
+    for (; job.k < job.keys.length; job.k += 2) {
+      if (this.outstanding() > CONN_OUT) {
+        this.waiting = 'drain';
+        return;
+      }
+      const ks = job.keys[job.k];
+      const ke = job.keys[job.k + 1];
+      let hit;
+      try {
+        hit = this.cache.get(job.buf, ks, ke, take, this.scope);
+      } catch (err) {
+        this.job = null;
+        throw err;
+      }
+      if (hit === WAIT) {
+        this.waiting = 'pool';
+        return;
+      }
       stats.cmdGet++;
-      const hit = this.cache.get(buf, ks, ke);
       if (hit === null) {
         stats.getMisses++;
         continue;
       }
       stats.getHits++;
-      const key = buf.toString('latin1', ks, ke);
-      this.reply(`VALUE ${key} ${hit.flags} ${hit.value.length}${withCas ? ` ${hit.cas}` : ''}`);
-      this.replyBuffer(hit.value);
-      this.text += '\r\n';
+      const key = job.buf.toString('latin1', ks, ke);
+      this.replyValue(`VALUE ${key} ${hit.flags} ${hit.vlen}${job.withCas ? ` ${hit.cas}` : ''}\r\n`, hit);
     }
+    this.job = null;
     this.reply('END');
   }
 
-  storage(cmd, buf, n, next) {
+  storage(cmd, buf, n, s, next) {
     const t = this.tokens;
     const isCas = cmd === 'cas';
     const base = isCas ? 6 : 5;
@@ -236,12 +380,14 @@ class Connection {
     const flags = int(buf, t[4], t[5], false);
     const exptime = int(buf, t[6], t[7], true);
     const casUnique = isCas ? u64(buf, t[10], t[11]) : 0n;
+    const auth = this.scope === undefined; // the data block is "user password"
     let error = null;
     if (ke - ks > MAX_KEY || !(flags <= 0xffffffff) || Number.isNaN(exptime) || casUnique === null || (n === base + 1 && !noreply)) error = BAD_FORMAT;
-    else if (ke - ks + bytes > this.cache.maxItemSize) error = 'SERVER_ERROR object too large for cache';
+    else if (auth ? bytes > MAX_AUTH : ke - ks + bytes > this.cache.maxItemSize) error = 'SERVER_ERROR object too large for cache';
+    else if (!auth && !this.allowed(buf, ks, ke)) error = DENIED;
     const p = {
-      cmd, flags, exptime, noreply, need: bytes + 2, got: 0, data: null, casUnique: isCas ? Number(casUnique) : 0,
-      key: null, error,
+      cmd, flags, exptime, noreply, need: bytes + 2, got: 0, chunks: null, casUnique: isCas ? Number(casUnique) : 0,
+      key: null, auth,
     };
     if (error !== null) {
       // The data block follows anyway: skip it, so the client's next command is read as one.
@@ -249,35 +395,64 @@ class Connection {
       this.pending = p;
       return next;
     }
-    this.server.counters.cmdSet++;
     if (buf.length - next >= bytes + 2) {
       // The whole block is here: store straight from the buffer.
+      this.server.counters.cmdSet++;
       p.key = [buf, ks, ke];
-      this.complete(p, buf, next);
+      this.complete(p, [[buf, next, bytes]], buf[next + bytes] === 0x0d && buf[next + bytes + 1] === 0x0a);
       return next + bytes + 2;
     }
+    // The block comes in pieces: gather it in request-pool chunks, or wait
+    // for them and read this line again then.
+    const chunks = this.server.requests.take(this, bytes + 2);
+    if (chunks === null) {
+      this.waiting = 'pool';
+      return s;
+    }
+    this.server.counters.cmdSet++;
     p.key = [Buffer.from(buf.subarray(ks, ke)), 0, ke - ks];
-    p.data = Buffer.allocUnsafe(bytes + 2);
+    p.chunks = chunks;
     this.pending = p;
     return next;
   }
 
-  /** Runs a storage command whose data block is data[ds, ds + need). */
-  complete(p, data, ds) {
-    const dlen = p.need - 2;
-    if (data[ds + dlen] !== 0x0d || data[ds + dlen + 1] !== 0x0a) {
+  /** Runs a storage command whose data block (value and CR LF) is complete. */
+  complete(p, pieces, crlf) {
+    if (!crlf) {
       this.reply('CLIENT_ERROR bad data chunk');
+      return;
+    }
+    if (p.auth) {
+      this.authenticate(pieces);
       return;
     }
     const [kb, ks, ke] = p.key;
     let r;
     try {
-      r = this.cache.store(p.cmd, kb, ks, ke, p.flags, p.exptime, data, ds, dlen, p.casUnique);
+      r = this.cache.store(p.cmd, kb, ks, ke, p.flags, p.exptime, pieces, p.casUnique, this.scope);
     } catch (err) {
       this.reply(err instanceof CacheError ? err.message : `SERVER_ERROR ${err.message}`);
       return;
     }
     if (!p.noreply) this.reply(r);
+  }
+
+  /** Text-protocol authentication (memcached -Y): the value is "user password". */
+  authenticate(pieces) {
+    const text = Buffer.concat(pieces.map(([b, s, n]) => b.subarray(s, s + n))).toString('latin1');
+    const sp = text.indexOf(' ');
+    const user = sp < 0 ? null : this.server.auth.check(text.slice(0, sp), text.slice(sp + 1));
+    if (user === null) {
+      this.reply('CLIENT_ERROR authentication failure');
+      return;
+    }
+    this.bind(user);
+    this.reply('STORED');
+  }
+
+  bind(user) {
+    this.scope = user;
+    this.scopeBytes = Buffer.from(user, 'latin1');
   }
 
   /** The commands that are one line. */
@@ -299,7 +474,11 @@ class Connection {
           this.reply(n >= 2 && keyOk(1) ? `${BAD_FORMAT}.  Usage: delete <key> [noreply]` : BAD_FORMAT);
           return;
         }
-        const r = this.cache.delete(buf, t[2], t[3]);
+        if (!this.allowed(buf, t[2], t[3])) {
+          this.reply(DENIED);
+          return;
+        }
+        const r = this.cache.delete(buf, t[2], t[3], this.scope);
         counters[r === 'DELETED' ? 'deleteHits' : 'deleteMisses']++;
         out(r, noreply);
         return;
@@ -316,7 +495,11 @@ class Connection {
           this.reply('CLIENT_ERROR invalid numeric delta argument');
           return;
         }
-        const r = this.cache.incr(buf, t[2], t[3], delta, cmd === 'incr');
+        if (!this.allowed(buf, t[2], t[3])) {
+          this.reply(DENIED);
+          return;
+        }
+        const r = this.cache.incr(buf, t[2], t[3], delta, cmd === 'incr', this.scope);
         if (r === null) {
           this.reply('CLIENT_ERROR cannot increment or decrement non-numeric value');
           return;
@@ -336,8 +519,12 @@ class Connection {
           this.reply('CLIENT_ERROR invalid exptime argument');
           return;
         }
+        if (!this.allowed(buf, t[2], t[3])) {
+          this.reply(DENIED);
+          return;
+        }
         counters.cmdTouch++;
-        const r = this.cache.touch(buf, t[2], t[3], exptime);
+        const r = this.cache.touch(buf, t[2], t[3], exptime, this.scope);
         counters[r === 'TOUCHED' ? 'touchHits' : 'touchMisses']++;
         out(r, noreply);
         return;
@@ -359,7 +546,7 @@ class Connection {
           }
         }
         counters.cmdFlush++;
-        this.cache.flushAll(Math.max(0, delay));
+        this.cache.flushAll(Math.max(0, delay), this.scope); // bound: only its own tenant
         out('OK', noreply);
         return;
       }
@@ -435,6 +622,10 @@ class Connection {
       ['tenant_bytes', this.cache.tenantBytes],
       ['item_size_max', this.cache.maxItemSize],
       ['isolation', this.cache.memory.isolation],
+      ['reply_buffer_bytes', s.replies.inUse],
+      ['reply_buffer_limit', s.replies.max * s.replies.chunkSize],
+      ['request_buffer_bytes', s.requests.inUse],
+      ['request_buffer_limit', s.requests.max * s.requests.chunkSize],
       ['vmpk_backend', this.cache.memory.backend],
     ];
     const v = this.cache.memory.stats();
@@ -458,6 +649,34 @@ class Connection {
   }
 }
 
+/**
+ * The users of --auth-file (memcached -Y): one "user:password" per line.
+ * A user's tenant is named by the user name.
+ */
+export class Auth {
+  /** @param {string} text the file's contents */
+  constructor(text) {
+    /** @type {Map<string, Buffer>} */
+    this.users = new Map();
+    for (const raw of text.split('\n')) {
+      const line = raw.replace(/\r$/, '');
+      if (line === '') continue;
+      const colon = line.indexOf(':');
+      if (colon <= 0) throw new Error('each line of the auth file must be user:password');
+      this.users.set(line.slice(0, colon), Buffer.from(line.slice(colon + 1), 'latin1'));
+    }
+    if (this.users.size === 0) throw new Error('the auth file names no user');
+  }
+
+  /** The user name if the password is right, else null (compared in constant time). */
+  check(user, password) {
+    const want = this.users.get(user);
+    const got = Buffer.from(password, 'latin1');
+    if (want === undefined || want.length !== got.length) return null;
+    return timingSafeEqual(want, got) ? user : null;
+  }
+}
+
 function freshCounters() {
   return {
     totalConnections: 0, rejectedConnections: 0, cmdGet: 0, cmdSet: 0, cmdFlush: 0, cmdTouch: 0, getHits: 0, getMisses: 0,
@@ -475,9 +694,18 @@ export class Server {
    * @param {number} o.maxTenants
    * @param {number} o.maxConnections
    * @param {boolean} o.testFaults enables the debug commands (fault injection, clock)
+   * @param {Auth | null} [o.auth] --auth-file: connections authenticate and are bound to their user's tenant
+   * @param {number} [o.replyMemory] bytes of reply buffers for all connections together
+   * @param {number} [o.requestMemory] bytes of buffers for values that arrive in pieces
    */
   constructor(o) {
     this.cache = new Cache(o);
+    this.auth = o.auth ?? null;
+    this.separator = o.tenants.kind === 'prefix' ? o.tenants.separator : 0x3a;
+    // Each pool holds at least one largest item (and its CR LF).
+    const least = this.cache.maxItemSize + 2 + CHUNK;
+    this.replies = new Pool(CHUNK, Math.max(o.replyMemory ?? 32 << 20, least));
+    this.requests = new Pool(CHUNK, Math.max(o.requestMemory ?? 32 << 20, least));
     this.maxConnections = o.maxConnections;
     this.testFaults = o.testFaults;
     this.faults = null;
