@@ -24,6 +24,8 @@ const USAGE = `usage: vmpk-cache [options]
                         then bound to its user's tenant
   --reply-memory SIZE   buffers for replies, all connections (default 32m)
   --request-memory SIZE buffers for values arriving in pieces (default 32m)
+  --write-timeout S     disconnect a client that leaves replies unread for S
+                        seconds (default 30; 0: never)
   --test-faults         enable the debug commands (fault injection; also
                         VMPK_CACHE_TEST_FAULTS=1). Never in production.`;
 
@@ -64,6 +66,7 @@ try {
       'auth-file': { type: 'string', short: 'Y' },
       'reply-memory': { type: 'string', default: '32m' },
       'request-memory': { type: 'string', default: '32m' },
+      'write-timeout': { type: 'string', default: '30' },
       'test-faults': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -118,6 +121,7 @@ const server = new Server({
   auth,
   replyMemory,
   requestMemory,
+  writeTimeout: count('write-timeout', args['write-timeout'], 0, 86400),
 });
 if (testFaults) {
   const { Faults } = await import('./faults.mjs');

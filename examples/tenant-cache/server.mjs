@@ -16,6 +16,11 @@ const MAX_TOKENS = 24; // for every command but get/gets
 // (and read) until its socket drains.
 const CONN_OUT = 64 * 1024;
 const CHUNK = 64 * 1024; // the pools' chunk size
+// Values up to this size are copied into a buffer of their own rather than
+// pool chunks: with at most CONN_OUT unsent per connection they are bounded
+// too, and a client asking for small values is served even while clients
+// that do not read hold the whole reply pool.
+const SMALL = 4096;
 const MAX_AUTH = 1024; // the longest "user password" block
 
 const BAD_FORMAT = 'CLIENT_ERROR bad command line format';
@@ -75,6 +80,7 @@ class Connection {
     this.text = ''; // reply lines not yet handed to the socket
     this.held = new Set(); // reply chunks the socket has not written yet
     this.closing = false;
+    this.stall = null; // the write-timeout timer while waiting for 'drain'
     // With --auth-file, null until the client authenticates; then the tenant
     // every key of this connection lives in. Without it, keys name tenants.
     this.scope = server.auth === null ? null : undefined;
@@ -89,6 +95,7 @@ class Connection {
 
   closed() {
     this.closing = true;
+    if (this.stall !== null) clearTimeout(this.stall);
     this.server.connections.delete(this);
     this.server.replies.forget(this);
     this.server.requests.forget(this);
@@ -130,7 +137,7 @@ class Connection {
       const n = Math.min(left, chunks[i].length);
       const piece = n === chunks[i].length ? chunks[i] : chunks[i].subarray(0, n);
       left -= n;
-      if (i < chunks.length - 1) this.socket.write(piece);
+      if (i < chunks.length - 1 || hit.vlen <= SMALL) this.socket.write(piece);
       else {
         this.held.add(chunks);
         this.socket.write(piece, () => {
@@ -155,6 +162,8 @@ class Connection {
 
   wake() {
     if (this.closing) return;
+    if (this.stall !== null) clearTimeout(this.stall);
+    this.stall = null;
     this.waiting = null;
     this.pump();
   }
@@ -201,6 +210,15 @@ class Connection {
     if (this.waiting === 'drain' && !this.socket.writableNeedDrain) {
       // Everything went out at once: no 'drain' will come, so go on next turn.
       setImmediate(() => this.wake());
+    }
+    if (this.waiting === 'drain' && this.stall === null && this.server.writeTimeout > 0) {
+      // A client that stops reading holds its reply chunks: after
+      // --write-timeout seconds without draining it is disconnected.
+      this.stall = setTimeout(() => {
+        this.server.counters.writeTimeouts++;
+        this.socket.destroy();
+      }, this.server.writeTimeout * 1000);
+      this.stall.unref();
     }
     if (this.waiting !== null) this.socket.pause();
     else this.socket.resume();
@@ -258,8 +276,10 @@ class Connection {
     const t = this.tokens;
     const cmd = t[1] - t[0] <= 16 ? buf.toString('latin1', t[0], t[1]) : '';
     if (this.scope === undefined && cmd !== 'set') {
-      // --auth-file: before authentication only "set" (carrying "user password") is taken.
+      // --auth-file: before authentication only "set" (carrying "user
+      // password") is taken; memcached answers nothing after this error.
       this.reply('CLIENT_ERROR unauthenticated');
+      this.close();
       return next;
     }
     try {
@@ -329,7 +349,7 @@ class Connection {
     const job = this.job;
     const stats = this.server.counters;
     const replies = this.server.replies;
-    const take = (vlen) => replies.take(this, vlen);
+    const take = (vlen) => (vlen <= SMALL ? [Buffer.allocUnsafe(vlen)] : replies.take(this, vlen));
     for (; job.k < job.keys.length; job.k += 2) {
       if (this.outstanding() > CONN_OUT) {
         this.waiting = 'drain';
@@ -598,6 +618,7 @@ class Connection {
       ['curr_connections', s.connections.size],
       ['total_connections', c.totalConnections],
       ['rejected_connections', c.rejectedConnections],
+      ['write_timeouts', c.writeTimeouts],
       ['cmd_get', c.cmdGet],
       ['cmd_set', c.cmdSet],
       ['cmd_flush', c.cmdFlush],
@@ -679,7 +700,7 @@ export class Auth {
 
 function freshCounters() {
   return {
-    totalConnections: 0, rejectedConnections: 0, cmdGet: 0, cmdSet: 0, cmdFlush: 0, cmdTouch: 0, getHits: 0, getMisses: 0,
+    totalConnections: 0, rejectedConnections: 0, writeTimeouts: 0, cmdGet: 0, cmdSet: 0, cmdFlush: 0, cmdTouch: 0, getHits: 0, getMisses: 0,
     deleteHits: 0, deleteMisses: 0, incrHits: 0, incrMisses: 0, decrHits: 0, decrMisses: 0, touchHits: 0, touchMisses: 0,
   };
 }
@@ -697,10 +718,12 @@ export class Server {
    * @param {Auth | null} [o.auth] --auth-file: connections authenticate and are bound to their user's tenant
    * @param {number} [o.replyMemory] bytes of reply buffers for all connections together
    * @param {number} [o.requestMemory] bytes of buffers for values that arrive in pieces
+   * @param {number} [o.writeTimeout] seconds a client may leave replies unread (0: forever)
    */
   constructor(o) {
     this.cache = new Cache(o);
     this.auth = o.auth ?? null;
+    this.writeTimeout = o.writeTimeout ?? 30;
     this.separator = o.tenants.kind === 'prefix' ? o.tenants.separator : 0x3a;
     // Each pool holds at least one largest item (and its CR LF).
     const least = this.cache.maxItemSize + 2 + CHUNK;
