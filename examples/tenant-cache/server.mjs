@@ -460,8 +460,13 @@ class Connection {
   /** Text-protocol authentication (memcached -Y): the value is "user password". */
   authenticate(pieces) {
     const text = Buffer.concat(pieces.map(([b, s, n]) => b.subarray(s, s + n))).toString('latin1');
-    const sp = text.indexOf(' ');
-    const user = sp < 0 ? null : this.server.auth.check(text.slice(0, sp), text.slice(sp + 1));
+    // As memcached: the first two space-separated words; more are ignored.
+    const words = text.split(' ').filter((w) => w !== '');
+    if (words.length < 2) {
+      this.reply('CLIENT_ERROR bad authentication token format');
+      return;
+    }
+    const user = this.server.auth.check(words[0], words[1]);
     if (user === null) {
       this.reply('CLIENT_ERROR authentication failure');
       return;
