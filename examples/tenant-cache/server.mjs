@@ -5,6 +5,7 @@ import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import { Cache, CacheError, WAIT } from './store.mjs';
 import { Pool } from './pool.mjs';
+import { bodyLength, handle as handleBinary, REQ } from './binary.mjs';
 
 export const VERSION = '1.6.0-vmpk-cache';
 const MAX_KEY = 250;
@@ -80,6 +81,7 @@ class Connection {
     this.text = ''; // reply lines not yet handed to the socket
     this.held = new Set(); // reply chunks the socket has not written yet
     this.closing = false;
+    this.binary = undefined; // decided by the first byte
     this.stall = null; // the write-timeout timer while waiting for 'drain'
     // With --auth-file, null until the client authenticates; then the tenant
     // every key of this connection lives in. Without it, keys name tenants.
@@ -127,10 +129,21 @@ class Connection {
     this.socket.write(buf);
   }
 
-  /** A hit: its line, the value's chunks (back to the pool once written), CR LF. */
-  replyValue(line, hit) {
-    this.text += line;
+  /** Chunks for a value of `vlen` bytes (own buffer when small), or null: wait for the pool. */
+  takeReply(vlen) {
+    return vlen <= SMALL ? [Buffer.allocUnsafe(vlen)] : this.server.replies.take(this, vlen);
+  }
+
+  /** A binary hit: its header, then the value's chunks. */
+  replyValueBinary(header, hit) {
+    this.replyValue(header, hit, '');
+  }
+
+  /** A hit: its line, the value's chunks (back to the pool once written), then `trailer`. */
+  replyValue(line, hit, trailer = '\r\n') {
+    if (typeof line === 'string') this.text += line;
     this.flush();
+    if (typeof line !== 'string') this.socket.write(line);
     let left = hit.vlen;
     const chunks = hit.chunks;
     for (let i = 0; i < chunks.length; i++) {
@@ -145,7 +158,7 @@ class Connection {
         });
       }
     }
-    this.text = '\r\n';
+    this.text = trailer;
   }
 
   close() {
@@ -178,6 +191,7 @@ class Connection {
     let buf = this.rest;
     this.rest = null;
     let pos = 0;
+    if (buf !== null && this.binary === undefined && buf.length > 0) this.binary = buf[0] === REQ; // as memcached: the first byte decides
     while (buf !== null && pos < buf.length && !this.closing && this.waiting === null) {
       if (this.outstanding() > CONN_OUT) {
         this.waiting = 'drain';
@@ -185,6 +199,12 @@ class Connection {
       }
       if (this.pending !== null) {
         pos = this.fill(buf, pos);
+        continue;
+      }
+      if (this.binary) {
+        const r = this.binaryRequest(buf, pos);
+        if (r < 0) break;
+        pos = r;
         continue;
       }
       const nl = buf.indexOf(0x0a, pos);
@@ -224,13 +244,66 @@ class Connection {
     else this.socket.resume();
   }
 
+  /**
+   * One binary request at buf[pos]: returns the position after it, or -1
+   * when it must wait (for more bytes, or for reply chunks: this.waiting).
+   */
+  binaryRequest(buf, pos) {
+    if (buf.length - pos < 24) return -1;
+    const blen = bodyLength(buf, pos);
+    if (blen < 0) {
+      this.close(); // not a request header: the stream cannot be followed (memcached closes too)
+      return -1;
+    }
+    if (buf.length - pos >= 24 + blen) {
+      const vs = pos + 24 + buf[pos + 4] + buf.readUInt16BE(pos + 2);
+      const pieces = vs < pos + 24 + blen ? [[buf, vs, pos + 24 + blen - vs]] : [];
+      if (!handleBinary(this, buf, pos, pieces)) {
+        this.waiting = 'pool';
+        return -1;
+      }
+      return pos + 24 + blen;
+    }
+    if (blen <= MAX_LINE) return -1; // the rest comes in a later read
+    // A large body (a store of a large value) is gathered in request chunks;
+    // any other request this long cannot be one the protocol allows.
+    const op = buf[pos + 1];
+    const store = [0x01, 0x02, 0x03, 0x0e, 0x0f, 0x11, 0x12, 0x13, 0x19, 0x1a].includes(op);
+    if (!store || buf.readUInt16BE(pos + 2) > 250 || blen > this.cache.maxItemSize + 300) {
+      this.close();
+      return -1;
+    }
+    const chunks = this.server.requests.take(this, 24 + blen);
+    if (chunks === null) {
+      this.waiting = 'pool';
+      return -1;
+    }
+    this.pending = { binary: true, need: 24 + blen, got: 0, chunks };
+    return pos;
+  }
+
   /** Takes bytes of a pending data block; runs the command when it is complete. */
   fill(buf, pos) {
     const p = this.pending;
     const n = Math.min(buf.length - pos, p.need - p.got);
     if (p.chunks !== null) copyIn(p.chunks, p.got, buf, pos, n);
     p.got += n;
-    if (p.got === p.need) {
+    if (p.got === p.need && p.binary) {
+      // Header, extras and key lie in the first chunk; the value follows across chunks.
+      this.pending = null;
+      const size = this.server.requests.chunkSize;
+      const c0 = p.chunks[0];
+      let at = 24 + c0[4] + c0.readUInt16BE(2);
+      const pieces = [];
+      while (at < p.need) {
+        const i = Math.floor(at / size);
+        const m = Math.min(p.need - at, size - (at % size));
+        pieces.push([p.chunks[i], at % size, m]);
+        at += m;
+      }
+      handleBinary(this, c0, 0, pieces); // a store: never waits for reply chunks
+      this.server.requests.give(p.chunks);
+    } else if (p.got === p.need) {
       this.pending = null;
       if (p.chunks !== null) {
         const size = this.server.requests.chunkSize;
@@ -348,8 +421,7 @@ class Connection {
   runGet() {
     const job = this.job;
     const stats = this.server.counters;
-    const replies = this.server.replies;
-    const take = (vlen) => (vlen <= SMALL ? [Buffer.allocUnsafe(vlen)] : replies.take(this, vlen));
+    const take = (vlen) => this.takeReply(vlen);
     for (; job.k < job.keys.length; job.k += 2) {
       if (this.outstanding() > CONN_OUT) {
         this.waiting = 'drain';
@@ -608,7 +680,16 @@ class Connection {
     this.reply('ERROR');
   }
 
+  version() {
+    return VERSION;
+  }
+
   stats() {
+    for (const [name, value] of this.statLines()) this.reply(`STAT ${name} ${value}`);
+    this.reply('END');
+  }
+
+  statLines() {
     const s = this.server;
     const c = s.counters;
     const { items, bytes } = this.cache.totals();
@@ -670,8 +751,7 @@ class Connection {
         ['vmpk_mapped_bytes', v.mappedBytes],
       );
     }
-    for (const [name, value] of lines) this.reply(`STAT ${name} ${value}`);
-    this.reply('END');
+    return lines;
   }
 }
 
