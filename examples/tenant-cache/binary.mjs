@@ -65,6 +65,7 @@ export function bodyLength(buf, pos) {
  * is then run again later), true when done.
  */
 export function handle(conn, head, hs, pieces) {
+  if (conn.closing) return true;
   const opcode = head[hs + 1];
   const klen = head.readUInt16BE(hs + 2);
   const elen = head[hs + 4];
@@ -78,8 +79,11 @@ export function handle(conn, head, hs, pieces) {
   for (const [, , n] of pieces) vlen += n;
   const op = OPS.get(opcode);
   const send = (b) => conn.socket.write(b);
-  const fail = (status) => {
-    send(response(opcode, status, opaque, 0, null, null, Buffer.from(MESSAGE[status] ?? 'Error')));
+  const fail = (status, key = null) => {
+    // A miss of getk/gatk carries the key and no message.
+    send(response(opcode, status, opaque, 0, null, key, key === null ? Buffer.from(MESSAGE[status] ?? 'Error') : null));
+    // memcached closes a connection that sent a malformed request.
+    if (status === S.INVALID) conn.close();
     return true;
   };
   if (op === undefined || elen + klen > blen) return fail(op === undefined ? S.UNKNOWN : S.INVALID);
@@ -115,7 +119,7 @@ export function handle(conn, head, hs, pieces) {
           counters.getMisses++;
           if (!quiet) {
             const withKey = name === 'getk' || name === 'gatk';
-            send(response(opcode, S.NOT_FOUND, opaque, 0, null, withKey ? head.subarray(ks, ke) : null, Buffer.from('Not found')));
+            fail(S.NOT_FOUND, withKey ? head.subarray(ks, ke) : null);
           }
           return true;
         }
@@ -179,11 +183,16 @@ export function handle(conn, head, hs, pieces) {
       }
       case 'touch': {
         if (elen !== 4 || vlen !== 0) return fail(S.INVALID);
+        // memcached answers a touch as a get without the value: flags and CAS.
         counters.cmdTouch++;
         const r = cache.touch(head, ks, ke, exptimeOf(head.readUInt32BE(es)), scope);
         counters[r === 'TOUCHED' ? 'touchHits' : 'touchMisses']++;
         if (r !== 'TOUCHED') return fail(S.NOT_FOUND);
-        send(response(opcode, S.OK, opaque, 0, null, null, null));
+        const hit = cache.get(head, ks, ke, () => [], scope);
+        if (hit === null) return fail(S.NOT_FOUND);
+        const extras = Buffer.alloc(4);
+        extras.writeUInt32BE(hit.flags >>> 0);
+        send(response(opcode, S.OK, opaque, hit.cas, extras, null, null));
         return true;
       }
       case 'flush': {
@@ -233,7 +242,7 @@ export function handle(conn, head, hs, pieces) {
   return fail(S.UNKNOWN);
 }
 
-/** The binary protocol's exptime is unsigned; the cache takes memcached's signed text meaning. */
+/** The binary protocol's exptime is unsigned: above 30 days it is a unix time, however far. */
 function exptimeOf(u32) {
-  return u32 | 0;
+  return u32;
 }

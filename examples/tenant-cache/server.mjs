@@ -5,7 +5,7 @@ import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import { Cache, CacheError, WAIT } from './store.mjs';
 import { Pool } from './pool.mjs';
-import { bodyLength, handle as handleBinary, REQ } from './binary.mjs';
+import { bodyLength, handle as handleBinary, REQ, response as binaryResponse } from './binary.mjs';
 
 export const VERSION = '1.6.0-vmpk-cache';
 const MAX_KEY = 250;
@@ -269,9 +269,15 @@ class Connection {
     // any other request this long cannot be one the protocol allows.
     const op = buf[pos + 1];
     const store = [0x01, 0x02, 0x03, 0x0e, 0x0f, 0x11, 0x12, 0x13, 0x19, 0x1a].includes(op);
-    if (!store || buf.readUInt16BE(pos + 2) > 250 || blen > this.cache.maxItemSize + 300) {
+    if (!store || buf.readUInt16BE(pos + 2) > 250) {
       this.close();
       return -1;
+    }
+    if (blen > this.cache.maxItemSize + 300) {
+      // As memcached: "Too large", and the body is skipped.
+      this.socket.write(binaryResponse(op, 0x03, buf.readUInt32BE(pos + 12), 0, null, null, Buffer.from('Too large.')));
+      this.pending = { binary: true, need: 24 + blen, got: 0, chunks: null };
+      return pos;
     }
     const chunks = this.server.requests.take(this, 24 + blen);
     if (chunks === null) {
@@ -288,7 +294,8 @@ class Connection {
     const n = Math.min(buf.length - pos, p.need - p.got);
     if (p.chunks !== null) copyIn(p.chunks, p.got, buf, pos, n);
     p.got += n;
-    if (p.got === p.need && p.binary) {
+    if (p.got === p.need && p.binary && p.chunks === null) this.pending = null; // skipped
+    else if (p.got === p.need && p.binary) {
       // Header, extras and key lie in the first chunk; the value follows across chunks.
       this.pending = null;
       const size = this.server.requests.chunkSize;

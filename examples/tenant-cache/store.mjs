@@ -320,10 +320,16 @@ export class Cache {
       const e = t.find(h, mem, buf, ks, ke, now, true);
       if (e === null) return 'NOT_FOUND';
       const text = Buffer.from(mem.subarray(e.off + e.klen, e.off + e.klen + e.vlen)).toString('latin1');
-      if (!/^[0-9]{1,20}$/.test(text) || BigInt(text) > U64) return null;
-      let n = BigInt(text);
+      // Trailing spaces are allowed: a shorter result is padded (below).
+      const digits = text.replace(/ +$/, '');
+      if (!/^[0-9]{1,20}$/.test(digits) || BigInt(digits) > U64) return null;
+      let n = BigInt(digits);
       n = up ? (n + delta) & U64 : n > delta ? n - delta : 0n;
-      const out = Buffer.from(n.toString(), 'latin1');
+      // As memcached: a result no longer than the old value keeps the item's
+      // length, padded with spaces; a longer one makes the item longer.
+      let str = n.toString();
+      if (str.length < e.vlen) str = str.padEnd(e.vlen, ' ');
+      const out = Buffer.from(str, 'latin1');
       const { flags, exp } = e;
       t.unlink(h, e);
       t.insert(h, mem, buf, ks, ke, [[out, 0, out.length]], flags, exp);
