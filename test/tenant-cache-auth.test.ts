@@ -69,6 +69,9 @@ describe(`tenant-cache --auth-file (${backend} backend)`, () => {
     expect(await a.call('set b:secret 0 0 6\r\nstolen\r\n')).toBe(DENIED); // the data block is skipped
     expect(await a.call('append b:secret 0 0 1\r\nX\r\ncas b:secret 0 0 1 1\r\nX\r\n')).toBe(DENIED.repeat(2));
     expect(await a.call('delete b:secret\r\nincr b:secret 1\r\ntouch b:secret 10\r\n')).toBe(DENIED.repeat(3));
+    // The meta commands too (b:secret in base64 is YjpzZWNyZXQ=).
+    expect(await a.call('mg b:secret v\r\nms b:secret 1\r\nX\r\nmd b:secret\r\nma b:secret\r\nmg YjpzZWNyZXQ= b v\r\n')).toBe(DENIED.repeat(5));
+    expect(await a.call('mg secret v\r\n')).toBe('VA 6\r\na-only\r\n');
     // flush_all of a bound connection empties its own tenant only.
     expect(await a.call('flush_all\r\nget secret\r\n')).toBe('OK\r\nEND\r\n');
     expect(await b.call('get secret b:secret\r\n')).toBe('VALUE secret 0 6\r\nb-only\r\nVALUE b:secret 0 7\r\nb-named\r\nEND\r\n');

@@ -5,6 +5,7 @@ import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import { Cache, CacheError, WAIT } from './store.mjs';
 import { Pool } from './pool.mjs';
+import * as meta from './meta.mjs';
 import { bodyLength, handle as handleBinary, REQ, response as binaryResponse } from './binary.mjs';
 
 export const VERSION = '1.6.0-vmpk-cache';
@@ -371,7 +372,12 @@ class Connection {
         this.reply('ERROR');
         return next;
       }
-      if (STORAGE.has(cmd)) return this.storage(cmd, buf, n, s, next);
+      if (STORAGE.has(cmd) || cmd === 'ms') return this.storage(cmd, buf, n, s, next);
+      if (cmd === 'mg' || cmd === 'md' || cmd === 'ma' || cmd === 'mn' || cmd === 'me') {
+        if (meta.command(this, cmd, buf, n, t)) return next;
+        this.waiting = 'pool'; // for reply chunks: the line runs again then
+        return s;
+      }
       this.command(cmd, buf, n);
     } catch (err) {
       this.reply(err instanceof CacheError ? err.message : `SERVER_ERROR ${String(err.message ?? err).split('\n')[0]}`);
@@ -462,6 +468,7 @@ class Connection {
 
   storage(cmd, buf, n, s, next) {
     const t = this.tokens;
+    if (cmd === 'ms' && this.scope !== undefined) return this.metaStore(buf, n, s, next);
     const isCas = cmd === 'cas';
     const base = isCas ? 6 : 5;
     if (n !== base && n !== base + 1) {
@@ -515,10 +522,51 @@ class Connection {
     return next;
   }
 
+  /** ms <key> <datalen> <flags>*: as storage(), with the meta protocol's flags and replies. */
+  metaStore(buf, n, s, next) {
+    const m = meta.parseStore(buf, n, this.tokens);
+    let error = m.error ?? null;
+    if (error === null && m.key[2] - m.key[1] + m.bytes > this.cache.maxItemSize) error = 'SERVER_ERROR object too large for cache';
+    if (error === null && !this.allowed(...m.key)) error = DENIED;
+    if (error !== null) {
+      this.reply(error);
+      if (m.bytes >= 0) this.pending = { need: m.bytes + 2, got: 0, chunks: null };
+      return next;
+    }
+    const p = { need: m.bytes + 2, got: 0, chunks: null, key: m.key, meta: m };
+    if (buf.length - next >= m.bytes + 2) {
+      this.server.counters.cmdSet++;
+      this.complete(p, [[buf, next, m.bytes]], buf[next + m.bytes] === 0x0d && buf[next + m.bytes + 1] === 0x0a);
+      return next + m.bytes + 2;
+    }
+    const chunks = this.server.requests.take(this, m.bytes + 2);
+    if (chunks === null) {
+      this.waiting = 'pool';
+      return s;
+    }
+    this.server.counters.cmdSet++;
+    const [kb, ks, ke] = m.key;
+    p.key = [Buffer.from(kb.subarray(ks, ke)), 0, ke - ks];
+    m.buf = Buffer.from(m.buf.subarray(0, m.t[m.t.length - 1])); // the line, for the reply's flags
+    p.chunks = chunks;
+    this.pending = p;
+    return next;
+  }
+
   /** Runs a storage command whose data block (value and CR LF) is complete. */
   complete(p, pieces, crlf) {
     if (!crlf) {
       this.reply('CLIENT_ERROR bad data chunk');
+      return;
+    }
+    if (p.meta) {
+      const m = p.meta;
+      const [kb, ks, ke] = p.key;
+      try {
+        meta.storeReply(this, m, this.cache.store(m.cmd, kb, ks, ke, m.flags, m.ttl, pieces, m.cas, this.scope));
+      } catch (err) {
+        this.reply(err instanceof CacheError ? err.message : `SERVER_ERROR ${err.message}`);
+      }
       return;
     }
     if (p.auth) {

@@ -246,7 +246,7 @@ export class Cache {
         at += n;
         left -= n;
       }
-      return { flags: e.flags, cas: e.cas, vlen: e.vlen, chunks };
+      return { flags: e.flags, cas: e.cas, exp: e.exp, vlen: e.vlen, chunks };
     });
   }
 
