@@ -103,8 +103,9 @@ export function command(conn, cmd, buf, n, t) {
       }
       const ttl = hit.exp === 0 ? -1 : Math.max(0, Math.ceil((hit.exp - cache.now()) / 1000));
       const ret = echo(buf, t, f, { f: hit.flags, s: hit.vlen, c: hit.cas, t: ttl });
+      // q hides only a miss (EN) of mg; a hit is answered, as in memcached.
       if (wantValue) conn.replyValue(`VA ${hit.vlen}${ret}\r\n`, hit);
-      else if (!quiet) conn.reply(`HD${ret}`);
+      else conn.reply(`HD${ret}`);
       return true;
     }
     case 'md': {

@@ -320,8 +320,9 @@ export class Cache {
       const e = t.find(h, mem, buf, ks, ke, now, true);
       if (e === null) return 'NOT_FOUND';
       const text = Buffer.from(mem.subarray(e.off + e.klen, e.off + e.klen + e.vlen)).toString('latin1');
-      // Trailing spaces are allowed: a shorter result is padded (below).
-      const digits = text.replace(/ +$/, '');
+      // As memcached's strtoull: leading white space is skipped; trailing
+      // spaces are allowed (a shorter result is padded, below).
+      const digits = text.replace(/^[ \t\n\v\f\r]+/, '').replace(/ +$/, '');
       if (!/^[0-9]{1,20}$/.test(digits) || BigInt(digits) > U64) return null;
       let n = BigInt(digits);
       n = up ? (n + delta) & U64 : n > delta ? n - delta : 0n;
