@@ -34,7 +34,7 @@ function vm(pid: number, field: 'VmHWM' | 'VmRSS'): number {
 }
 
 /** Sends the line and checks the reply stream byte for byte as it comes, keeping none of it. */
-function reader(port: number, line: string, unit: Buffer, copies: number): Promise<number> {
+function reader(port: number, line: string, unit: Buffer, copies: number, progress: (got: number) => void = () => {}): Promise<number> {
   const total = unit.length * copies + 5;
   return new Promise((resolve, reject) => {
     let got = 0;
@@ -55,6 +55,7 @@ function reader(port: number, line: string, unit: Buffer, copies: number): Promi
         i += n;
         got += n;
       }
+      progress(got);
       if (got === total) {
         s.destroy();
         resolve(got);
@@ -101,17 +102,24 @@ describe(`tenant-cache memory bound (${backend} backend)`, () => {
       s.write(line);
       stuck.push(s);
     }
-    const readers = Array.from({ length: READERS }, () => reader(server.port, line, unit, COPIES));
+    const prog: number[] = [];
+    const readers = Array.from({ length: READERS }, (_, i) => reader(server.port, line, unit, COPIES, (g) => (prog[i] = g)));
 
     // The bystander, on its own tenant, is served while all of that runs.
     const bystander = await Client.connect(server.port);
     let rounds = 0;
     let done = false;
     const all = Promise.all(readers).finally(() => (done = true));
+    // A watchdog, not a speed check: a stuck run fails with what it saw
+    // instead of running into the test's timeout.
+    const watchdog = Date.now() + 60_000;
+    const state = async () => (await bystander.call('stats\r\n')).match(/STAT (reply_buffer_bytes|reply_buffer_waiters|write_timeouts|curr_connections) \d+/g)?.join(', ');
     while (!done || rounds < 20) {
+      if (Date.now() > watchdog) expect.fail(`readers stuck at ${prog.join(', ')} bytes; ${await state()}`);
       rounds++;
       const v = `round-${rounds}`;
       expect(await bystander.call(`set by:r 0 0 ${v.length}\r\n${v}\r\nget by:r\r\n`)).toBe(`STORED\r\nVALUE by:r 0 ${v.length}\r\n${v}\r\nEND\r\n`);
+      await new Promise((resolve) => setTimeout(resolve, 2)); // leave the CPU to the readers
     }
     expect(await all).toEqual(Array(READERS).fill(unit.length * COPIES + 5));
     // --write-timeout 3 ends each client that never reads (they held the reply pool).
@@ -120,6 +128,7 @@ describe(`tenant-cache memory bound (${backend} backend)`, () => {
     for (;;) {
       stats = await bystander.call('stats\r\n');
       if (timeouts() >= NON_READERS) break;
+      if (Date.now() > watchdog) expect.fail(`only ${timeouts()} write timeouts; ${await state()}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     expect(timeouts()).toBe(NON_READERS); // and no reader among them

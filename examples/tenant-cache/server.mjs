@@ -786,6 +786,7 @@ class Connection {
       ['isolation', this.cache.memory.isolation],
       ['reply_buffer_bytes', s.replies.inUse],
       ['reply_buffer_limit', s.replies.max * s.replies.chunkSize],
+      ['reply_buffer_waiters', s.replies.waiters.length],
       ['request_buffer_bytes', s.requests.inUse],
       ['request_buffer_limit', s.requests.max * s.requests.chunkSize],
       ['vmpk_backend', this.cache.memory.backend],
