@@ -156,6 +156,12 @@ class Connection {
         this.held.add(chunks);
         this.socket.write(piece, () => {
           if (this.held.delete(chunks)) this.server.replies.give(chunks);
+          if (this.stall === null) return;
+          if (this.holdsUnsent()) this.armStall(); // progress: the client reads; the clock starts again
+          else {
+            clearTimeout(this.stall);
+            this.stall = null;
+          }
         });
       }
     }
@@ -172,6 +178,23 @@ class Connection {
     if (this.closing) return;
     this.rest = this.rest === null ? chunk : Buffer.concat([this.rest, chunk]);
     if (this.waiting === null) this.pump();
+  }
+
+  /** Waiting while holding unsent replies (the socket's, or pool chunks). */
+  holdsUnsent() {
+    return this.waiting === 'drain' || (this.waiting === 'pool' && this.held.size > 0);
+  }
+
+  armStall() {
+    if (this.server.writeTimeout === 0) return;
+    if (this.stall !== null) clearTimeout(this.stall);
+    this.stall = setTimeout(() => {
+      this.stall = null;
+      if (!this.holdsUnsent()) return; // it holds nothing now: waiting in line is no fault
+      this.server.counters.writeTimeouts++;
+      this.socket.destroy();
+    }, this.server.writeTimeout * 1000);
+    this.stall.unref();
   }
 
   wake() {
@@ -232,15 +255,11 @@ class Connection {
       // Everything went out at once: no 'drain' will come, so go on next turn.
       setImmediate(() => this.wake());
     }
-    if (this.waiting === 'drain' && this.stall === null && this.server.writeTimeout > 0) {
-      // A client that stops reading holds its reply chunks: after
-      // --write-timeout seconds without draining it is disconnected.
-      this.stall = setTimeout(() => {
-        this.server.counters.writeTimeouts++;
-        this.socket.destroy();
-      }, this.server.writeTimeout * 1000);
-      this.stall.unref();
-    }
+    // A client that stops reading holds reply chunks: waiting for its socket
+    // to drain, or for the pool while some of its chunks are still unsent.
+    // After --write-timeout seconds without a write completing it is
+    // disconnected, which returns them.
+    if (this.stall === null && this.holdsUnsent()) this.armStall();
     if (this.waiting !== null) this.socket.pause();
     else this.socket.resume();
   }
