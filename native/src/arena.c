@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "arena.h"
+#include "enter.h"
 #include "os.h"
 
 #define ARENA_MIN ((size_t)16 << 30)
@@ -231,7 +232,12 @@ uint32_t vmpk__arena_quarantined(void)
 
 int vmpk_view_hold(const void *addr, int delta)
 {
-    if (delta == 0)
-        return (int)vmpk__arena_quarantined();
-    return vmpk__arena_view_hold((uintptr_t)addr, delta);
+    /* The arena's lock and free list are in the meta pages: open them. */
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return VMPK_E_NOMEM;
+    int r = delta == 0 ? (int)vmpk__arena_quarantined()
+                       : vmpk__arena_view_hold((uintptr_t)addr, delta);
+    meta_leave(t, -1);
+    return r;
 }
