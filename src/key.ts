@@ -6,7 +6,7 @@ import { VmpkError, describe, invalidArgument, keyDestroyed, nativeError, quoteN
 import { popGate, pushGate } from './gates.js';
 import { makeKeyHandle, type KeyHandle } from './handle.js';
 import { INTERNAL, closedNow, notConstructible, type KeyState } from './internal.js';
-import { Region } from './region.js';
+import { Region, endKeyViews } from './region.js';
 import type { Runtime } from './runtime.js';
 import { badNameCharacter, checkInteger } from './validate.js';
 
@@ -215,7 +215,10 @@ export class Key {
 
   /**
    * Destroys the key: every region of it is freed, its pages become
-   * inaccessible to every thread and their contents are discarded. Throws
+   * inaccessible to every thread and their contents are discarded. The
+   * views its regions' `bytes` made are detached (Node 22+); a window with
+   * views left (Node 20, or other threads') is given to no later key until
+   * they are collected. Throws
    * KEY_BUSY inside a gate on this key, KEY_DESTROYED when called twice.
    */
   destroy(): void {
@@ -227,6 +230,7 @@ export class Key {
     }
     ks.destroyed = true;
     ks.regions = undefined;
+    endKeyViews(ks);
   }
 }
 
@@ -240,6 +244,7 @@ function keyError(ks: KeyState, rc: number, where: string, advice?: string): Vmp
     if (closedNow(ks.rs)) return runtimeClosed(where);
     ks.destroyed = true;
     ks.regions = undefined;
+    endKeyViews(ks);
     return nativeError(rc, where, `key ${quoteName(ks.name)} was destroyed${ks.shared ? ' (maybe through another thread)' : ''}; its regions are gone, create a new key`);
   }
   return nativeError(rc, where, advice, rc === E_SYSTEM ? ks.rs.n.lastErrno() : undefined);

@@ -135,6 +135,12 @@ export interface Native {
   callCode(address: bigint, signature: string, args: unknown[]): unknown;
   /** Parses (and keeps) the function type; throws koffi's error for a bad one. */
   checkSignature(signature: string): void;
+  /**
+   * vmpk_view_hold: counts a view of the window holding `address` (delta 1)
+   * or releases one (-1); a destroyed key's window is reused by no later key
+   * while a view of it is counted. delta 0: the number of quarantined windows.
+   */
+  viewHold(address: bigint, delta: number): number;
 }
 
 /** A native function made by codeFunction(). */
@@ -247,6 +253,7 @@ function load(path: string): Native {
   const vmpk_strerror = lib.func('vmpk_strerror', 'const char *', ['int']);
   const vmpk_last_errno = lib.func('vmpk_last_errno', 'int', []);
   const vmpk_pku_supported = lib.func('vmpk_pku_supported', 'int', []);
+  const vmpk_view_hold = lib.func('vmpk_view_hold', 'int', ['const void *', 'int']);
   // Function types by signature: koffi registers a named prototype for good,
   // so a second proto() of 'int f(int)' would fail; one per signature is kept.
   const protos = new Map<string, TypeObject>();
@@ -377,6 +384,7 @@ function load(path: string): Native {
       if (address === 0n) throw new Error('vmpk: internal error: code at a null pointer');
       return koffi.call(address, proto, ...args);
     },
+    viewHold: (address, delta) => vmpk_view_hold(address, delta) as number,
   };
 }
 
