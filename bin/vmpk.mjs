@@ -2,4 +2,4 @@
 // The `vmpk` command (package.json "bin"): see `vmpk --help` and docs/security.md.
 import { main } from '../dist/cli.js';
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));
