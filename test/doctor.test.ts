@@ -1,0 +1,132 @@
+// `vmpk doctor` and `vmpk inspect --baseline`, run as child processes of the
+// built CLI (dist/, as users run it), plus the brand checks and buildId().
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildId } from '../src/baseline.js';
+import { Key, VmpkError, open } from '../src/index.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const bin = join(root, 'bin', 'vmpk.mjs');
+const dir = mkdtempSync(join(tmpdir(), 'vmpk-doctor-'));
+const onPku = process.env['VMPK_BACKEND'] === 'pku';
+
+beforeAll(() => {
+  execFileSync(process.execPath, [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { cwd: root });
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function vmpk(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: dir });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('vmpk doctor', () => {
+  it('--json: the facts, a verdict, and the exit status that matches the backend', () => {
+    const r = vmpk('doctor', '--json');
+    const report = JSON.parse(r.stdout);
+    const flags = readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)![1]!.split(/\s+/);
+    expect(report.cpu).toEqual({ pku: flags.includes('pku'), ospke: flags.includes('ospke') });
+    expect(report.node.version).toBe(process.version);
+    expect(report.platform).toBe(`linux-${process.arch}-glibc`);
+    expect(report.library.path).toMatch(/libvmpk\.so$/);
+    expect(report.backend.opened).toBe(true);
+    expect(report.maxMapCount.limit).toBe(Number(readFileSync('/proc/sys/vm/max_map_count', 'utf8')));
+    expect(report.seccomp.hardenedWouldStart).toBe(true);
+    expect(report.seccomp.mode).toBe(0);
+    expect(typeof report.ioUring.libuvRing).toBe('boolean');
+    if (onPku) {
+      expect(report.backend.choice).toBe('pku');
+      expect(r.status).toBe(0);
+      expect(report.verdict).toMatch(/^OK: the pku backend works/);
+      // 15 allocatable keys: vmpk's region keys, its metadata key, and others (V8's on Node 20).
+      expect(report.pkeys.vmpkCanHold + 1 + report.pkeys.heldByOthers).toBe(15);
+      expect(report.pkeys.heldByOthers).toBe(process.versions.node.startsWith('20.') ? 1 : 0);
+    } else {
+      expect(report.backend.choice).toBe('mprotect');
+      expect(r.status).toBe(3);
+      expect(report.verdict).toMatch(/^MPROTECT ONLY/);
+      expect(report.pkeys.vmpkCanHold).toBe(null);
+    }
+  });
+
+  it('text: one fact a line, the verdict last; bad arguments exit 2', () => {
+    const r = vmpk('doctor');
+    const lines = r.stdout.trim().split('\n');
+    for (const label of ['node:', 'platform:', 'cpu:', 'library:', 'backend:', 'pkeys:', 'seccomp:', 'vm.max_map_count:', 'io_uring:']) {
+      expect(lines.filter((l) => l.startsWith(label))).toHaveLength(1);
+    }
+    expect(lines.at(-1)).toMatch(onPku ? /^OK: / : /^MPROTECT ONLY: /);
+    expect(vmpk('doctor', '--bogus').status).toBe(2);
+  });
+
+  it('a library that does not load: verdict FAIL, exit 1, the platform named', () => {
+    const r = spawnSync(process.execPath, [bin, 'doctor'], { encoding: 'utf8', env: { ...process.env, VMPK_LIBRARY: join(dir, 'missing.so') } });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^FAIL: the native library does not load on linux-/m);
+    expect(r.stdout).toContain('npx vmpk build');
+  });
+});
+
+describe('vmpk inspect --baseline', () => {
+  it('node has a build id; a baseline written for this binary accepts its findings, exit 0', () => {
+    expect(buildId(process.execPath)).toMatch(/^[0-9a-f]{40}$/);
+    expect(buildId(join(root, 'package.json'))).toBe(null);
+    const file = join(dir, 'baseline.json');
+    const before = vmpk('inspect', '--self');
+    const unsafe = Number(/unsafe (\d+)/.exec(before.stdout)![1]);
+    expect(before.status).toBe(unsafe > 0 ? 1 : 0);
+    expect(vmpk('inspect', '--self', '--write-baseline', file).status).toBe(0);
+    const b = JSON.parse(readFileSync(file, 'utf8'));
+    expect(b.entries).toHaveLength(unsafe);
+    const after = vmpk('inspect', '--self', '--baseline', file);
+    expect(after.status).toBe(0);
+    expect(after.stdout).toMatch(new RegExp(`unsafe 0, accepted ${unsafe} `));
+  });
+
+  it('an entry for another build id accepts nothing', () => {
+    const file = join(dir, 'other.json');
+    const before = vmpk('inspect', '--self', '--json');
+    const report = JSON.parse(before.stdout);
+    const entries = report.occurrences
+      .filter((o: { verdict: string }) => o.verdict === 'unsafe')
+      .map((o: { module: string; offset: number; kind: string }) => ({ buildId: '00'.repeat(20), module: o.module, offset: o.offset, kind: o.kind }));
+    writeFileSync(file, JSON.stringify({ vmpkInspectBaseline: 1, entries }));
+    const r = vmpk('inspect', '--self', '--baseline', file);
+    expect(r.stdout).toMatch(new RegExp(`unsafe ${entries.length}, accepted 0 `));
+    expect(r.status).toBe(entries.length > 0 ? 1 : 0);
+    writeFileSync(file, '{"entries": []}');
+    expect(vmpk('inspect', '--self', '--baseline', file).status).toBe(2);
+  });
+});
+
+describe('brand checks', () => {
+  it('Key methods and getters on foreign objects throw INVALID_ARGUMENT', async () => {
+    const rt = open();
+    try {
+      const k = rt.createKey({ name: 'b' });
+      expect(k.with('rw', () => 7)).toBe(7);
+      const calls: Array<() => unknown> = [
+        () => Key.prototype.with.call({} as Key, 'rw', () => 1),
+        () => Object.create(Key.prototype).alloc(4096),
+        () => Object.getOwnPropertyDescriptor(Key.prototype, 'name')!.get!.call({ ...k }),
+        () => rt.createKey.call(Object.create(rt)),
+      ];
+      for (const c of calls) {
+        expect(c).toThrow(VmpkError);
+        try {
+          c();
+        } catch (err) {
+          expect((err as VmpkError).code).toBe('INVALID_ARGUMENT');
+        }
+      }
+      await expect(Key.prototype.withAsync.call(null as unknown as Key, 'rw', () => 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    } finally {
+      rt.close();
+    }
+  });
+});
