@@ -146,7 +146,7 @@ export async function doctor(): Promise<DoctorReport> {
   await readFile(fileURLToPath(import.meta.url));
   report.ioUring.libuvRing = hasIoUringFd();
   report.ioUring.detail = report.ioUring.libuvRing
-    ? "libuv uses io_uring here: the kernel's io_uring workers read and write user buffers without this thread's PKRU (see docs/security.md)"
+    ? "libuv uses io_uring here: async file I/O may complete in the kernel's io_uring workers, whose PKRU is not the gate's thread's; keep region views out of async fs calls, or set UV_USE_IO_URING=0 (docs/troubleshooting.md)"
     : `libuv does not use io_uring in this process${process.env['UV_USE_IO_URING'] !== undefined ? ` (UV_USE_IO_URING=${process.env['UV_USE_IO_URING']})` : ''}`;
 
   const limit = report.maxMapCount.limit;
