@@ -123,7 +123,7 @@ export async function doctor(): Promise<DoctorReport> {
         report.pkeys.vmpkCanHold = held;
         // 16 keys: key 0 is everyone's default, one is vmpk's metadata key.
         report.pkeys.heldByOthers = Math.max(0, 15 - report.pkeys.metadataKey - held);
-        report.pkeys.note = `15 allocatable keys: vmpk holds ${held} for regions and 1 for its metadata; ${report.pkeys.heldByOthers} held by others in this process (Node 20's V8 holds one)`;
+        report.pkeys.note = `15 allocatable keys: vmpk holds ${held} for regions and 1 for its metadata; ${report.pkeys.heldByOthers} held by other code in this process (Node 20's V8 allocates one when it first needs it; Node 22+ none)`;
       } else {
         report.pkeys.note = 'the mprotect backend uses no protection keys';
       }

@@ -43,9 +43,12 @@ describe('vmpk doctor', () => {
       expect(report.backend.choice).toBe('pku');
       expect(r.status).toBe(0);
       expect(report.verdict).toMatch(/^OK: the pku backend works/);
-      // 15 allocatable keys: vmpk's region keys, its metadata key, and others (V8's on Node 20).
-      expect(report.pkeys.vmpkCanHold + 1 + report.pkeys.heldByOthers).toBe(15);
-      expect(report.pkeys.heldByOthers).toBe(process.versions.node.startsWith('20.') ? 1 : 0);
+      // 15 allocatable keys, one of them vmpk's metadata key. Node 22+ hold
+      // none; Node 20's V8 allocates one when it first wants it (not every
+      // process does: this one got all 14).
+      if (process.versions.node.startsWith('20.')) expect([13, 14]).toContain(report.pkeys.vmpkCanHold);
+      else expect(report.pkeys.vmpkCanHold).toBe(14);
+      expect(report.pkeys.heldByOthers).toBe(14 - report.pkeys.vmpkCanHold);
     } else {
       expect(report.backend.choice).toBe('mprotect');
       expect(r.status).toBe(3);
