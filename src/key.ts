@@ -16,6 +16,12 @@ const E_SYSTEM = -12;
 
 const NO_WAIT_OPTIONS = Object.freeze({ timeout: undefined, signal: undefined });
 
+/**
+ * T, or never where T is (or may be) a promise or other thenable: key.with()'s
+ * fn must not return one, and a `() => Promise<X>` is not a `() => never`.
+ */
+export type NotPromise<T> = T extends PromiseLike<unknown> ? never : T;
+
 export interface WithAsyncOptions {
   /** Milliseconds to wait for a hardware key when every one is pinned; then TIMEOUT. Default: no limit. 0: do not wait. */
   timeout?: number;
@@ -113,19 +119,14 @@ export class Key {
   }
 
   /**
-   * @deprecated key.with() refuses functions that return a promise: its gate
-   * would close at their first `await`. It throws ASYNC_IN_SYNC_GATE; use
-   * key.withAsync() for async functions.
-   */
-  with(access: GateAccess, fn: () => PromiseLike<unknown>): never;
-  /**
    * A synchronous gate: the calling thread gets `access` to the key's pages
    * (on top of the process-wide access) while `fn` runs; the gate closes when
    * fn returns or throws. Returns fn's result. Gates nest; on pku an inner
    * gate may grant less than an outer one. fn must not return a promise
-   * (ASYNC_IN_SYNC_GATE).
+   * (ASYNC_IN_SYNC_GATE at run time; a type error at compile time, since the
+   * gate would close at fn's first `await`): use key.withAsync() for those.
    */
-  with<T>(access: GateAccess, fn: () => T): T;
+  with<T>(access: GateAccess, fn: () => NotPromise<T>): T;
   with<T>(access: GateAccess, fn: () => T): T {
     // 'rw' and 'r' first: the common case costs two comparisons.
     const a = access === 'rw' ? 3 : access === 'r' ? 1 : parseGateAccess(access, 'key.with()');

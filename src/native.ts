@@ -14,8 +14,8 @@
 //   - every call returns the C int result; outputs go into caller-owned
 //     one-element arrays or objects, written only when the call succeeded.
 import koffi, { type TypeObject } from 'koffi';
-import { fileURLToPath } from 'node:url';
 import { VmpkError } from './errors.js';
+import { BUILD_COMMAND, type LibraryChoice, chooseLibrary, platformTag } from './library.js';
 
 export interface NativeOptions {
   backend: number;
@@ -213,12 +213,14 @@ const INFO = struct('vmpk_info');
 const STATS = struct('vmpk_stats');
 const HARDEN_INFO = struct('vmpk_harden_info');
 
-/** Where libvmpk.so is looked for: $VMPK_LIBRARY, else native/build/ of this package. */
+/** Where libvmpk.so is looked for: see library.ts (may build it from source, once). */
 export function libraryPath(): string {
-  const env = process.env['VMPK_LIBRARY'];
-  if (env !== undefined && env !== '') return env;
-  // This file is src/native.ts or dist/native.js: both one level below the package root.
-  return fileURLToPath(new URL('../native/build/libvmpk.so', import.meta.url));
+  return (chosen ??= chooseLibrary()).path;
+}
+let chosen: LibraryChoice | undefined;
+/** How the loaded library was chosen (vmpk doctor); undefined before the first load. */
+export function libraryChoice(): LibraryChoice | undefined {
+  return chosen;
 }
 
 function toNumber(v: number | bigint): number {
@@ -407,7 +409,7 @@ export function getNative(path: string = libraryPath()): Native {
     const fromEnv = env !== undefined && env !== '' && path === env ? ' (from the environment variable VMPK_LIBRARY)' : '';
     throw new VmpkError(
       'LIBRARY_LOAD_FAILED',
-      `vmpk: cannot load the native library ${path}${fromEnv}: ${(err as Error).message}; build it with \`npm run build\` (needs make and a C compiler) or point VMPK_LIBRARY at a libvmpk.so`,
+      `vmpk: cannot load the native library ${path}${fromEnv}: ${(err as Error).message}; on ${platformTag()}, build it from source with \`${BUILD_COMMAND}\` in your project (needs make and a C compiler) or point VMPK_LIBRARY at a libvmpk.so`,
       { cause: err },
     );
   }
