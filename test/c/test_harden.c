@@ -67,7 +67,7 @@ static int boundaries(void)
 {
     int bad = 0;
     struct os_range r = { LO, HI };
-    if (vmpk__seccomp_install(&r, 1, (uintptr_t)vmpk__syscall_return)) {
+    if (vmpk__seccomp_install(&r, 1, (uintptr_t)vmpk__syscall_return, NULL)) {
         printf("#   child: install failed\n");
         return 1;
     }
@@ -121,7 +121,7 @@ static int always_denied(void)
     int bad = 0;
     int pkey = (int)syscall(SYS_pkey_alloc, 0, 0); /* -1 where PKU is missing */
     struct os_range r = { LO, HI };
-    if (vmpk__seccomp_install(&r, 1, (uintptr_t)vmpk__syscall_return))
+    if (vmpk__seccomp_install(&r, 1, (uintptr_t)vmpk__syscall_return, NULL))
         return 1;
     char a[8] = "secret", b[8] = { 0 };
     struct iovec local = { b, sizeof b }, remote = { a, sizeof a };
