@@ -30,10 +30,16 @@ function parse(child: ReturnType<typeof spawnSync>): Outcome {
   return { lines, stderr: String(child.stderr), status: child.status, signal: child.signal };
 }
 
+/** The children's environment: pku, and hardened only where the test says (not by VMPK_HARDEN). */
+function childEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env, VMPK_BACKEND: 'pku' };
+  delete env['VMPK_HARDEN'];
+  return env;
+}
+
 function attack(name: string, harden: boolean): Outcome {
   if (!existsSync(attacker)) throw new Error(`${attacker} is missing: run \`make -C native attack\` (make test builds it)`);
-  const env = { ...process.env, VMPK_BACKEND: 'pku' };
-  return parse(spawnSync(attacker, harden ? [name, 'harden'] : [name], { encoding: 'utf8', env, timeout: 120_000 }));
+  return parse(spawnSync(attacker, harden ? [name, 'harden'] : [name], { encoding: 'utf8', env: childEnv(), timeout: 120_000 }));
 }
 
 function expectOutcome(o: Outcome, expected: Record<string, string>): void {
@@ -83,7 +89,7 @@ describe.skipIf(!onPku)('attacks-kernel (pku backend): a thread born inside a ga
       parse(
         spawnSync(process.execPath, harden ? [workerBirth, 'harden'] : [workerBirth], {
           encoding: 'utf8',
-          env: { ...process.env, VMPK_BACKEND: 'pku' },
+          env: childEnv(),
           timeout: 300_000,
         }),
       );
