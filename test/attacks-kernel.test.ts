@@ -53,6 +53,9 @@ describe.skipIf(!onPku)('attacks-kernel (pku backend): kernel paths the hardened
   const cases: Array<[name: string, unhardened: Record<string, string>, hardened: Record<string, string>]> = [
     // The ring's MADV_DONTNEED wipes the region, where plain madvise gets EPERM hardened.
     ['io_uring-madvise', { call: 'ok', op: 'ok', secret: 'hidden', content: 'changed' }, { call: 'EPERM', secret: 'hidden', content: 'intact' }],
+    // The SQPOLL kernel thread, set up inside a gate, copied its PKRU: after
+    // the gate it writes the region into a pipe for anyone who submits.
+    ['io_uring-sqpoll', { call: 'ok', op: 'ok', leaked: 'yes', secret: 'hidden', content: 'intact' }, { call: 'EPERM', leaked: 'no', secret: 'hidden', content: 'intact' }],
     // UFFDIO_COPY fills the untouched second page with the attacker's bytes.
     ['userfaultfd', { call: 'ok', op: 'ok', content: 'intact', page2: 'forged' }, { call: 'EPERM', content: 'intact', page2: 'zero' }],
     ['userfaultfd-dev', { call: 'ok', op: 'ok', content: 'intact', page2: 'forged' }, { call: 'EPERM', content: 'intact', page2: 'zero' }],
