@@ -2,8 +2,11 @@
 // and a hardened child process, alternating, the median of TRIALS each.
 //
 //   node bench/harden-node.mjs [TRIALS]           libuv's default file I/O (thread pool)
-//   UV_USE_IO_URING=1 node bench/harden-node.mjs  libuv asked for io_uring: plain uses it,
-//                                                 hardened falls back to the pool (EPERM)
+//   UV_USE_IO_URING=1 node bench/harden-node.mjs  plain uses libuv's io_uring; the hardened
+//                                                 child runs with UV_USE_IO_URING=0: libuv
+//                                                 sets its ring up at start-up, before vmpk
+//                                                 could filter it, and a hardened open refuses
+//                                                 a process that has one
 //
 // Workloads (wall time, each child alone): a 64 MiB file written and read
 // back in 64 KiB async chunks; 20,000 async stats; 3,000 keep-alive HTTP
@@ -85,6 +88,7 @@ for (let t = 0; t < TRIALS; t++) {
   for (const which of order) {
     const env = { ...process.env };
     delete env.VMPK_HARDEN;
+    if (which === 'hardened' && env.UV_USE_IO_URING === '1') env.UV_USE_IO_URING = '0';
     const r = spawnSync(process.execPath, [self, 'child', which === 'hardened' ? 'harden' : 'plain'], { encoding: 'utf8', env });
     if (r.status !== 0) throw new Error(`${which}: ${r.stderr}`);
     runs[which].push(JSON.parse(r.stdout.trim().split('\n').pop()));

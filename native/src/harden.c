@@ -21,6 +21,7 @@
  * whose thread made a thread always ends with a shootdown.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
@@ -243,6 +244,30 @@ static int install(void)
     return 0;
 }
 
+/* An io_uring instance made before the filter (libuv's, with
+ * UV_USE_IO_URING=1, is made at start-up): its SQPOLL thread takes
+ * submissions from shared memory, no system call for a filter to see, so
+ * no filter can close it. The open is refused instead. */
+static bool have_io_uring(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return false; /* no /proc: io_uring_setup's denial is all there is */
+    bool found = false;
+    struct dirent *e;
+    char path[300], target[64];
+    while (!found && (e = readdir(d))) {
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = 0;
+            found = strcmp(target, "anon_inode:[io_uring]") == 0;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
 int vmpk__harden(bool pku)
 {
     int err = 0, mode, filters;
@@ -253,6 +278,10 @@ int vmpk__harden(bool pku)
         goto out;
     if (!active)
         mode_before = mode, filters_before = filters;
+    if (!active && have_io_uring()) {
+        err = vmpk__system_error(EBUSY);
+        goto out;
+    }
     int failed = probe(pku);
     if (failed < 0) {
         err = failed;
