@@ -208,6 +208,18 @@ static int start_supervisor(void)
     return e ? vmpk__system_error(e) : 0;
 }
 
+/* A child of fork() has no supervisor of its own: its clones go to the
+ * parent's, which counts them in the parent's memory. Back to glibc's count
+ * there (a raw fork runs no handlers: see security.md). */
+static void forked_child(void)
+{
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        abort(); /* a gate could not see births: refuse to go on */
+    tasks_count_live();
+    meta_leave(t, -1);
+}
+
 static int install(void)
 {
     struct os_range r[SECCOMP_MAX_RANGES], band;
@@ -241,6 +253,7 @@ static int install(void)
         return VMPK_E_NOMEM;
     tasks_count_births();
     meta_leave(t, -1);
+    pthread_atfork(NULL, NULL, forked_child);
     return 0;
 }
 

@@ -26,6 +26,9 @@ bool tasks_blocking(pid_t tid, int sig);
 void tasks_init(void);
 /* Hardened: from now on gates compare vmpk__meta.births. Meta open. */
 void tasks_count_births(void);
+/* Back to glibc's count (a forked child: the supervisor is its parent's,
+ * and counts in its parent's memory). Meta open. */
+void tasks_count_live(void);
 unsigned tasks_births_slow(void);
 static inline unsigned tasks_births(void)
 {

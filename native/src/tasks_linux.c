@@ -70,12 +70,19 @@ bool tasks_blocking(pid_t tid, int sig)
  * birth and an exit between a gate's begin and end cancel out (the hardened
  * mode counts births instead, see tasks_count_births). */
 static unsigned fallback;
+static const volatile unsigned *live;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 /* Before vmpk__meta_init write-protects the meta page: plain stores. */
 static void find_nthreads(void)
 {
-    vmpk__meta.births_at = dlvsym(RTLD_DEFAULT, "__nptl_nthreads", "GLIBC_PRIVATE");
+    live = dlvsym(RTLD_DEFAULT, "__nptl_nthreads", "GLIBC_PRIVATE");
+    vmpk__meta.births_at = live;
+}
+
+void tasks_count_live(void)
+{
+    vmpk__meta.births_at = live;
 }
 
 void tasks_init(void)
