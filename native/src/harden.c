@@ -158,6 +158,11 @@ static void answer(int fd, uint64_t id, int error)
 static void *supervise(void *arg)
 {
     (void)arg;
+    /* Its thread struct now, before any clone waits on it: no allocation
+     * (and no registry lock) while a notification is pending. */
+    struct vmpk_thread *self = meta_enter();
+    if (self)
+        meta_leave(self, -1);
     while (sem_wait(&listener_set))
         ;
     int fd = listener;
