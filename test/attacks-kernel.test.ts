@@ -32,7 +32,7 @@ function parse(child: ReturnType<typeof spawnSync>): Outcome {
 
 /** The children's environment: pku, and hardened only where the test says (not by VMPK_HARDEN). */
 function childEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env, VMPK_BACKEND: 'pku' };
+  const env: NodeJS.ProcessEnv = { ...process.env, VMPK_BACKEND: 'pku' };
   delete env['VMPK_HARDEN'];
   return env;
 }
