@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "tasks.h"
+#include "meta.h"
 
 /* Everything here runs inside a shootdown, with vmpk's metadata open: no
  * malloc, no stdio, no locale. A heap or a FILE whose state a stray write
@@ -107,14 +108,23 @@ bool tasks_blocking(pid_t tid, int sig)
 
 /* glibc keeps the number of live threads in __nptl_nthreads, a private
  * symbol: read it where it exists, so a gate can tell cheaply that it may
- * have been copied into a new thread. */
-const volatile unsigned *tasks_nthreads;
+ * have been copied into a new thread. It counts the living, not births: a
+ * birth and an exit between a gate's begin and end cancel out (the hardened
+ * mode counts births instead, see tasks_count_births). */
 static unsigned fallback;
+static const volatile unsigned *live;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+/* Before vmpk__meta_init write-protects the meta page: plain stores. */
 static void find_nthreads(void)
 {
-    tasks_nthreads = dlvsym(RTLD_DEFAULT, "__nptl_nthreads", "GLIBC_PRIVATE");
+    live = dlvsym(RTLD_DEFAULT, "__nptl_nthreads", "GLIBC_PRIVATE");
+    vmpk__meta.births_at = live;
+}
+
+void tasks_count_live(void)
+{
+    vmpk__meta.births_at = live;
 }
 
 void tasks_init(void)
@@ -122,8 +132,13 @@ void tasks_init(void)
     pthread_once(&once, find_nthreads);
 }
 
+void tasks_count_births(void)
+{
+    vmpk__meta.births_at = (const volatile unsigned *)&vmpk__meta.births;
+}
+
 unsigned tasks_births_slow(void)
 {
-    return tasks_nthreads ? *tasks_nthreads
-                          : __atomic_add_fetch(&fallback, 1, __ATOMIC_RELAXED);
+    const volatile unsigned *n = vmpk__meta.births_at;
+    return n ? *n : __atomic_add_fetch(&fallback, 1, __ATOMIC_RELAXED);
 }
