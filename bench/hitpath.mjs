@@ -14,7 +14,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { BUILD, ensureBuilt, have, heading, num, saveResult, sh } from './lib.mjs';
 
-const TARGET = 60; // instructions per pair besides the two WRPKRUs (issue 3)
+// Instructions per pair besides the checked WRPKRUs, with at most 4 of those
+// (issue 12; issue 3 asked for 60 with 2, before the metadata protection).
+const TARGET = 150;
 const N1 = 1000;
 const N2 = 2000;
 
