@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -262,25 +263,37 @@ static int install(void)
     return 0;
 }
 
-/* An io_uring instance made before the filter (libuv's, with
- * UV_USE_IO_URING=1, is made at start-up): its SQPOLL thread takes
- * submissions from shared memory, no system call for a filter to see, so
- * no filter can close it. The open is refused instead. */
-static bool have_io_uring(void)
+/* io_uring instances made before the filter: 0 none, 1 some without
+ * SQPOLL (libuv's on Node 22+, made at start-up), 2 one with SQPOLL (libuv's
+ * with UV_USE_IO_URING=1 on Node 20), or where this cannot be told. An
+ * SQPOLL thread takes submissions from shared memory, no system call for a
+ * filter to see, so no filter can close it: the open is refused. */
+static int rings_before(void)
 {
     DIR *d = opendir("/proc/self/fd");
     if (!d)
-        return true; /* cannot tell: refuse (shootdowns need /proc too) */
-    bool found = false;
+        return 2; /* cannot tell: refuse (shootdowns need /proc too) */
+    int found = 0;
     struct dirent *e;
-    char path[300], target[64];
-    while (!found && (e = readdir(d))) {
+    char path[300], target[64], info[1024];
+    while (found < 2 && (e = readdir(d))) {
         snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
         ssize_t n = readlink(path, target, sizeof target - 1);
-        if (n > 0) {
-            target[n] = 0;
-            found = strcmp(target, "anon_inode:[io_uring]") == 0;
-        }
+        if (n <= 0)
+            continue;
+        target[n] = 0;
+        if (strcmp(target, "anon_inode:[io_uring]") != 0)
+            continue;
+        found = 1;
+        snprintf(path, sizeof path, "/proc/self/fdinfo/%s", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        n = fd < 0 ? -1 : read(fd, info, sizeof info - 1);
+        if (fd >= 0)
+            close(fd);
+        info[n > 0 ? n : 0] = 0;
+        /* "SqThread:\t-1" where the ring has no SQPOLL thread (Linux 5.x+) */
+        if (n <= 0 || !strstr(info, "SqThread:\t-1\n"))
+            found = 2;
     }
     closedir(d);
     return found;
@@ -296,9 +309,13 @@ int vmpk__harden(bool pku)
         goto out;
     if (!active)
         mode_before = mode, filters_before = filters;
-    if (!active && have_io_uring()) {
-        err = vmpk__system_error(EBUSY);
-        goto out;
+    if (!active) {
+        int rings = rings_before();
+        if (rings == 2) {
+            err = vmpk__system_error(EBUSY);
+            goto out;
+        }
+        vmpk__seccomp_keep_rings(rings == 1);
     }
     int failed = probe(pku);
     if (failed < 0) {

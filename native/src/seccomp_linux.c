@@ -236,7 +236,16 @@ enum rule {
     R_IOCTL,
     R_SETSOCKOPT,
     R_CLONE,
+    R_RING_ENTER,    /* io_uring_enter: EPERM unless rings predate the filter */
 };
+
+/* Set by vmpk__seccomp_keep_rings before a program is built. */
+static bool keep_rings;
+
+void vmpk__seccomp_keep_rings(bool keep)
+{
+    keep_rings = keep;
+}
 
 static const struct { int nr; enum rule rule; } rules[] = {
     /* sorted by number: the filter finds a number by binary search */
@@ -260,7 +269,7 @@ static const struct { int nr; enum rule rule; } rules[] = {
     { SYS_pkey_mprotect, R_RANGED },
     { SYS_pkey_free, R_PKEY_FREE },
     { SYS_io_uring_setup, R_DENY },
-    { SYS_io_uring_enter, R_DENY },
+    { SYS_io_uring_enter, R_RING_ENTER },
     { SYS_io_uring_register, R_DENY },
     { SYS_clone3, R_ENOSYS },
     { SYS_process_madvise, R_DENY },
@@ -275,6 +284,12 @@ static void rule_body(struct prog *p, enum rule rule, const struct os_range *r, 
     switch (rule) {
     case R_DENY:
         ret(p, DENY);
+        break;
+    case R_RING_ENTER:
+        /* Rings made before the filter (libuv's on Node 22+, which it
+         * flushes with io_uring_enter and cannot do without) keep working;
+         * no new ring can be made (io_uring_setup is denied). */
+        ret(p, keep_rings ? ALLOW : DENY);
         break;
     case R_ENOSYS:
         ret(p, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA));

@@ -7,7 +7,9 @@
  *   - process_vm_readv, process_vm_writev, ptrace: EPERM
  *   - kernel paths that reach memory by address for other code, out of
  *     the filter's sight: io_uring_setup/enter/register (operations run
- *     without their system call, and SQPOLL's kernel thread copies PKRU),
+ *     without their system call, and SQPOLL's kernel thread copies PKRU;
+ *     io_uring_enter stays allowed when rings predate the filter: see
+ *     vmpk__seccomp_keep_rings),
  *     userfaultfd and every userfaultfd ioctl (type 0xAA: /dev/userfaultfd's
  *     USERFAULTFD_IOC_NEW, UFFDIO_COPY...), vmsplice (a pipe keeps a page
  *     reference past protection changes), process_madvise, io_setup and
@@ -34,6 +36,7 @@
 #ifndef VMPK_SECCOMP_LINUX_H
 #define VMPK_SECCOMP_LINUX_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "os.h"
@@ -49,6 +52,11 @@
  * synchronized, or with listener: a filter inherited from an ancestor has a
  * listener already (the kernel allows one per chain), -ESRCH: with
  * listener, a thread could not be synchronized). */
+/* Whether io_uring_enter stays allowed in programs built from now on: for
+ * rings made before the filter (without SQPOLL), whose owner (libuv, on
+ * Node 22+) needs the call. Such a ring is a path the filter leaves open to
+ * code that can write its submission queue (security.md). */
+void vmpk__seccomp_keep_rings(bool keep);
 int vmpk__seccomp_install(const struct os_range *ranges, int n, uintptr_t trusted_ip,
                           int *listener);
 
