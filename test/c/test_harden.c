@@ -278,24 +278,40 @@ static void hardened_counts_births(void) { CHECK_EQ(in_child(births_counted), 0)
 /* An io_uring instance made before hardening (libuv's, with
  * UV_USE_IO_URING=1) takes SQPOLL submissions with no system call: the
  * hardened open refuses the process, and installs nothing. */
-static int io_uring_first(void)
+/* A ring made before the open: with SQPOLL (flags at offset 8 of struct
+ * io_uring_params) the open is refused; without, it succeeds and keeps
+ * io_uring_enter for that ring while io_uring_setup is denied. */
+static int ring_first(uint32_t flags)
 {
     int bad = 0;
     uint8_t params[120] = { 0 }; /* struct io_uring_params */
+    memcpy(params + 8, &flags, sizeof flags);
     long fd = untrusted(SYS_io_uring_setup, 2, (long)params, 0, 0, 0);
     if (fd < 0)
         return 0; /* no io_uring here: nothing to refuse */
     struct vmpk_options o = { .harden = 1 };
     vmpk_runtime *rt;
-    EXPECT(vmpk_open(&o, &rt) == VMPK_E_SYSTEM && vmpk_last_errno() == EBUSY);
-    struct vmpk_harden_info h;
-    EXPECT(vmpk_harden_info(&h) == 0 && h.active == 0 && h.seccomp_mode == 0);
-    close((int)fd);
-    EXPECT(vmpk_open(&o, &rt) == 0 && vmpk_close(rt) == 0);
+    if (flags) {
+        EXPECT(vmpk_open(&o, &rt) == VMPK_E_SYSTEM && vmpk_last_errno() == EBUSY);
+        struct vmpk_harden_info h;
+        EXPECT(vmpk_harden_info(&h) == 0 && h.active == 0 && h.seccomp_mode == 0);
+        close((int)fd);
+        EXPECT(vmpk_open(&o, &rt) == 0 && vmpk_close(rt) == 0);
+        return bad;
+    }
+    EXPECT(vmpk_open(&o, &rt) == 0);
+    EXPECT(untrusted(SYS_io_uring_enter, fd, 0, 0, 0, 0) == 0);
+    uint8_t again[120] = { 0 };
+    EXPECT(untrusted(SYS_io_uring_setup, 2, (long)again, 0, 0, 0) == -EPERM);
+    EXPECT(vmpk_close(rt) == 0);
     return bad;
 }
 
-static void refuses_io_uring_made_first(void) { CHECK_EQ(in_child(io_uring_first), 0); }
+static int io_uring_sqpoll_first(void) { return ring_first(2 /* IORING_SETUP_SQPOLL */); }
+static int io_uring_plain_first(void) { return ring_first(0); }
+
+static void refuses_io_uring_made_first(void) { CHECK_EQ(in_child(io_uring_sqpoll_first), 0); }
+static void keeps_plain_ring_made_first(void) { CHECK_EQ(in_child(io_uring_plain_first), 0); }
 
 /* int 0x80 works before any filter here (the kernel has IA32 emulation),
  * so the EPERM above is the filter's doing. */
@@ -468,6 +484,7 @@ int main(int argc, char **argv)
     RUN(filter_kernel_paths);
     RUN(hardened_counts_births);
     RUN(refuses_io_uring_made_first);
+    RUN(keeps_plain_ring_made_first);
     RUN(open_hardened);
     RUN(hardened_exec_hardened);
     RUN(refuses_fake_mprotect);
