@@ -36,56 +36,14 @@ static uint8_t next_id;
         return err_;                                                                       \
     } while (0)
 
-static __thread int last_errno;
-
-int vmpk__system_error(int err)
-{
-    last_errno = err;
-    return VMPK_E_SYSTEM;
-}
-
-int vmpk__os_error(int r)
-{
-    return r == 0 ? 0 : r == -ENOMEM ? VMPK_E_NOMEM : vmpk__system_error(-r);
-}
-
 int vmpk_last_errno(void)
 {
-    return last_errno;
+    return vmpk__last_errno();
 }
 
 int vmpk_pku_supported(void)
 {
     return os_pkey_supported();
-}
-
-static int choose_backend(int asked, const struct backend **out)
-{
-    if (asked == VMPK_BACKEND_AUTO) {
-        /* The one setting the test suites and users share. */
-        const char *env = getenv("VMPK_BACKEND");
-        if (env && *env && strcmp(env, "auto") != 0) {
-            if (strcmp(env, "pku") == 0)
-                asked = VMPK_BACKEND_PKU;
-            else if (strcmp(env, "mprotect") == 0)
-                asked = VMPK_BACKEND_MPROTECT;
-            else
-                return VMPK_E_INVALID;
-        }
-    }
-    switch (asked) {
-    case VMPK_BACKEND_AUTO:
-        *out = os_pkey_supported() ? &vmpk__backend_pku : &vmpk__backend_mprotect;
-        return 0;
-    case VMPK_BACKEND_PKU:
-        *out = &vmpk__backend_pku;
-        return 0;
-    case VMPK_BACKEND_MPROTECT:
-        *out = &vmpk__backend_mprotect;
-        return 0;
-    default:
-        return VMPK_E_INVALID;
-    }
 }
 
 /* Takes a free id and its runtime memory (kept from an earlier open). */
@@ -127,7 +85,7 @@ int vmpk_open(const struct vmpk_options *opts, vmpk_runtime **out)
     if (!out || o.max_hw_keys < 0 || o.max_hw_keys > MAX_HW_KEYS ||
         o.window_size > (size_t)UINT32_MAX * GRANULE || (o.harden != 0 && o.harden != 1))
         return VMPK_E_INVALID;
-    int err = choose_backend(o.backend, &be);
+    int err = vmpk__backend_choose(o.backend, &be);
     if (err)
         return err;
     /* The band first, so that the metadata's reservation lies in it too;
@@ -441,19 +399,6 @@ int vmpk_protect(vmpk_runtime *rt, vmpk_key key, int access)
               rt->slots[slot].exec && access != VMPK_READ
                   ? VMPK_E_INVALID /* code stays readable, and unwritable outside gates */
                   : rt->be->protect(rt, (uint32_t)slot, access));
-}
-
-int vmpk__gate_prepare(struct vmpk_runtime *rt, vmpk_key key, int access,
-                       const struct vmpk_thread *t, uint32_t *slot)
-{
-    if (access != VMPK_READ && access != VMPK_RW)
-        return VMPK_E_INVALID;
-    if (runtime_id_of(rt) < 0 || handle_malformed(key))
-        return VMPK_E_INVALID;
-    *slot = handle_slot(key);
-    if (handle_rt(key) != rt->id || *slot >= atomic_load(&rt->nslots))
-        return VMPK_E_STALE;
-    return t->depth == VMPK_MAX_GATE_DEPTH ? VMPK_E_GATE_DEPTH : 0;
 }
 
 /* The backend's begin and end are entry points themselves (the gate path

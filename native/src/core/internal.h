@@ -195,6 +195,9 @@ struct backend {
 
 extern const struct backend vmpk__backend_pku;
 extern const struct backend vmpk__backend_mprotect;
+/* The backend vmpk_open's options ask for, VMPK_BACKEND read from the
+ * environment for AUTO: 0, VMPK_E_INVALID or VMPK_E_UNSUPPORTED (select.c). */
+int vmpk__backend_choose(int asked, const struct backend **out);
 
 /* handles (vkeys.c) */
 vmpk_key vmpk__handle(const struct vmpk_runtime *rt, uint32_t slot, uint32_t gen);
@@ -265,6 +268,8 @@ int vmpk__fault_install(void);
 int vmpk__system_error(int err);
 /* A -errno from os.h as a vmpk_error. */
 int vmpk__os_error(int r);
+/* The errno of the calling thread's last VMPK_E_SYSTEM (errors.c). */
+int vmpk__last_errno(void);
 
 static inline int prot_of(int access)
 {
