@@ -27,7 +27,7 @@ import { VmpkError, describe, invalidArgument, nativeError, runtimeClosed } from
 import { closedNow, type KeyState, type RuntimeState } from './internal.js';
 import { checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
 
-const E_KEYS_PINNED = -5;
+import { E_KEYS_PINNED } from './codes.js';
 
 /** One key.withAsync() call. */
 interface Frame {

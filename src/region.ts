@@ -2,6 +2,7 @@
 import { VmpkError, keyDestroyed, nativeError, runtimeClosed } from './errors.js';
 import { INTERNAL, closedNow, notConstructible, type KeyState } from './internal.js';
 import type { Key } from './key.js';
+import { E_SYSTEM } from './codes.js';
 
 export class Region {
   readonly #ks: KeyState;
@@ -91,7 +92,7 @@ export class Region {
     if (ks.destroyed) throw keyDestroyed(where, ks.name);
     if (this.#freed) throw new VmpkError('DOUBLE_FREE', `${where}: the region at 0x${this.#address.toString(16)} was already freed`);
     const rc = ks.rs.n.free(ks.rs.rt, ks.handle, this.#address);
-    if (rc !== 0) throw nativeError(rc, where, undefined, rc === -12 ? ks.rs.n.lastErrno() : undefined);
+    if (rc !== 0) throw nativeError(rc, where, undefined, rc === E_SYSTEM ? ks.rs.n.lastErrno() : undefined);
     this.#freed = true;
     this.#bytes = undefined;
     ks.regions?.delete(this);

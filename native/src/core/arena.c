@@ -14,6 +14,8 @@
 #include "arena.h"
 #include "os.h"
 
+_Static_assert(ARENA_MAX == VMPK_MAX_WINDOW_SIZE, "vmpk.h promises windows up to the arena's size");
+
 #define ARENA_MIN ((size_t)16 << 30)
 #define OWNER_CHUNK 16384             /* owner entries committed at a time */
 #define FREE_CHUNK 512                /* free windows committed at a time */

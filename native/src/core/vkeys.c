@@ -11,6 +11,8 @@
 #include "internal.h"
 #include "os.h"
 
+_Static_assert(MAX_SLOTS == VMPK_MAX_KEYS, "vmpk.h's key limit is the vkey table's");
+
 #define SLOT_CHUNK 4096 /* slots committed at a time */
 
 vmpk_key vmpk__handle(const struct vmpk_runtime *rt, uint32_t slot, uint32_t gen)
