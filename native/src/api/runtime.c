@@ -305,9 +305,11 @@ static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
     return err;
 }
 
-/* Under rt->lock. */
+/* Under rt->lock, meta open. */
 static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot)
 {
+    REQUIRE_LOCKED(rt);
+    REQUIRE_META_OPEN();
     struct vkey *v = &rt->slots[slot];
     if (v->pins)
         return VMPK_E_BUSY;

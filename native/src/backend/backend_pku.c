@@ -105,9 +105,11 @@ static int evict(struct vmpk_runtime *rt, int h)
     return retag(rt, w, prot_of_vkey(w, atomic_load(&w->access)), 0);
 }
 
-/* Makes slot resident, pinned once. Under rt->lock. */
+/* Makes slot resident, pinned once. Under rt->lock, meta open. */
 static int bind(struct vmpk_runtime *rt, uint32_t slot, uint8_t *out)
 {
+    REQUIRE_LOCKED(rt);
+    REQUIRE_META_OPEN();
     struct vkey *v = &rt->slots[slot];
     uint8_t h = atomic_load(&v->hw);
     if (h != HW_NONE) { /* bound by another thread since our hit path looked */

@@ -130,6 +130,8 @@ uintptr_t vmpk__pkru_restart(uintptr_t ip);
  * from the signal frame. */
 static inline uint32_t meta_handler_enter(void)
 {
+    if (VMPK_CHECKS)
+        vmpk__signal_depth++;
     if (vmpk__meta_mode != META_PKEY)
         return 0;
     uint32_t pkru = rdpkru();
@@ -140,6 +142,9 @@ static inline uint32_t meta_handler_enter(void)
 
 static inline void meta_handler_leave(uint32_t restore)
 {
+    REQUIRE_IN_SIGNAL();
+    if (VMPK_CHECKS)
+        vmpk__signal_depth--;
     if (vmpk__meta_mode != META_PKEY)
         return;
     pkru_write_boot(rdpkru() | vmpk__meta.m_wd, 0);

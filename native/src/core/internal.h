@@ -25,6 +25,7 @@
 #ifndef VMPK_INTERNAL_H
 #define VMPK_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -169,9 +170,11 @@ struct vmpk_runtime {
     struct thread_counters base; /* thread counters at open, for this id */
 };
 
-/* The backend contract. Every entry is called with rt->lock held except
- * begin and end, which are vmpk_begin and vmpk_end themselves (the gate path
- * is the hot one, so each backend owns it whole) and lock where they need. */
+/* The backend contract. Every entry is called with rt->lock held except:
+ * setup, which runs before vmpk_open publishes the runtime (nothing else can
+ * reach it yet); begin and end, which are vmpk_begin and vmpk_end themselves
+ * (the gate path is the hot one, so each backend owns it whole) and lock where
+ * they need; and end_in, which a thread's exit runs like end, meta open. */
 struct backend {
     const char *name;
     int kind;                 /* enum vmpk_backend */
@@ -268,6 +271,30 @@ int vmpk__fault_install(void);
 int vmpk__system_error(int err);
 /* A -errno from os.h as a vmpk_error. */
 int vmpk__os_error(int r);
+
+/* Preconditions as checks (require.c): live in the san, stub and tsan builds,
+ * where the Makefile sets VMPK_CHECKS=1, compiled out of release. A failed
+ * one writes the condition and its place to stderr and aborts. Kept off the
+ * gate hit path, whose instruction count the stub build measures. */
+#ifndef VMPK_CHECKS
+#define VMPK_CHECKS 0
+#endif
+void vmpk__require_failed(const char *cond, const char *file, int line)
+    __attribute__((noreturn, cold));
+#define REQUIRE(cond)                                                                      \
+    do {                                                                                   \
+        if (VMPK_CHECKS && !(cond))                                                        \
+            vmpk__require_failed(#cond, __FILE__, __LINE__);                               \
+    } while (0)
+/* rt->lock is held: by the caller, as nothing else may then run this code
+ * (a trylock never blocks, and takes the lock only when the check fails). */
+#define REQUIRE_LOCKED(rt) REQUIRE(pthread_mutex_trylock(&(rt)->lock) == EBUSY)
+/* vmpk's metadata is writable for the calling thread (enter.h). */
+bool vmpk__meta_is_open(void);
+#define REQUIRE_META_OPEN() REQUIRE(vmpk__meta_is_open())
+/* Inside one of vmpk's signal handlers (meta_handler_enter..leave). */
+extern __thread int vmpk__signal_depth __attribute__((tls_model("initial-exec")));
+#define REQUIRE_IN_SIGNAL() REQUIRE(vmpk__signal_depth > 0)
 /* The errno of the calling thread's last VMPK_E_SYSTEM (errors.c). */
 int vmpk__last_errno(void);
 

@@ -271,3 +271,15 @@ __attribute__((noinline)) void vmpk__meta_leave_slow(struct vmpk_thread *t)
             return;
     }
 }
+
+bool vmpk__meta_is_open(void)
+{
+    switch (vmpk__meta_mode) {
+    case META_PKEY:
+        return (rdpkru() & vmpk__meta.m_wd) == 0;
+    case META_MPROTECT:
+        return __atomic_load_n(&mp_open, __ATOMIC_RELAXED) > 0;
+    default:
+        return true;
+    }
+}

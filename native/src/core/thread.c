@@ -71,6 +71,7 @@ static void make_exit_key(void)
 /* Meta open. */
 struct vmpk_thread *vmpk__thread_new(void)
 {
+    REQUIRE_META_OPEN();
     pthread_once(&exit_key_once, make_exit_key);
     struct meta_page *m = &vmpk__meta;
     pthread_mutex_lock(&m->threads_lock);
@@ -91,6 +92,7 @@ struct vmpk_thread *vmpk__thread_new(void)
 /* Meta open (the registry lock is in meta). */
 void vmpk__thread_counters(uint8_t id, struct thread_counters *sum)
 {
+    REQUIRE_META_OPEN();
     struct meta_page *m = &vmpk__meta;
     *sum = (struct thread_counters){ 0 };
     pthread_mutex_lock(&m->threads_lock);

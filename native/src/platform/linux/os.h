@@ -30,7 +30,6 @@ int os_pkey_alloc_readonly(void);
 int os_commit_pkey(struct runtime_counters *c, void *addr, size_t len, int pkey);
 /* mprotect counted as meta_mprotect_calls only (not syscalls). */
 int os_mprotect_meta(struct runtime_counters *c, void *addr, size_t len, int prot);
-int os_release(struct runtime_counters *c, void *addr, size_t len);
 /* Drops the pages' contents; they read as zero afterwards. */
 int os_discard(struct runtime_counters *c, void *addr, size_t len);
 pid_t os_gettid(void);

@@ -321,18 +321,6 @@ int os_commit(struct runtime_counters *c, void *addr, size_t len)
     return result(RAW(SYS_mprotect, addr, len, PROT_READ | PROT_WRITE, 0, 0, 0));
 }
 
-int os_release(struct runtime_counters *c, void *addr, size_t len)
-{
-    count(c, NULL);
-    int r = result(RAW(SYS_munmap, addr, len, 0, 0, 0, 0));
-    pthread_mutex_lock(&reserve_lock);
-    for (int i = 0; r == 0 && i < nreservations; i++)
-        if (reservations[i].lo == (uintptr_t)addr)
-            reservations[i--] = reservations[--nreservations];
-    pthread_mutex_unlock(&reserve_lock);
-    return r;
-}
-
 int os_discard(struct runtime_counters *c, void *addr, size_t len)
 {
     count(c, NULL);
