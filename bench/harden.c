@@ -33,7 +33,7 @@
 
 #include "os.h"
 #include "seccomp_linux.h"
-#include "syscall_x86.h"
+#include "rawsyscall.h"
 #include "vmpk.h"
 
 #define CHECK(call)                                                                        \

@@ -26,7 +26,7 @@ function count(n) {
 
 /**
  * Self cost per "file:function" (inlined code keeps its own file) and the
- * cost of the stub's PKRU lines in cpu_x86.h, from callgrind_annotate.
+ * cost of the stub's PKRU lines in native/src/platform/x86_64/cpu.h, from callgrind_annotate.
  */
 function annotate(out) {
   const text = sh('callgrind_annotate', ['--threshold=100', '--auto=yes', '--context=0', out]);
@@ -38,7 +38,7 @@ function annotate(out) {
   for (const m of text.matchAll(/^\s*([\d,]+) \(\s*[\d.]+%\)\s+static inline \w+ (rdpkru|wrpkru)\(.*vmpk__stub_pkru/gm)) {
     stub[m[2]] += Number(m[1].replaceAll(',', ''));
   }
-  // The checked writes (cpu_x86.h) store the stub variable inline.
+  // The checked writes (x86_64/cpu.h) store the stub variable inline.
   for (const m of text.matchAll(/^\s*([\d,]+) \(\s*[\d.]+%\)\s+vmpk__stub_pkru = /gm)) {
     stub.wrpkru += Number(m[1].replaceAll(',', ''));
   }

@@ -34,9 +34,17 @@ const LAYERS = [
   ['api', 0, 'the entry points of include/vmpk.h'],
   ['backend', 1, 'one file per backend, and the selection table'],
   ['core', 2, 'keys, regions, arena, key cache, gates, metadata,\n                      faults, shootdown, hardening policy'],
+  ['platform', 3, 'what each <arch>/ implements: the signal frame, the\n                      probes, the one syscall instruction'],
   ['platform/linux', 3, 'system calls, threads, signals, the seccomp filter'],
-  ['platform/x86_64', 3, 'PKRU, CPUID, the signal frame, the syscall instruction, probes'],
+  ['platform/x86_64', 3, 'PKRU instructions and checked writes, CPUID, the\n                      XSAVE signal frame, syscall, probes'],
+  ['platform/aarch64', 3, 'no PKRU (mprotect only), the ESR signal frame, svc,\n                      probes'],
 ];
+
+// The CPU folder the build uses (native/Makefile's ARCH); the others are
+// checked for their includes only (no objects of theirs here).
+const ARCH = process.env.VMPK_LAYERS_ARCH ?? execFileSync(process.env.CC ?? 'cc', ['-dumpmachine'], { encoding: 'utf8' }).split('-')[0];
+const CPUS = ['x86_64', 'aarch64'];
+const foreign = (f) => CPUS.some((c) => c !== ARCH && dirname(f) === `platform/${c}`);
 
 const args = new Set(process.argv.slice(2));
 const problems = [];
@@ -86,8 +94,16 @@ const files = walk(src);
 const byBase = new Map();
 for (const f of files) {
   if (!layerOf(f)) problems.push(`outside the layers: native/src/${f}`);
-  if (byBase.has(basename(f))) problems.push(`two files named ${basename(f)}: ${byBase.get(basename(f))}, ${f}`);
-  byBase.set(basename(f), f);
+  byBase.set(basename(f), [...(byBase.get(basename(f)) ?? []), f]);
+}
+// A header name means the file in the includer's own folder, else the one of
+// the build's CPU: each <arch>/ has the same names.
+function resolve(from, name) {
+  const all = byBase.get(basename(name)) ?? [];
+  const own = all.filter((f) => dirname(f) === dirname(from));
+  const usable = own.length ? own : all.filter((f) => !foreign(f) || foreign(from));
+  if (usable.length > 1) problems.push(`"${name}" in native/src/${from} names several files: ${usable.join(', ')}`);
+  return usable[0];
 }
 
 const stem = (f) => f.replace(/\.[ch]$/, '');
@@ -98,7 +114,7 @@ for (const f of files) {
   for (const m of text.matchAll(/^\s*#\s*include\s+"([^"]+)"/gm)) {
     const name = m[1];
     if (name === 'vmpk.h') continue; // the public header: every layer may use it
-    const to = byBase.get(basename(name));
+    const to = resolve(f, name);
     if (!to) {
       problems.push(`unresolved include "${name}" in native/src/${f}`);
       continue;
@@ -114,7 +130,7 @@ if (!process.env.VMPK_LAYERS_BUILD) {
 const nm = process.env.NM ?? 'nm';
 const defined = new Map();
 const undefinedBy = new Map();
-for (const f of files.filter((x) => x.endsWith('.c'))) {
+for (const f of files.filter((x) => x.endsWith('.c') && !foreign(x))) {
   const obj = join(build, f.replace(/\.c$/, '.o'));
   if (!existsSync(obj)) {
     problems.push(`no object ${relative(root, obj)} for native/src/${f}`);

@@ -19,7 +19,7 @@
 #include "check.h"
 #include "os.h"
 #include "seccomp_linux.h"
-#include "syscall_x86.h"
+#include "rawsyscall.h"
 
 /* Runs fn in a child; returns its failure count (exit status), or 100 + the
  * signal that killed it. */

@@ -31,7 +31,7 @@
 #include "cache.h"
 #include "enter.h"
 #include "gate.h"
-#include "cpu_x86.h"
+#include "cpu.h"
 #include "os.h"
 #include "pkru.h"
 #include "shootdown.h"

@@ -10,7 +10,7 @@
 #ifndef VMPK_CACHE_H
 #define VMPK_CACHE_H
 
-#include "cpu_x86.h"
+#include "cpu.h"
 #include "internal.h"
 
 /* Pins k if it serves slot; false if it serves another or none. */

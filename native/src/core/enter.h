@@ -10,7 +10,7 @@
 #ifndef VMPK_ENTER_H
 #define VMPK_ENTER_H
 
-#include "cpu_x86.h"
+#include "cpu.h"
 #include "internal.h"
 #include "pkru.h"
 #include "shootdown.h"

@@ -29,10 +29,10 @@
 #include "internal.h"
 #include "os.h"
 #include "pkru.h"
-#include "probe_x86.h"
+#include "probe.h"
 #include "shootdown.h"
 #include "tasks.h"
-#include "sigframe_x86.h"
+#include "sigframe.h"
 
 #ifndef SEGV_PKUERR
 #define SEGV_PKUERR 4

@@ -3,7 +3,7 @@
  * band of address space holding every reservation vmpk makes once hardened
  * (the arena of key windows, its owner table, the vkey tables), and any
  * reservation made before, outside the band. Whom it trusts: the one
- * syscall instruction of syscall_x86.c.
+ * syscall instruction of <arch>/rawsyscall.c.
  *
  * Before the filter goes on, a forked child repeats vmpk's calls on a
  * page of vmpk's own in the band and checks their effect, not just
@@ -22,10 +22,10 @@
 #include "harden.h"
 #include "internal.h"
 #include "os.h"
-#include "probe_x86.h"
+#include "probe.h"
 #include "seccomp_linux.h"
 #include "shootdown.h"
-#include "syscall_x86.h"
+#include "rawsyscall.h"
 #include "tasks.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;

@@ -118,7 +118,7 @@ struct thread_counters {
 /* Lives in the threads meta area (meta.h), so its gate stack, from which
  * the handlers compute the thread's PKRU, cannot be forged. */
 struct vmpk_thread {
-    /* The checked PKRU writes read these two (cpu_x86.h). */
+    /* The checked PKRU writes read these two (cpu.h). */
     void *self;               /* &vmpk__self of its thread */
     uint32_t pkru_expect;     /* PKRU this thread should hold (vmpk's bits) */
     /* A shootdown ran while this thread was inside vmpk: recompute every

@@ -26,18 +26,7 @@ int vmpk__meta_mode;
 int vmpk__meta_pkey;
 _Atomic uint32_t vmpk__meta_owned;
 
-/* The target of every failed PKRU check. A jump lands here with any stack
- * alignment: realign, so abort() raises SIGABRT rather than faulting. */
-__asm__(".text\n"
-        ".globl vmpk__pkru_mismatch\n"
-        ".hidden vmpk__pkru_mismatch\n"
-        ".type vmpk__pkru_mismatch, @function\n"
-        "vmpk__pkru_mismatch:\n"
-        "    andq $-16, %rsp\n"
-        "    call abort@PLT\n"
-        "    ud2\n");
-
-/* The entries' restartable sequences (cpu_x86.h): pairs of offsets, each
+/* The entries' restartable sequences (cpu.h): pairs of offsets, each
  * from its own field, to the RDPKRU and to the WRPKRU. None in the stub
  * build. */
 extern const int32_t __start_vmpk_restart[] __attribute__((weak, visibility("hidden")));

@@ -55,7 +55,7 @@ struct meta_pool {
     bool kernel_has_none;     /* pkey_alloc failed: do not ask on every miss */
 };
 
-/* The meta page. The checked PKRU writes (cpu_x86.h) read the first words. */
+/* The meta page. The checked PKRU writes (cpu.h) read the first words. */
 struct meta_page {
     /* Grow while other threads check against them (a new pkey is owned
      * before any thread has bits for it that vmpk set): atomic words. */

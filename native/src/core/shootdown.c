@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "cpu_x86.h"
+#include "cpu.h"
 #include "enter.h"
 #include "os.h"
 #include "shootdown.h"
-#include "sigframe_x86.h"
+#include "sigframe.h"
 #include "tasks.h"
 
 /* sched_yield rounds between looks in /proc for threads that block the

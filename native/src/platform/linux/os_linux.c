@@ -12,10 +12,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "cpu_x86.h"
+#include "cpu.h"
 #include "internal.h"
 #include "os.h"
-#include "syscall_x86.h"
+#include "rawsyscall.h"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000

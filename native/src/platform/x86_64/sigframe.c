@@ -1,11 +1,11 @@
-/* See sigframe_x86.h. The layout is the kernel's: fpregs points at a
+/* See sigframe.h. The layout is the kernel's: fpregs points at a
  * standard-format XSAVE area (legacy 512 bytes, then the 64-byte header whose
  * first word is XSTATE_BV), marked by FP_XSTATE_MAGIC1 in the legacy area's
  * software-reserved bytes. The kernel selftest protection_keys.c does this. */
 #define _GNU_SOURCE
 #include <string.h>
 
-#include "sigframe_x86.h"
+#include "sigframe.h"
 
 #define XSAVE_HEADER 512      /* XSTATE_BV is its first 8 bytes */
 #define SW_RESERVED 464       /* struct _fpx_sw_bytes in the legacy area */

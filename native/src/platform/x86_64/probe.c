@@ -5,7 +5,7 @@
  * old and new values: the CPU checks it as a write even when the compare
  * fails, and the byte never changes, even with other threads writing it.
  */
-#include "probe_x86.h"
+#include "probe.h"
 
 __asm__(".text\n"
         ".globl vmpk__probe_read\n"

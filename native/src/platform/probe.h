@@ -1,6 +1,6 @@
-/* Faulting probes for vmpk_probe (probe_x86.c). */
-#ifndef VMPK_PROBE_X86_H
-#define VMPK_PROBE_X86_H
+/* Faulting probes for vmpk_probe (<arch>/probe.c). */
+#ifndef VMPK_PROBE_H
+#define VMPK_PROBE_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -12,4 +12,4 @@ extern const char vmpk__probe_read_at[], vmpk__probe_write_at[], vmpk__probe_den
 /* ip is one of the probes' accesses. */
 bool probe_fault_at(uintptr_t ip);
 
-#endif /* VMPK_PROBE_X86_H */
+#endif /* VMPK_PROBE_H */

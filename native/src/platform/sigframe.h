@@ -1,10 +1,11 @@
 /*
- * The interrupted context in a SIGSEGV handler (x86-64 Linux): its PKRU,
- * kept in the signal frame's XSAVE area and restored by sigreturn, whether
- * the access was a write, and its instruction pointer.
+ * The interrupted context in a SIGSEGV handler (<arch>/sigframe.c): its
+ * PKRU (x86-64: kept in the signal frame's XSAVE area and restored by
+ * sigreturn; false where the CPU has none), whether the access was a write,
+ * and its instruction pointer.
  */
-#ifndef VMPK_SIGFRAME_X86_H
-#define VMPK_SIGFRAME_X86_H
+#ifndef VMPK_SIGFRAME_H
+#define VMPK_SIGFRAME_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,4 +27,4 @@ void sigframe_resume_at(ucontext_t *uc, uintptr_t ip, uint64_t rax);
 /* Resumes at an RDPKRU with rcx = rdx = 0, as RDPKRU and WRPKRU need. */
 void sigframe_restart_pkru(ucontext_t *uc, uintptr_t ip);
 
-#endif /* VMPK_SIGFRAME_X86_H */
+#endif /* VMPK_SIGFRAME_H */

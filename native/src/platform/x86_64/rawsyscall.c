@@ -1,11 +1,11 @@
 /*
- * The one syscall instruction of vmpk's memory calls (see syscall_x86.h).
+ * The one syscall instruction of vmpk's memory calls (see rawsyscall.h).
  * Written in assembly so that the compiler can neither inline it nor
  * duplicate the instruction: the filter trusts exactly one address.
  * Linux x86-64: number in rax, arguments in rdi, rsi, rdx, r10, r8, r9;
  * the instruction clobbers rcx and r11.
  */
-#include "syscall_x86.h"
+#include "rawsyscall.h"
 
 __asm__(".text\n"
         ".globl vmpk__syscall6\n"
