@@ -49,9 +49,25 @@ bool sigframe_set_pkru(ucontext_t *uc, uint32_t pkru)
     return false;
 }
 
+/* Without an ESR record (qemu-user's frames have none), the faulting
+ * instruction says it: in the load/store class, bit 22 is L (load) for the
+ * single-register, pair and exclusive forms; an atomic (LDADD, SWP...)
+ * writes whatever that bit says. */
+static bool insn_writes(uintptr_t pc)
+{
+    uint32_t i;
+    memcpy(&i, (const void *)pc, sizeof i);
+    if ((i & 0x0a000000) != 0x08000000)
+        return false; /* not a load or store */
+    bool atomic = (i & 0x3b200c00) == 0x38200000;
+    return atomic || !(i & (1u << 22));
+}
+
 bool sigframe_is_write(const ucontext_t *uc)
 {
     uint64_t esr = esr_of(uc);
+    if (!esr)
+        return insn_writes(uc->uc_mcontext.pc);
     return ESR_EC(esr) == EC_DABT_LOW && (esr & ESR_WNR);
 }
 
