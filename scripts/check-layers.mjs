@@ -35,9 +35,9 @@ const LAYERS = [
   ['backend', 1, 'one file per backend, and the selection table'],
   ['core', 2, 'keys, regions, arena, key cache, gates, metadata,\n                      faults, shootdown, hardening policy'],
   ['platform', 3, 'what each <arch>/ implements: the signal frame, the\n                      probes, the one syscall instruction'],
-  ['platform/linux', 3, 'system calls, threads, signals, the seccomp filter'],
-  ['platform/x86_64', 3, 'PKRU instructions and checked writes, CPUID, the\n                      XSAVE signal frame, syscall, probes'],
-  ['platform/aarch64', 3, 'no PKRU (mprotect only), the ESR signal frame, svc,\n                      probes'],
+  ['platform/linux', 3, 'system calls, threads, the seccomp filter\'s interface'],
+  ['platform/x86_64', 3, 'PKRU instructions and checked writes, CPUID, the\n                      XSAVE signal frame, syscall, probes, the filter'],
+  ['platform/aarch64', 3, 'no PKRU (mprotect only), the ESR signal frame, svc,\n                      probes, no filter (hardened mode unavailable)'],
 ];
 
 // The CPU folder the build uses (native/Makefile's ARCH); the others are
