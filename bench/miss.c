@@ -6,8 +6,10 @@
  *   bench/build/miss-release [ROUNDS]  the real build: needs PKU (the QEMU guest)
  *
  * For each case: KEYS vkeys with REGIONS one-page regions each, a budget of
- * BUDGET hardware keys, and gates cycling through the keys in order, so LRU
- * evicts the key needed next and every gate misses. One warm-up cycle binds
+ * BUDGET hardware keys, and gates cycling through the keys in order: every
+ * key is used as often as the others, so the cache (cache.h: ties go to the
+ * lowest hw index) keeps BUDGET - 1 of them and cycles the rest through one
+ * hw key, and all but BUDGET - 1 gates of a cycle miss. One warm-up cycle binds
  * the hardware keys first (its pkey_alloc calls are not counted); then
  * ROUNDS cycles (default 4) are measured. A "holes" case frees every other
  * region, so the live regions are not contiguous.

@@ -1,6 +1,8 @@
 // Many isolated regions (issue 6): 1,000 to 1,000,000 vkeys, one region of
 // one page each, accessed in gates (key.with) in a Zipf(0.99) and in a
-// uniform order.
+// uniform order, and in a scan order (the Zipf load with every other gate
+// taken instead by the next key of a sweep over all keys: a hot set under
+// a one-pass scan, what flushes an LRU cache).
 //
 //   node bench/regions.mjs [--max N] [--gates G] [--trials T] [--counts]
 //                          [--backends pku,mprotect]
@@ -102,11 +104,39 @@ function sequence(order, n, gates, seed) {
     const perm = permutation(n, prng(seed ^ 0x9e3779b9));
     const draw = zipfSampler(n, ZIPF_S, rand);
     for (let i = 0; i < seq.length; i++) seq[i] = perm[draw()];
+  } else if (order === 'scan') {
+    const perm = permutation(n, prng(seed ^ 0x9e3779b9));
+    const draw = zipfSampler(n, ZIPF_S, rand);
+    for (let i = 0, next = 0; i < seq.length; i++) seq[i] = i % 2 ? next++ % n : perm[draw()];
   } else {
     const draw = uniformSampler(n, rand);
     for (let i = 0; i < seq.length; i++) seq[i] = draw();
   }
   return seq;
+}
+
+/** Hit rate over seq[from..] of the best fixed choice: the `keys` keys used most there. */
+function bestFixedHitRate(seq, from, keys) {
+  const uses = new Map();
+  for (let i = from; i < seq.length; i++) uses.set(seq[i], (uses.get(seq[i]) ?? 0) + 1);
+  const top = [...uses.values()].sort((a, b) => b - a).slice(0, keys);
+  return top.reduce((s, c) => s + c, 0) / (seq.length - from);
+}
+
+/** Hit rate over seq[from..] of an LRU cache of `keys` entries run over all of seq. */
+function lruHitRate(seq, from, keys) {
+  const lru = new Map(); // insertion order: least recently used first
+  let hits = 0;
+  for (let i = 0; i < seq.length; i++) {
+    const k = seq[i];
+    if (lru.delete(k)) {
+      if (i >= from) hits++;
+    } else if (lru.size === keys) {
+      lru.delete(lru.keys().next().value);
+    }
+    lru.set(k, true);
+  }
+  return hits / (seq.length - from);
 }
 
 /** Renumbers the keys a sequence touches 0..m-1, in order of first use. */
@@ -199,7 +229,7 @@ function measure(open, backend, n, o) {
 
   row.orders = {};
   let seed = 0x5eed + n;
-  for (const order of ['zipf', 'uniform']) {
+  for (const order of ['zipf', 'uniform', 'scan']) {
     const { seq, keys } = compact(sequence(order, n, o.gates, seed++), n);
     const K = keys.map((k) => batch.key(k));
     const V = keys.map((k) => batch.region(k).bytes); // one view per region, made once
@@ -219,6 +249,10 @@ function measure(open, backend, n, o) {
     const b = rt.stats();
     const r = { distinctKeys: keys.length, ...perGate(a, b) };
     row.hwKeysHeld = b.hwKeysHeld; // what the cache really had: others (V8 in Node 20) may hold some
+    if (backend === 'pku') {
+      r.bestFixedHitRate = bestFixedHitRate(seq, o.gates, b.hwKeysHeld);
+      r.lruHitRate = lruHitRate(seq, o.gates, b.hwKeysHeld);
+    }
     r.vmasAfterGates = vmaCount();
     r.arenaVmasAfterGates = vmaCount(lo, end);
     if (!o.counts) {
@@ -289,11 +323,11 @@ function printRows(rows, stubbed, counts) {
     console.log(`  ${num(r.vkeys).padStart(9)}  ${label(r.backend).padEnd(10)}${rates}  ${f(r.metadataBytesPerVkey, 1).padStart(15)}  ${String(r.vmasBefore).padStart(11)}  ${String(r.vmasAfterCreate).padStart(5)}  ${String(r.arenaVmasAfterCreate).padStart(5)}`);
   }
   console.log('gates (per gate, exact stats() deltas over the counted pass):');
-  console.log(`  ${'vkeys'.padStart(9)}  ${'backend'.padEnd(10)}  order    keys used  hit rate  evictions  syscalls  PKRU writes  VMAs  arena${counts ? '' : '  throughput vs plain'}`);
+  console.log(`  ${'vkeys'.padStart(9)}  ${'backend'.padEnd(10)}  order    keys used  hit rate  (best fixed, LRU)  evictions  syscalls  PKRU writes  VMAs  arena${counts ? '' : '  throughput vs plain'}`);
   for (const r of rows) {
     for (const [order, g] of Object.entries(r.orders)) {
       const t = counts ? '' : `  ${(100 * g.relativeThroughput.median).toFixed(1).padStart(5)}% (${(100 * g.relativeThroughput.q1).toFixed(1)}-${(100 * g.relativeThroughput.q3).toFixed(1)})`;
-      console.log(`  ${num(r.vkeys).padStart(9)}  ${label(r.backend).padEnd(10)}  ${order.padEnd(7)}  ${num(g.distinctKeys).padStart(9)}  ${f(g.hitRate).padStart(8)}  ${f(g.evictions).padStart(9)}  ${f(g.syscalls).padStart(8)}  ${f(g.pkruWrites).padStart(11)}  ${String(g.vmasAfterGates).padStart(4)}  ${String(g.arenaVmasAfterGates).padStart(5)}${t}`);
+      console.log(`  ${num(r.vkeys).padStart(9)}  ${label(r.backend).padEnd(10)}  ${order.padEnd(7)}  ${num(g.distinctKeys).padStart(9)}  ${f(g.hitRate).padStart(8)}  ${(g.bestFixedHitRate === undefined ? '' : `(${f(g.bestFixedHitRate)}, ${f(g.lruHitRate)})`).padEnd(17)}  ${f(g.evictions).padStart(9)}  ${f(g.syscalls).padStart(8)}  ${f(g.pkruWrites).padStart(11)}  ${String(g.vmasAfterGates).padStart(4)}  ${String(g.arenaVmasAfterGates).padStart(5)}${t}`);
     }
   }
 }
@@ -306,7 +340,7 @@ export async function main(argv = process.argv.slice(2)) {
     console.log(JSON.stringify(measure(open, backend, Number(n), o)));
     return undefined;
   }
-  heading(`regions: ${o.sizes.map(num).join(', ')} vkeys, one ${REGION}-byte region each, gates in Zipf(${ZIPF_S}) and uniform order`);
+  heading(`regions: ${o.sizes.map(num).join(', ')} vkeys, one ${REGION}-byte region each, gates in Zipf(${ZIPF_S}), uniform and scan order`);
   if (!process.env.VMPK_VM) ensureBuilt({ dist: true });
   if (!process.env.VMPK_LIBRARY && !cpuHasPku()) process.env.VMPK_LIBRARY = STUB_SO;
   const { open } = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href);
@@ -325,7 +359,7 @@ export async function main(argv = process.argv.slice(2)) {
       const row = measureInChild(argv, backend, n);
       rows.push(row);
       const z = row.orders.zipf;
-      console.log(`  ${num(n)} vkeys, ${backend === 'pku' && stubbed ? 'pku (stub)' : backend}${backend === 'pku' ? ` (${row.hwKeysHeld} hardware keys held)` : ''}: ${o.counts ? '' : `${num(Math.round(row.createRate))} created/s, `}zipf hit rate ${z.hitRate.toFixed(3)}, ${z.syscalls.toFixed(3)} syscalls per gate`);
+      console.log(`  ${num(n)} vkeys, ${backend === 'pku' && stubbed ? 'pku (stub)' : backend}${backend === 'pku' ? ` (${row.hwKeysHeld} hardware keys held)` : ''}: ${o.counts ? '' : `${num(Math.round(row.createRate))} created/s, `}zipf hit rate ${z.hitRate.toFixed(3)}${z.bestFixedHitRate === undefined ? '' : ` (best fixed ${z.bestFixedHitRate.toFixed(3)}: ${(100 * z.hitRate / z.bestFixedHitRate).toFixed(1)}%; LRU ${z.lruHitRate.toFixed(3)})`}, ${z.syscalls.toFixed(3)} syscalls per gate`);
     }
   }
   printRows(rows, stubbed, o.counts);

@@ -24,7 +24,9 @@
 import { Mutex } from 'async-mutex';
 import { AsyncLocalStorage, createHook } from 'node:async_hooks';
 import { VmpkError, describe, invalidArgument, nativeError, runtimeClosed } from './errors.js';
+import { AsyncHookDisable, enableTrusted, popGate, pushGate, trustingEnables } from './gates.js';
 import { closedNow, type KeyState, type RuntimeState } from './internal.js';
+import { AsyncLocalStorageGetStore, AsyncLocalStorageRun, executionAsyncResource, isPromise, uncurryThis } from './primordials.js';
 import { checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
 
 import { E_KEYS_PINNED } from './codes.js';
@@ -37,64 +39,112 @@ interface Frame {
   readonly parent: Frame | undefined;
   /** False once withAsync has settled: pieces of fn that still run (callbacks fn left behind) get no access. */
   active: boolean;
-  /** A gate that failed to open or close in a hook (hooks must not throw): withAsync rejects with it. */
-  error: VmpkError | undefined;
+  /**
+   * A gate that failed to open or close in a hook (hooks must not throw):
+   * withAsync rejects with its error. Only the code is kept here: the error
+   * is made after fn settled, never while a gate is open (making an Error
+   * can run other code: a setter on Error.prototype.name, say).
+   */
+  failRc: number;
+  failHow: string;
   readonly where: string;
 }
 
 const store = new AsyncLocalStorage<Frame>();
 let running = 0; // active frames on this thread
-/** Gates opened by `before`, closed by the matching `after`. */
-const opened: Array<{ readonly id: number; readonly frames: Frame[] }> = [];
+/**
+ * Pieces whose gates `before` opened and the matching `after` closes:
+ * their async id and how many gates (the top of gates.ts's stack).
+ */
+const opened: Array<{ readonly id: number; count: number }> = [];
+const ArrayPrototypePush = uncurryThis(Array.prototype.push) as <T>(a: T[], v: T) => number;
+const ArrayPrototypePop = uncurryThis(Array.prototype.pop) as <T>(a: T[]) => T | undefined;
 
-function openChain(f: Frame, out: Frame[], fail: (f: Frame, rc: number, how: string) => void): void {
-  if (f.parent !== undefined) openChain(f.parent, out, fail);
-  if (!f.active || f.error !== undefined) return;
-  const rs = f.ks.rs;
-  const rc = rs.n.begin(f.ks.handle, f.access);
-  if (rc === 0) out.push(f);
-  else fail(f, rc, 'opening the gate for a piece of fn after an await');
+/** The frames of a piece's chain, outermost first: built before any gate opens. */
+function chainOf(f: Frame): Frame[] {
+  const out: Frame[] = [];
+  for (let g: Frame | undefined = f; g !== undefined; g = g.parent) if (g.active && g.failRc === 0) ArrayPrototypePush(out, g);
+  return out;
 }
 
-function closeFrames(frames: Frame[], fail: (f: Frame, rc: number, how: string) => void): void {
-  for (let i = frames.length - 1; i >= 0; i--) {
-    const f = frames[i]!;
-    const rs = f.ks.rs;
-    const rc = rs.n.end(f.ks.handle);
-    if (rc !== 0) fail(f, rc, 'closing the gate after a piece of fn');
+function fail(f: Frame, rc: number, how: string): void {
+  if (f.failRc === 0) {
+    f.failRc = rc;
+    f.failHow = how;
   }
 }
 
-function makeError(f: Frame, rc: number, how: string): void {
-  f.error ??= nativeError(rc, `${f.where}: ${how}`);
-}
-
 const hook = createHook({
+  // Between vmpk_begin and the end of `before`, nothing runs but vmpk_begin,
+  // reads of vmpk's own objects and writes to their own fields: no lookup
+  // that other code could have replaced or hooked.
   before(asyncId) {
-    const f = store.getStore();
+    const f = AsyncLocalStorageGetStore(store);
     if (f === undefined) return;
-    const frames: Frame[] = [];
-    openChain(f, frames, makeError);
-    if (frames.length !== 0) opened.push({ id: asyncId, frames });
+    // Only promise reactions (the pieces of fn after an await, and .then
+    // callbacks fn chained) get a gate: an exception thrown there rejects a
+    // promise. A timer or I/O callback that threw inside a gate would run
+    // process 'uncaughtException' listeners (other code) with it open.
+    if (!isPromise(executionAsyncResource())) return;
+    const chain = chainOf(f);
+    if (chain.length === 0) return;
+    const entry = { id: asyncId, count: 0 };
+    ArrayPrototypePush(opened, entry);
+    // The chain, outermost first (reversed: chainOf starts at the innermost).
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const g = chain[i]!;
+      const rc = g.ks.rs.n.begin(g.ks.handle, g.access);
+      if (rc === 0) {
+        pushGate(g.ks, g.access);
+        entry.count++;
+      } else fail(g, rc, 'opening the gate for a piece of fn after an await');
+    }
   },
   after(asyncId) {
-    const top = opened[opened.length - 1];
-    if (top === undefined || top.id !== asyncId) return;
-    opened.pop();
-    closeFrames(top.frames, makeError);
+    const n = opened.length;
+    if (n === 0) return;
+    const top = opened[n - 1]!;
+    if (top.id !== asyncId) return;
+    for (let c = top.count; c > 0; c--) {
+      const ks = popGate()!;
+      const rc = ks.rs.n.end(ks.handle);
+      if (rc !== 0) fail(frameOf(ks), rc, 'closing the gate after a piece of fn');
+    }
+    ArrayPrototypePop(opened);
   },
 });
+
+/** The frame of the current piece whose key is ks (for an error report only). */
+function frameOf(ks: KeyState): Frame {
+  let f = AsyncLocalStorageGetStore(store);
+  while (f !== undefined && f.ks !== ks) f = f.parent;
+  return f ?? AsyncLocalStorageGetStore(store)!;
+}
 
 let enabled = false;
 let idleTimer: NodeJS.Timeout | undefined;
 
 /** How long the hooks stay on after the thread's last async gate settled: toggling them costs about as much as a gate. */
 const IDLE_MS = 100;
+const WARM = {} as Frame;
+const noop = (): void => {};
+
+// Node 20's AsyncLocalStorage propagates stores with one async hook of its
+// own, shared by every store: enabled here once, through vmpk, it is marked
+// as vmpk's, so that gates.ts never wraps it (a wrapped one would close and
+// reopen the gates around every promise fn creates).
+trustingEnables(() => {
+  AsyncLocalStorageRun(store, WARM, noop);
+  store.disable();
+});
 
 function started(): void {
   running++;
   if (!enabled) {
-    hook.enable();
+    enableTrusted(hook);
+    // AsyncLocalStorage enables a hook of Node's own on first use: enable
+    // it here, as vmpk's (gates.ts wraps hooks enabled by other code).
+    trustingEnables(() => AsyncLocalStorageRun(store, WARM, noop));
     enabled = true;
   }
 }
@@ -104,8 +154,10 @@ function disableIfIdle(): void {
   // No frame runs, so no callback of one is executing (this is a timer's)
   // and the stack of opened gates is empty: disabling now loses no `after`.
   if (running !== 0 || opened.length !== 0 || !enabled) return;
-  hook.disable();
-  store.disable();
+  trustingEnables(() => {
+    AsyncHookDisable(hook);
+    store.disable();
+  });
   enabled = false;
 }
 
@@ -251,27 +303,47 @@ export async function withAsync<T>(ks: KeyState, access: number, where: string, 
 
   let parent = store.getStore();
   while (parent !== undefined && !parent.active) parent = parent.parent;
-  const frame: Frame = { ks, access, parent, active: true, error: undefined, where };
+  const frame: Frame = { ks, access, parent, active: true, failRc: 0, failHow: '', where };
   started();
+  let failure: VmpkError | undefined;
+  const failed = (): VmpkError | undefined => (failure ??= frame.failRc === 0 ? undefined : nativeError(frame.failRc, `${where}: ${frame.failHow}`));
   try {
-    // The first piece: fn until its first await, inside a plain gate.
-    const rcBegin = rs.n.begin(ks.handle, access);
-    if (rcBegin !== 0) throw errors.gate(rcBegin);
+    // The first piece: fn until its first await, inside a plain gate, opened
+    // inside store.run() so that AsyncLocalStorage's own work (and whatever
+    // it touches) runs before the gate opens and after it closes.
+    let gateRc = 0;
+    let endRc = 0;
     let result: T;
     try {
-      result = store.run(frame, fn);
+      result = AsyncLocalStorageRun(store, frame, () => {
+      gateRc = rs.n.begin(ks.handle, access);
+      if (gateRc !== 0) return undefined as T;
+      pushGate(ks, access);
+      let r: T;
+      try {
+        r = fn();
+      } catch (err) {
+        popGate();
+        endRc = rs.n.end(ks.handle);
+        throw err;
+      }
+      popGate();
+      endRc = rs.n.end(ks.handle);
+      return r;
+    });
     } catch (err) {
-      const rcEnd = rs.n.end(ks.handle);
-      if (rcEnd !== 0) throw withCause(errors.end(rcEnd), err);
+      if (endRc !== 0) throw withCause(errors.end(endRc), err);
       throw err;
     }
-    const rcEnd = rs.n.end(ks.handle);
-    if (rcEnd !== 0) throw errors.end(rcEnd);
+    if (gateRc !== 0) throw errors.gate(gateRc);
+    if (endRc !== 0) throw errors.end(endRc);
     const value = await result;
-    if (frame.error !== undefined) throw frame.error;
+    const e = failed();
+    if (e !== undefined) throw e;
     return value;
   } catch (err) {
-    if (frame.error !== undefined && err !== frame.error) throw withCause(frame.error, err);
+    const e = failed();
+    if (e !== undefined && err !== e) throw withCause(e, err);
     throw err;
   } finally {
     frame.active = false;

@@ -3,16 +3,18 @@
 // written only inside emit(), which opens the key 'rw' for the calling
 // thread alone (pku; on mprotect the pages stop executing for everyone while
 // an emit runs, W^X), and emit() ends with commit(): the new bytes are
-// scanned for WRPKRU and XRSTOR (the inspector's scanner), and unsafe code is
-// wiped and refused, so nothing of it is ever callable.
-import { VMPK_READ } from './access.js';
+// gathered outside any gate, scanned for WRPKRU and XRSTOR, and only safe
+// code is copied in, by a gate in which nothing but vmpk's captured
+// built-ins runs (see emit()).
+import { VMPK_READ, VMPK_RW } from './access.js';
 import { VmpkError, describe, invalidArgument, quoteName, runtimeClosed } from './errors.js';
 import { INTERNAL, closedNow, notConstructible, type KeyState, type RuntimeState } from './internal.js';
-import { scanBytes } from './inspect/scan.js';
-import { Key, checkKeyName } from './key.js';
+import { isXrstorModrm } from './inspect/scan.js';
+import { Key, checkKeyName, gateError } from './key.js';
 import { KEY_EXEC, type NativeCode } from './native.js';
 import type { Region } from './region.js';
 import { checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
+import { isUint8Array, BigIntCtor, NumberIsSafeInteger, ObjectFreeze, TypedArrayPrototypeFill, TypedArrayPrototypeGetLength, TypedArrayPrototypeSet, TypedArrayPrototypeSubarray } from './primordials.js';
 
 export interface CodeCacheOptions {
   /** Printed in fault reports; at most 63 bytes of UTF-8. */
@@ -130,23 +132,40 @@ export class CodeCache {
 
   /**
    * Writes code and commits it. `code` is the bytes, or a function that
-   * writes them through an Emitter. The key is open 'rw' for the calling
-   * thread while it runs (pku: for it alone; mprotect: the pages stop being
-   * executable for every thread meanwhile). Then commit(): the bytes are
-   * scanned for WRPKRU (0F 01 EF) and XRSTOR (0F AE /5), also where they
-   * would span the end of the previous entry; a hit is wiped (INT3) and
-   * refused with UNSAFE_CODE and its cache offset, and nothing of the emit
-   * becomes callable. A writer that throws abandons the emit the same way.
+   * writes them through an Emitter, into a staging buffer: the writer runs
+   * with the cache closed. Then commit(): the bytes are scanned for WRPKRU
+   * (0F 01 EF) and XRSTOR (0F AE /5), also where they would span the end of
+   * the previous entry; a hit is refused with UNSAFE_CODE and its cache
+   * offset, and nothing of the emit reaches the cache. Safe code is copied
+   * in by one gate 'rw' for the calling thread (pku: for it alone; mprotect:
+   * the pages stop being executable for every thread meanwhile) in which
+   * nothing but vmpk's captured built-ins runs. A writer that throws
+   * abandons the emit the same way.
    */
   emit(code: ArrayLike<number> | ((emitter: Emitter) => void)): CodeEntry {
     const where = 'codeCache.emit()';
     const writer = typeof code === 'function' ? code : undefined;
-    const bytes = writer === undefined ? checkBytes(code, 'code', where) : undefined;
+    const bytes = writer === undefined ? checkBytes(code, 'code', where, this.#size) : undefined;
     this.#check(where);
     const start = Math.ceil(this.#top / ALIGN) * ALIGN;
-    if (bytes !== undefined && bytes.length > this.#size - start) throw this.#full(where, bytes.length, start);
-    const view = this.#bytes();
     const size = this.#size;
+    if (bytes !== undefined && TypedArrayPrototypeGetLength(bytes) > size - start) throw this.#full(where, TypedArrayPrototypeGetLength(bytes), start);
+    const view = this.#bytes();
+    // The code is gathered in a staging buffer of vmpk's own, outside any
+    // gate: the writer (and every getter, Proxy or replaced built-in it may
+    // reach) never runs while the cache is writable. The staging buffer is
+    // scanned, and only then copied in by one gate that runs nothing but
+    // captured built-ins (primordials.ts) on vmpk's own buffers: no code can
+    // change the bytes between the scan and the copy, nor after it.
+    // It grows by doubling (an emit is usually far smaller than the cache).
+    let staging = new Uint8Array(Math.min(size - start, 256));
+    const room = (n: number): void => {
+      const cap = TypedArrayPrototypeGetLength(staging);
+      if (n <= cap) return;
+      const grown = new Uint8Array(Math.min(size - start, Math.max(n, 2 * cap)));
+      TypedArrayPrototypeSet(grown, staging, 0);
+      staging = grown;
+    };
     let length = 0;
     let open = true;
     const emitter: Emitter = {
@@ -160,66 +179,59 @@ export class CodeCache {
       write: (b) => {
         const w = 'emitter.write()';
         if (!open) throw emitEnded(w);
-        const src = checkBytes(b, 'bytes', w);
-        if (src.length > this.#size - start - length) throw this.#full(w, src.length, start + length);
-        view.set(src, start + length);
-        length += src.length;
-        return start + length - src.length;
+        const src = checkBytes(b, 'bytes', w, size);
+        const n = TypedArrayPrototypeGetLength(src);
+        if (n > size - start - length) throw this.#full(w, n, start + length);
+        room(length + n);
+        TypedArrayPrototypeSet(staging, src, length);
+        length += n;
+        return start + length - n;
       },
       patch: (at, b) => {
         const w = 'emitter.patch()';
         if (!open) throw emitEnded(w);
-        const src = checkBytes(b, 'bytes', w);
+        const src = checkBytes(b, 'bytes', w, size);
+        const n = TypedArrayPrototypeGetLength(src);
         const off = checkInteger(at, 'at', w, start, start + length);
-        if (off + src.length > start + length) throw invalidArgument(`${w}: ${src.length} bytes at offset ${off} reach past what this emit wrote (offsets ${start} to ${start + length - 1}); write() them instead`);
-        view.set(src, off);
+        if (off + n > start + length) throw invalidArgument(`${w}: ${n} bytes at offset ${off} reach past what this emit wrote (offsets ${start} to ${start + length - 1}); write() them instead`);
+        TypedArrayPrototypeSet(staging, src, off - start);
       },
     };
     this.#emitting = true;
     try {
-      return this.#key.with('rw', () => {
-        try {
-          view.fill(TRAP, this.#top, start);
-          if (bytes !== undefined) emitter.write(bytes);
-          else {
-            const r = writer!(emitter) as unknown;
-            if (r !== null && typeof r === 'object' && typeof (r as { then?: unknown }).then === 'function') {
-              if (r instanceof Promise) r.catch(() => {});
-              throw new VmpkError('ASYNC_IN_SYNC_GATE', `${where}: the writer returned a promise, but an emit is synchronous: write the code before returning`);
-            }
-          }
-          open = false;
-          if (length === 0) throw invalidArgument(`${where}: the emit wrote no bytes; there is nothing to commit`);
-          this.#commit(view, start, length);
-        } catch (err) {
-          open = false;
-          view.fill(TRAP, start, start + length);
-          throw err;
+      if (bytes !== undefined) emitter.write(bytes);
+      else {
+        const r = writer!(emitter) as unknown;
+        if (r !== null && typeof r === 'object' && typeof (r as { then?: unknown }).then === 'function') {
+          if (r instanceof Promise) r.catch(() => {});
+          throw new VmpkError('ASYNC_IN_SYNC_GATE', `${where}: the writer returned a promise, but an emit is synchronous: write the code before returning`);
         }
-        const entry: CodeEntry = Object.freeze({ offset: start, size: length, address: this.#region.address + BigInt(start) });
-        this.#entries.push(entry);
-        this.#top = start + length;
-        return entry;
-      });
+      }
     } finally {
+      open = false;
       this.#emitting = false;
     }
-  }
-
-  /** The scan of commit(): throws UNSAFE_CODE for the first WRPKRU or XRSTOR that lies (partly) in the new bytes. */
-  #commit(view: Uint8Array, start: number, length: number): void {
-    const from = Math.max(0, start - SPAN_BEFORE);
-    // Two bytes before the emit cannot hold a whole sequence: every hit
-    // lies, at least partly, in the new bytes.
-    for (const hit of scanBytes(view.subarray(from, start + length), from)) {
-      const what = hit.kind === 'WRPKRU' ? 'WRPKRU (0F 01 EF)' : `XRSTOR (0F AE, ModRM 0x${hit.modrm!.toString(16)})`;
-      const inEmit = hit.address >= start ? `byte ${hit.address - start} of this emit` : `spanning the end of the previous entry into this emit`;
-      throw new VmpkError(
-        'UNSAFE_CODE',
-        `codeCache.emit(): commit refused the code: ${what} at cache offset ${hit.address} (${inEmit}); it could change this thread's PKRU and open every key. The emit was wiped and nothing of it is callable`,
-        { offset: hit.address },
-      );
-    }
+    if (length === 0) throw invalidArgument(`${where}: the emit wrote no bytes; there is nothing to commit`);
+    this.#check(where); // the writer may have closed the cache or its runtime
+    const top = this.#top;
+    // The scan, outside any gate (the cache is readable by every thread).
+    // Padding (INT3) breaks every sequence, so the two bytes before the emit
+    // matter only when it starts right at the end of the previous entry.
+    const prefix = start === top && start >= SPAN_BEFORE ? TypedArrayPrototypeSubarray(view, start - SPAN_BEFORE, start) : EMPTY;
+    commitScan(prefix, staging, length, start);
+    const entry: CodeEntry = ObjectFreeze({ offset: start, size: length, address: this.#region.address + BigIntCtor(start) });
+    const ks = this.#ks;
+    const n = ks.rs.n;
+    // The one gate: nothing but captured built-ins on vmpk's own buffers runs in it.
+    const rc = n.begin(ks.handle, VMPK_RW);
+    if (rc !== 0) throw gateError(ks, rc, `${where}: opening the cache 'rw'`);
+    TypedArrayPrototypeFill(view, TRAP, top, start);
+    TypedArrayPrototypeSet(view, TypedArrayPrototypeSubarray(staging, 0, length), start);
+    const rcEnd = n.end(ks.handle);
+    if (rcEnd !== 0) throw gateError(ks, rcEnd, `${where}: closing the cache's gate`);
+    this.#entries[this.#entries.length] = entry;
+    this.#top = start + length;
+    return entry;
   }
 
   #full(where: string, bytes: number, at: number): VmpkError {
@@ -330,7 +342,12 @@ export class CodeCache {
     this.#idle('codeCache.reset()');
     const view = this.#bytes();
     const top = this.#top;
-    this.#key.with('rw', () => view.fill(TRAP, 0, top));
+    const ks = this.#ks;
+    const rc = ks.rs.n.begin(ks.handle, VMPK_RW);
+    if (rc !== 0) throw gateError(ks, rc, "codeCache.reset(): opening the cache 'rw'");
+    TypedArrayPrototypeFill(view, TRAP, 0, top);
+    const rcEnd = ks.rs.n.end(ks.handle);
+    if (rcEnd !== 0) throw gateError(ks, rcEnd, "codeCache.reset(): closing the cache's gate");
     this.#generation++;
     this.#entries = [];
     this.#top = 0;
@@ -354,19 +371,54 @@ function badArguments(err: unknown, signature: string, where: string): VmpkError
   return new VmpkError('INVALID_ARGUMENT', `${where}: the arguments do not fit signature ${describe(signature)}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }
 
+const EMPTY = new Uint8Array(0);
+
+/**
+ * commit()'s scan: throws UNSAFE_CODE for the first WRPKRU (0F 01 EF) or
+ * XRSTOR (0F AE /5, memory operand) that lies, at least partly, in the
+ * `length` new bytes of `code`; `prefix` is the (0 to 2) cache bytes just
+ * before them. Plain indexing only: no method that other code could replace
+ * decides what the scan sees.
+ */
+function commitScan(prefix: Uint8Array, code: Uint8Array, length: number, start: number): void {
+  const p = TypedArrayPrototypeGetLength(prefix);
+  const total = p + length;
+  const at = (i: number): number => (i < p ? prefix[i]! : code[i - p]!);
+  for (let i = 0; i + 2 < total; i++) {
+    if (at(i) !== 0x0f) continue;
+    const b1 = at(i + 1);
+    const b2 = at(i + 2);
+    let what: string | undefined;
+    if (b1 === 0x01 && b2 === 0xef) what = 'WRPKRU (0F 01 EF)';
+    else if (b1 === 0xae && isXrstorModrm(b2)) what = `XRSTOR (0F AE, ModRM 0x${b2.toString(16)})`;
+    if (what === undefined) continue;
+    const offset = start - p + i;
+    const inEmit = offset >= start ? `byte ${offset - start} of this emit` : `spanning the end of the previous entry into this emit`;
+    throw new VmpkError(
+      'UNSAFE_CODE',
+      `codeCache.emit(): commit refused the code: ${what} at cache offset ${offset} (${inEmit}); it could change this thread's PKRU and open every key. Nothing of the emit was written to the cache`,
+      { offset },
+    );
+  }
+}
+
 function emitEnded(where: string): VmpkError {
   return new VmpkError('EMIT_ENDED', `${where}: this emitter's emit has ended; write code only inside the function given to emit()`);
 }
 
 /** Bytes: a Uint8Array, or an array-like of integers from 0 to 255. */
-function checkBytes(value: unknown, what: string, where: string): Uint8Array {
-  if (value instanceof Uint8Array) return value;
+function checkBytes(value: unknown, what: string, where: string, max: number): Uint8Array {
+  // isUint8Array, not instanceof: a Proxy or a forged prototype is not a Uint8Array.
+  if (isUint8Array(value)) return value;
   if (value === null || typeof value !== 'object' || typeof (value as { length?: unknown }).length !== 'number' || ArrayBuffer.isView(value)) {
     throw invalidArgument(`${where}: ${what} must be a Uint8Array or an array of bytes (integers from 0 to 255), got ${describe(value)}`);
   }
   const a = value as ArrayLike<unknown>;
-  const out = new Uint8Array(a.length);
-  for (let i = 0; i < a.length; i++) {
+  const n = a.length;
+  if (!NumberIsSafeInteger(n) || n < 0) throw invalidArgument(`${where}: ${what}.length must be a whole number of bytes, got ${describe(n)}`);
+  if (n > max) throw invalidArgument(`${where}: ${what} has ${n} bytes, more than the whole code cache holds (${max} bytes)`);
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
     const b = a[i];
     if (typeof b !== 'number' || !Number.isInteger(b) || b < 0 || b > 255) throw invalidArgument(`${where}: ${what}[${i}] must be an integer from 0 to 255, got ${describe(b)}`);
     out[i] = b;

@@ -1,6 +1,7 @@
 // The one error class of vmpk, and the one table that maps the C core's
 // negative codes (enum vmpk_error in native/include/vmpk.h) to stable strings.
 import { getSystemErrorName } from 'node:util';
+import { ObjectDefineProperty } from './primordials.js';
 
 /** Stable string codes of {@link VmpkError}. */
 export type VmpkErrorCode =
@@ -25,6 +26,7 @@ export type VmpkErrorCode =
   | 'DOUBLE_FREE'
   | 'REGION_FREED'
   | 'ASYNC_IN_SYNC_GATE'
+  | 'VIEW_TOO_LARGE'
   | 'LIBRARY_LOAD_FAILED'
   // Threads and async gates.
   | 'TIMEOUT'
@@ -51,7 +53,10 @@ export class VmpkError extends Error {
 
   constructor(code: VmpkErrorCode, message: string, extra?: { nativeCode?: number; errno?: number; offset?: number; cause?: unknown }) {
     super(message, extra?.cause === undefined ? undefined : { cause: extra.cause });
-    this.name = 'VmpkError';
+    // Defined, not assigned: an assignment would run a setter that other
+    // code may have put on Error.prototype.name (vmpk makes errors inside
+    // gates fn opened, when fn calls vmpk there).
+    ObjectDefineProperty(this, 'name', { value: 'VmpkError', writable: true, enumerable: false, configurable: true });
     this.code = code;
     this.nativeCode = extra?.nativeCode;
     this.errno = extra?.errno;

@@ -5,9 +5,10 @@
 // Views cannot travel (an ArrayBuffer over native memory belongs to one
 // thread's heap): the adopting thread makes its own with region.bytes.
 import { accessName, parseAccess, type Access } from './access.js';
-import { VmpkError, describe, invalidArgument, runtimeClosed } from './errors.js';
+import { E_INVALID, E_NOT_REGION, E_STALE } from './codes.js';
+import { VmpkError, describe, invalidArgument, nativeError, runtimeClosed } from './errors.js';
 import { INTERNAL, closedNow, knownRuntimes, type KeyState, type RuntimeState } from './internal.js';
-import { Key } from './key.js';
+import { Key, checkKeyName } from './key.js';
 import { getNative, type NativeInfo } from './native.js';
 import { Region } from './region.js';
 import { Runtime } from './runtime.js';
@@ -150,16 +151,40 @@ export function adopt(handle: RuntimeHandle | KeyHandle): Runtime | Key {
 
   const h = handle as unknown as Record<string, unknown>;
   const key = field(h, 'key', isUint, 'a key handle (a number)', '') as number;
-  const name = field(h, 'name', (v) => v === null || typeof v === 'string', 'a string or null', '') as string | null;
+  const name = h['name'] === null ? null : checkKeyName(field(h, 'name', (v) => v === null || typeof v === 'string', 'a string or null', ''), `${WHERE}: handle`);
   const access = parseAccess(h['access'], `${WHERE}: handle.access`);
   const regions = field(h, 'regions', Array.isArray, 'an array', '') as unknown[];
   const checked = regions.map((r, i) => {
-    if (!isObject(r) || typeof r['address'] !== 'bigint' || r['address'] <= 0n || !isUint(r['size'])) {
+    if (!isObject(r) || typeof r['address'] !== 'bigint' || r['address'] <= 0n || r['address'] >= 1n << 64n || !isUint(r['size'])) {
       throw invalidArgument(`${WHERE}: handle.regions[${i}] must be { address: bigint, size: number }, got ${describe(r)}`);
     }
     return { address: r['address'], size: r['size'] as number };
   });
   const rs = adoptRuntimeState(h['runtime'], 'handle.runtime.');
+  // A handle is data from anywhere: each region must be, per the core, a
+  // live region of this very key, starting at that address and at least
+  // that large. Otherwise a forged size or address would make region.bytes
+  // a view over pages of other keys' windows.
+  // First the key itself: vmpk_free of no region asks the core about the
+  // key and changes nothing (NOT_A_REGION: the key lives; STALE: destroyed).
+  const rcKey = rs.n.free(rs.rt, key, 0n);
+  if (rcKey === E_STALE) {
+    // A destroyed key's handle is still data: the Key says so on first use.
+    const dead: KeyState = { rs, handle: key, name, key: undefined as unknown as Key, destroyed: false, access, regions: undefined, shared: true };
+    dead.key = new Key(INTERNAL, dead);
+    return dead.key;
+  }
+  if (rcKey === E_INVALID) throw invalidArgument(`${WHERE}: handle.key (${key}) is not a key handle of this runtime; pass what key.handle() returned, unchanged`);
+  if (rcKey !== E_NOT_REGION) throw nativeError(rcKey, WHERE);
+  const out = { key: 0, region: 0n, size: 0 };
+  for (let i = 0; i < checked.length; i++) {
+    const r = checked[i]!;
+    const rc = rs.n.lookup(rs.rt, r.address, out);
+    if (rc !== 0 || out.key !== key || out.region !== r.address || r.size > out.size) {
+      const what = rc !== 0 || out.key === 0 ? 'is not a live region of any key' : out.key !== key ? 'belongs to another key' : out.region !== r.address ? 'is not the start of a region' : `is a region of ${out.size} bytes, not ${r.size}`;
+      throw new VmpkError('NOT_A_REGION', `${WHERE}: handle.regions[${i}] (address 0x${r.address.toString(16)}, size ${r.size}) ${what} of this runtime; pass what key.handle() returned, unchanged (a region freed or a key destroyed since then is gone)`);
+    }
+  }
   const ks: KeyState = { rs, handle: key, name, key: undefined as unknown as Key, destroyed: false, access, regions: undefined, shared: true };
   ks.key = new Key(INTERNAL, ks);
   if (checked.length > 0) {

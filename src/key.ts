@@ -3,11 +3,12 @@
 import { accessName, parseAccess, parseGateAccess, type Access, type GateAccess } from './access.js';
 import { checkWaitOptions, withAsync } from './async.js';
 import { VmpkError, describe, invalidArgument, keyDestroyed, nativeError, quoteName, runtimeClosed } from './errors.js';
+import { popGate, pushGate } from './gates.js';
 import { makeKeyHandle, type KeyHandle } from './handle.js';
 import { INTERNAL, closedNow, notConstructible, type KeyState } from './internal.js';
 import { Region } from './region.js';
 import type { Runtime } from './runtime.js';
-import { checkInteger } from './validate.js';
+import { badNameCharacter, checkInteger } from './validate.js';
 
 import { E_BUSY, E_GATE_DEPTH, E_KEYS_PINNED, E_NO_HW_KEYS, E_STALE, E_SYSTEM, E_WINDOW_FULL, MAX_GATE_DEPTH, MAX_NAME_BYTES, MAX_WINDOW_SIZE } from './codes.js';
 
@@ -135,14 +136,19 @@ export class Key {
     if (ks.destroyed) throw closedNow(rs) ? runtimeClosed('key.with()') : keyDestroyed('key.with()', ks.name);
     const rc = rs.n.begin(ks.handle, a);
     if (rc !== 0) throw gateError(ks, rc, `key.with('${access}')`);
+    // Between begin and end nothing runs but fn: the gate is recorded
+    // (gates.ts) so that other modules' hooks fn triggers run outside it.
+    pushGate(ks, a);
     let result: T;
     try {
       result = fn();
     } catch (err) {
+      popGate();
       const rcEnd = rs.n.end(ks.handle);
       if (rcEnd !== 0) throw this.#endError(rcEnd, access, err);
       throw err;
     }
+    popGate();
     const rcEnd = rs.n.end(ks.handle);
     if (rcEnd !== 0) throw this.#endError(rcEnd, access, undefined);
     if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof (result as { then?: unknown }).then === 'function') {
@@ -237,7 +243,7 @@ function keyError(ks: KeyState, rc: number, where: string, advice?: string): Vmp
   return nativeError(rc, where, advice, rc === E_SYSTEM ? ks.rs.n.lastErrno() : undefined);
 }
 
-function gateError(ks: KeyState, rc: number, where: string): VmpkError {
+export function gateError(ks: KeyState, rc: number, where: string): VmpkError {
   if (rc === E_KEYS_PINNED) {
     const hw = ks.rs.runtime.capabilities.hardwareKeys;
     return keyError(ks, rc, where, `every hardware key (${hw}) is pinned by an open gate, so key ${quoteName(ks.name)} cannot be made resident; nest gates on fewer distinct keys, or open the runtime with a larger maxHardwareKeys (key.withAsync() waits for a key instead)`);
@@ -253,8 +259,8 @@ export function checkKeyName(value: unknown, where: string): string | null {
   if (typeof value !== 'string') throw invalidArgument(`${where}: name must be a string, got ${describe(value)}`);
   const bytes = Buffer.byteLength(value, 'utf8');
   if (bytes > MAX_NAME_BYTES) throw invalidArgument(`${where}: name must be at most ${MAX_NAME_BYTES} bytes of UTF-8 (it is kept for fault reports), got ${bytes} bytes`);
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(value)) throw invalidArgument(`${where}: name must not contain control characters (it is printed on one line in fault reports), got ${describe(value)}`);
+  const bad = badNameCharacter(value);
+  if (bad !== undefined) throw invalidArgument(`${where}: name must not contain ${bad}: it is printed on one line in fault reports; got ${describe(value)}`);
   return value;
 }
 

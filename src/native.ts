@@ -105,6 +105,12 @@ export interface Native {
   unpin(rt: number, key: number): number;
   probe(address: bigint, access: number): number;
   /**
+   * vmpk_probe_key: the probe for a region of `key`. 0 once the key is
+   * destroyed (even after a later key took its window), VMPK_E_NOT_REGION
+   * outside the key's window, else as probe().
+   */
+  probeKey(key: number, address: bigint, access: number): number;
+  /**
    * vmpk_probe run on a libuv pool thread (koffi's async call): resolves
    * with its result. For tests of what other threads see.
    */
@@ -242,6 +248,7 @@ function load(path: string): Native {
   const vmpk_pin = lib.func('vmpk_pin', 'int', ['uintptr_t', 'uint64_t']);
   const vmpk_unpin = lib.func('vmpk_unpin', 'int', ['uintptr_t', 'uint64_t']);
   const vmpk_probe = lib.func('vmpk_probe', 'int', ['const void *', 'int']);
+  const vmpk_probe_key = lib.func('vmpk_probe_key', 'int', ['uint64_t', 'const void *', 'int']);
   const vmpk_lookup = lib.func('vmpk_lookup', 'int', ['uintptr_t', 'const void *', out('uint64_t'), out('void *'), out('size_t')]);
   const vmpk_strerror = lib.func('vmpk_strerror', 'const char *', ['int']);
   const vmpk_last_errno = lib.func('vmpk_last_errno', 'int', []);
@@ -321,6 +328,7 @@ function load(path: string): Native {
     pin: (rt, key) => vmpk_pin(rt, key) as number,
     unpin: (rt, key) => vmpk_unpin(rt, key) as number,
     probe: (address, access) => vmpk_probe(address, access) as number,
+    probeKey: (key, address, access) => vmpk_probe_key(key, address, access) as number,
     probeAsync: (address, access) =>
       new Promise<number>((resolve, reject) => {
         vmpk_probe.async(address, access, (err: unknown, rc: unknown) => (err ? reject(err) : resolve(rc as number)));

@@ -1,10 +1,28 @@
 // A Region: page-granular memory owned by a key (vmpk_alloc / vmpk_free).
+import { kMaxLength } from 'node:buffer';
 import { VmpkError, keyDestroyed, nativeError, runtimeClosed } from './errors.js';
 import { INTERNAL, closedNow, notConstructible, type KeyState } from './internal.js';
 import type { Key } from './key.js';
 import { E_SYSTEM } from './codes.js';
 
+/**
+ * The largest view: Node 20 makes ArrayBuffers and typed arrays of at most
+ * 4 GiB (buffer.kMaxLength), and koffi asked for more ends the process with
+ * a napi fatal error rather than throw.
+ */
+export const MAX_VIEW = Math.min(kMaxLength, 2 ** 32);
+
+let keyStateOf: (r: Region) => KeyState;
+
+/** @internal The KeyState of a region (not exported from the package). */
+export function regionKeyState(r: Region): KeyState {
+  return keyStateOf(r);
+}
+
 export class Region {
+  static {
+    keyStateOf = (r) => r.#ks;
+  }
   readonly #ks: KeyState;
   readonly #address: bigint;
   readonly #size: number;
@@ -58,6 +76,9 @@ export class Region {
     if (closedNow(ks.rs)) throw runtimeClosed('region.bytes');
     if (ks.destroyed) throw keyDestroyed('region.bytes', ks.name);
     if (this.#freed) throw regionFreed('region.bytes');
+    if (this.#size > MAX_VIEW) {
+      throw new VmpkError('VIEW_TOO_LARGE', `region.bytes: the region is ${this.#size} bytes, and this Node.js makes typed arrays of at most ${MAX_VIEW} bytes; use regions of at most ${MAX_VIEW} bytes where you need a view`);
+    }
     if (ks.shared) this.#checkLive();
     b = new Uint8Array(ks.rs.n.view(this.#address, this.#size));
     this.#bytes = b;

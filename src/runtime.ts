@@ -8,7 +8,7 @@ import { inspectProcess, type InspectReport } from './inspect/index.js';
 import { createKeys, type KeyBatch, type KeysOptions } from './batch.js';
 import { Key, checkKeyName, checkWindowSize } from './key.js';
 import type { NativeInfo, NativeStats } from './native.js';
-import { Region } from './region.js';
+import { Region, regionKeyState } from './region.js';
 import { checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
 
 export type Backend = 'pku' | 'mprotect';
@@ -52,6 +52,13 @@ const KEY_ALIASES: Readonly<Record<string, string>> = {
 };
 
 import { E_BUSY, E_NOMEM, E_SYSTEM } from './codes.js';
+
+/** probe()'s access and offset checks, for an answer known without probing: true when they pass. */
+function checkProbeArgs(access: unknown, offset: unknown, limit: number, where: string): boolean {
+  parseGateAccess(access, where);
+  checkInteger(offset, 'offset', where, 0, limit);
+  return true;
+}
 
 export class Runtime {
   readonly #rs: RuntimeState;
@@ -187,6 +194,17 @@ export class Runtime {
       if (address.key.runtime !== this) throw new VmpkError('WRONG_RUNTIME', `${where}: the region belongs to another runtime; probe it with region.key.runtime.probe()`);
       base = address.address;
       limit = address.size - 1;
+      // A destroyed key's window goes back to the arena and a later key may
+      // take it: the region's answer is false from the destroy on, whatever
+      // lives at its address now (this thread's view of the key, or, for a
+      // key other threads share, the core's).
+      if (address.key.destroyed) return checkProbeArgs(access, offset, limit, where) && false;
+      const ks = regionKeyState(address);
+      if (ks.shared) {
+        const out = { key: 0, region: 0n, size: 0 };
+        const rs = this.#check(where);
+        if (rs.n.lookup(rs.rt, base, out) !== 0 || out.key !== ks.handle) return checkProbeArgs(access, offset, limit, where) && false;
+      }
     } else if (typeof address === 'bigint') {
       if (address < 0n || address >= 1n << 64n) throw invalidArgument(`${where}: address must be a bigint from 0n to 2n ** 64n - 1n, got ${describe(address)}`);
       base = address;

@@ -91,3 +91,35 @@ export function checkFunction(value: unknown, what: string, where: string): (...
   if (typeof value !== 'function') throw invalidArgument(`${where}: ${what} must be a function, got ${describe(value)}`);
   return value as (...args: never[]) => unknown;
 }
+
+const StringPrototypeCharCodeAt = Function.prototype.call.bind(String.prototype.charCodeAt) as (s: string, i: number) => number;
+
+/**
+ * What a name may not contain, as a phrase, or undefined for a clean name:
+ * it is printed on one line of a fault report and read by people, so no
+ * C0 or C1 control character, DEL, line or paragraph separator, bidi
+ * override, embedding or isolate (which reorder what follows them), and no
+ * lone surrogate (not text). A loop over UTF-16 units: nothing that other
+ * code could replace (a RegExp method, say) decides it.
+ */
+export function badNameCharacter(value: string): string | undefined {
+  const n = value.length;
+  for (let i = 0; i < n; i++) {
+    const c = StringPrototypeCharCodeAt(value, i);
+    const at = `at index ${i} (U+${c.toString(16).toUpperCase().padStart(4, '0')})`;
+    if (c < 0x20 || c === 0x7f) return `a control character ${at}`;
+    if (c >= 0x80 && c <= 0x9f) return `a C1 control character ${at}`;
+    if (c === 0x2028 || c === 0x2029) return `a line or paragraph separator ${at}`;
+    if ((c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069) || c === 0x200e || c === 0x200f || c === 0x061c) return `a bidirectional formatting character ${at}`;
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const d = i + 1 < n ? StringPrototypeCharCodeAt(value, i + 1) : 0;
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        i++;
+        continue;
+      }
+      return `a lone surrogate ${at}`;
+    }
+    if (c >= 0xdc00 && c <= 0xdfff) return `a lone surrogate ${at}`;
+  }
+  return undefined;
+}

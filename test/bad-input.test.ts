@@ -1,7 +1,7 @@
 // Misuse from TypeScript: each case asserts the exact VmpkError code, and that
 // nothing changed (the runtime's stats and the objects' state are as before).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Key, Region, open, pkuSupported, type Runtime, type VmpkErrorCode } from '../src/index.js';
+import { Key, Region, adopt, open, pkuSupported, type Runtime, type VmpkErrorCode } from '../src/index.js';
 import { expectVmpkError, onPku } from './helpers/vmpk.js';
 
 let rt: Runtime;
@@ -70,6 +70,20 @@ const cases: Case[] = [
   ['createKey({ name: 22 three-byte characters })', () => rt.createKey({ name: '\u20ac'.repeat(22) }), 'INVALID_ARGUMENT'],
   ['createKey({ name with a newline })', () => rt.createKey({ name: 'a\nb' }), 'INVALID_ARGUMENT'],
   ['createKey({ name with NUL })', () => rt.createKey({ name: 'a\0b' }), 'INVALID_ARGUMENT'],
+  ['createKey({ name with DEL })', () => rt.createKey({ name: 'a\x7fb' }), 'INVALID_ARGUMENT'],
+  ['createKey({ name with a C1 control (U+0085, NEL) })', () => rt.createKey({ name: 'a\u0085b' }), 'INVALID_ARGUMENT'],
+  ['createKey({ name with a C1 control (U+009B, CSI) })', () => rt.createKey({ name: 'a\u009b31mb' }), 'INVALID_ARGUMENT'],
+  ['createKey({ name with U+2028 })', () => rt.createKey({ name: 'a\u2028b' }), 'INVALID_ARGUMENT'],
+  ['createKey({ name with a bidi override (U+202E) })', () => rt.createKey({ name: 'a\u202eb' }), 'INVALID_ARGUMENT'],
+  ['createKey({ name with a bidi isolate (U+2067) })', () => rt.createKey({ name: 'a\u2067b' }), 'INVALID_ARGUMENT'],
+  ['createKey({ name with a lone high surrogate })', () => rt.createKey({ name: 'a\ud800b' }), 'INVALID_ARGUMENT'],
+  ['createKey({ name with a lone low surrogate })', () => rt.createKey({ name: '\udc00' }), 'INVALID_ARGUMENT'],
+  ['createCodeCache({ name with a C1 control })', () => rt.createCodeCache({ name: '\u0090', size: 4096 }), 'INVALID_ARGUMENT'],
+  ['adopt(handle with a forged region size)', () => adopt({ ...key.handle(), regions: [{ address: region.address, size: 2 ** 30 }] }), 'NOT_A_REGION'],
+  ['adopt(handle naming a region of another runtime)', () => adopt({ ...key.handle(), regions: [{ address: otherRegion.address, size: 4096 }] }), 'NOT_A_REGION'],
+  ['adopt(handle naming a freed region)', () => adopt({ ...key.handle(), regions: [{ address: freed.address, size: 4096 }] }), 'NOT_A_REGION'],
+  ['adopt(handle with a region address of 2n ** 64n)', () => adopt({ ...key.handle(), regions: [{ address: 2n ** 64n, size: 4096 }] }), 'INVALID_ARGUMENT'],
+  ['adopt(handle with a name holding a C1 control)', () => adopt({ ...key.handle(), name: '\u0085' }), 'INVALID_ARGUMENT'],
   ["createKey({ access: 'read' })", () => rt.createKey({ access: 'read' as never }), 'INVALID_ARGUMENT'],
   ["createKey({ access: 'w' })", () => rt.createKey({ access: 'w' as never }), 'INVALID_ARGUMENT'],
   ['createKey({ access: 3 })', () => rt.createKey({ access: 3 as never }), 'INVALID_ARGUMENT'],

@@ -3,7 +3,8 @@
 // from each other by vmpk keys. See examples/tenant-cache/README.md.
 import { parseArgs } from 'node:util';
 import { createMemory } from './memory.mjs';
-import { Server } from './server.mjs';
+import { readFileSync } from 'node:fs';
+import { Auth, Server } from './server.mjs';
 
 const USAGE = `usage: vmpk-cache [options]
   --port N              TCP port (default 11311; 0 picks a free one)
@@ -18,6 +19,13 @@ const USAGE = `usage: vmpk-cache [options]
   --max-item-size SIZE  the largest key + value (default 1m)
   --max-tenants N       (default 65536)
   --max-connections N   (default 1024)
+  -Y, --auth-file FILE  user:password lines; a connection must authenticate
+                        (memcached's text "set" or binary SASL PLAIN) and is
+                        then bound to its user's tenant
+  --reply-memory SIZE   buffers for replies, all connections (default 32m)
+  --request-memory SIZE buffers for values arriving in pieces (default 32m)
+  --write-timeout S     disconnect a client that leaves replies unread for S
+                        seconds (default 30; 0: never)
   --test-faults         enable the debug commands (fault injection; also
                         VMPK_CACHE_TEST_FAULTS=1). Never in production.`;
 
@@ -55,6 +63,10 @@ try {
       'max-item-size': { type: 'string', default: '1m' },
       'max-tenants': { type: 'string', default: '65536' },
       'max-connections': { type: 'string', default: '1024' },
+      'auth-file': { type: 'string', short: 'Y' },
+      'reply-memory': { type: 'string', default: '32m' },
+      'request-memory': { type: 'string', default: '32m' },
+      'write-timeout': { type: 'string', default: '30' },
       'test-faults': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -82,6 +94,17 @@ const tenantBytes = size('tenant-bytes', args['tenant-bytes']);
 if (maxItemSize > tenantBytes) fail('--max-item-size must not exceed --tenant-bytes');
 const testFaults = args['test-faults'] || process.env.VMPK_CACHE_TEST_FAULTS === '1';
 
+let auth = null;
+if (args['auth-file'] !== undefined) {
+  try {
+    auth = new Auth(readFileSync(args['auth-file'], 'latin1'));
+  } catch (err) {
+    fail(`--auth-file ${args['auth-file']}: ${err.message}`);
+  }
+}
+const replyMemory = size('reply-memory', args['reply-memory']);
+const requestMemory = size('request-memory', args['request-memory']);
+
 const memory = createMemory({
   isolation: args.isolation,
   backend: args.backend,
@@ -95,6 +118,10 @@ const server = new Server({
   maxTenants: count('max-tenants', args['max-tenants'], 1, 1 << 24),
   maxConnections: count('max-connections', args['max-connections'], 1, 1 << 20),
   testFaults,
+  auth,
+  replyMemory,
+  requestMemory,
+  writeTimeout: count('write-timeout', args['write-timeout'], 0, 86400),
 });
 if (testFaults) {
   const { Faults } = await import('./faults.mjs');
@@ -102,7 +129,7 @@ if (testFaults) {
 }
 const address = await server.listen(count('port', args.port, 0, 65535), args.host).catch((err) => fail(err.message));
 const backend = memory.isolation === 'off' ? 'isolation off' : `vmpk ${memory.backend}${memory.pkruStubbed ? ' (stub: PKRU is a variable, nothing is protected)' : ''}`;
-process.stdout.write(`vmpk-cache: listening on ${address.address}:${address.port} (${backend}, ${args.tenants} tenants, ${server.cache.tenantBytes} bytes each${testFaults ? ', TEST FAULTS ENABLED' : ''})\n`);
+process.stdout.write(`vmpk-cache: listening on ${address.address}:${address.port} (${backend}, ${args.tenants} tenants, ${server.cache.tenantBytes} bytes each${auth ? `, ${auth.users.size} authenticated tenants` : ''}${testFaults ? ', TEST FAULTS ENABLED' : ''})\n`);
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
     server.close().then(() => process.exit(0));

@@ -1,8 +1,12 @@
 // The memcached text protocol over TCP: framing, parsing and replies. The
 // semantics of each command are in store.mjs; this file only reads lines and
 // data blocks, checks arguments and writes the protocol's replies.
+import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
-import { Cache, CacheError } from './store.mjs';
+import { Cache, CacheError, WAIT } from './store.mjs';
+import { Pool } from './pool.mjs';
+import * as meta from './meta.mjs';
+import { bodyLength, handle as handleBinary, REQ, response as binaryResponse } from './binary.mjs';
 
 export const VERSION = '1.6.0-vmpk-cache';
 const MAX_KEY = 250;
@@ -10,10 +14,34 @@ const MAX_KEY = 250;
 // longer without a newline is an error and the connection closes.
 const MAX_LINE = 64 * 1024;
 const MAX_TOKENS = 24; // for every command but get/gets
-const OUT_HIGH_WATER = 16 << 20; // stop reading a client that does not read its replies
+// A connection with more unsent reply bytes than this stops being served
+// (and read) until its socket drains.
+const CONN_OUT = 64 * 1024;
+const CHUNK = 64 * 1024; // the pools' chunk size
+// Values up to this size are copied into a buffer of their own rather than
+// pool chunks: with at most CONN_OUT unsent per connection they are bounded
+// too, and a client asking for small values is served even while clients
+// that do not read hold the whole reply pool.
+const SMALL = 4096;
+const MAX_AUTH = 1024; // the longest "user password" block
 
 const BAD_FORMAT = 'CLIENT_ERROR bad command line format';
+const DENIED = 'CLIENT_ERROR access denied: the key names another tenant';
 const STORAGE = new Set(['set', 'add', 'replace', 'append', 'prepend', 'cas']);
+
+/** Copies src[s, s + n) into the chunks at byte offset `at`. */
+function copyIn(chunks, at, src, s, n) {
+  const size = chunks[0].length;
+  while (n > 0) {
+    const c = chunks[Math.floor(at / size)];
+    const o = at % size;
+    const m = Math.min(n, size - o);
+    src.copy(c, o, s, s + m);
+    at += m;
+    s += m;
+    n -= m;
+  }
+}
 
 /** A decimal integer token, or NaN. */
 function int(buf, s, e, signed) {
@@ -47,38 +75,97 @@ class Connection {
     this.server = server;
     this.cache = server.cache;
     this.socket = socket;
-    this.rest = null; // unparsed bytes from earlier data events
+    this.rest = null; // unparsed bytes
     this.pending = null; // a storage command waiting for its data block
-    this.parts = []; // replies of this data event, written at once
-    this.text = '';
+    this.job = null; // a multi-get that stopped for backpressure: { buf, keys, k, withCas }
+    this.waiting = null; // null, 'drain' (the socket's unsent bytes) or 'pool' (a chunk pool)
+    this.text = ''; // reply lines not yet handed to the socket
+    this.held = new Set(); // reply chunks the socket has not written yet
     this.closing = false;
+    this.binary = undefined; // decided by the first byte
+    this.stall = null; // the write-timeout timer while waiting for 'drain'
+    // With --auth-file, null until the client authenticates; then the tenant
+    // every key of this connection lives in. Without it, keys name tenants.
+    this.scope = server.auth === null ? null : undefined;
     this.tokens = new Int32Array(2 * MAX_TOKENS);
     socket.on('data', (chunk) => this.onData(chunk));
-    socket.on('drain', () => socket.resume());
+    socket.on('drain', () => {
+      if (this.waiting === 'drain') this.wake();
+    });
     socket.on('error', () => socket.destroy()); // a reset client: nothing to answer
-    socket.on('close', () => server.connections.delete(this));
+    socket.on('close', () => this.closed());
+  }
+
+  closed() {
+    this.closing = true;
+    if (this.stall !== null) clearTimeout(this.stall);
+    this.server.connections.delete(this);
+    this.server.replies.forget(this);
+    this.server.requests.forget(this);
+    // The handle is closed: no write still reads these chunks.
+    for (const rec of this.held) this.server.replies.give(rec);
+    this.held.clear();
+    if (this.pending?.chunks) this.server.requests.give(this.pending.chunks);
+    this.pending = null;
+    this.job = null;
   }
 
   reply(line) {
     this.text += line + '\r\n';
   }
 
-  replyBuffer(buf) {
-    if (this.text) this.parts.push(Buffer.from(this.text, 'latin1'));
-    this.text = '';
-    this.parts.push(buf);
+  /** Unsent reply bytes of this connection. */
+  outstanding() {
+    return this.socket.writableLength + this.text.length;
   }
 
   flush() {
-    if (this.parts.length) {
-      if (this.text) this.parts.push(Buffer.from(this.text, 'latin1'));
-      this.socket.write(this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts));
-      this.parts = [];
-    } else if (this.text) {
-      this.socket.write(this.text, 'latin1');
-    }
+    if (this.text) this.socket.write(this.text, 'latin1');
     this.text = '';
-    if (this.socket.writableLength > OUT_HIGH_WATER) this.socket.pause();
+  }
+
+  /** Test mode only (faults.mjs): a reply buffer outside the pool. */
+  replyBuffer(buf) {
+    this.flush();
+    this.socket.write(buf);
+  }
+
+  /** Chunks for a value of `vlen` bytes (own buffer when small), or null: wait for the pool. */
+  takeReply(vlen) {
+    return vlen <= SMALL ? [Buffer.allocUnsafe(vlen)] : this.server.replies.take(this, vlen);
+  }
+
+  /** A binary hit: its header, then the value's chunks. */
+  replyValueBinary(header, hit) {
+    this.replyValue(header, hit, '');
+  }
+
+  /** A hit: its line, the value's chunks (back to the pool once written), then `trailer`. */
+  replyValue(line, hit, trailer = '\r\n') {
+    if (typeof line === 'string') this.text += line;
+    this.flush();
+    if (typeof line !== 'string') this.socket.write(line);
+    let left = hit.vlen;
+    const chunks = hit.chunks;
+    for (let i = 0; i < chunks.length; i++) {
+      const n = Math.min(left, chunks[i].length);
+      const piece = n === chunks[i].length ? chunks[i] : chunks[i].subarray(0, n);
+      left -= n;
+      if (i < chunks.length - 1 || hit.vlen <= SMALL) this.socket.write(piece);
+      else {
+        this.held.add(chunks);
+        this.socket.write(piece, () => {
+          if (this.held.delete(chunks)) this.server.replies.give(chunks);
+          if (this.stall === null) return;
+          if (this.holdsUnsent()) this.armStall(); // progress: the client reads; the clock starts again
+          else {
+            clearTimeout(this.stall);
+            this.stall = null;
+          }
+        });
+      }
+    }
+    this.text = trailer;
   }
 
   close() {
@@ -89,15 +176,59 @@ class Connection {
 
   onData(chunk) {
     if (this.closing) return;
-    let buf = chunk;
-    if (this.rest !== null) {
-      buf = Buffer.concat([this.rest, chunk]);
-      this.rest = null;
-    }
+    this.rest = this.rest === null ? chunk : Buffer.concat([this.rest, chunk]);
+    if (this.waiting === null) this.pump();
+  }
+
+  /** Waiting while holding unsent replies (the socket's, or pool chunks). */
+  holdsUnsent() {
+    return this.waiting === 'drain' || (this.waiting === 'pool' && this.held.size > 0);
+  }
+
+  armStall() {
+    if (this.server.writeTimeout === 0) return;
+    if (this.stall !== null) clearTimeout(this.stall);
+    this.stall = setTimeout(() => {
+      this.stall = null;
+      if (!this.holdsUnsent()) return; // it holds nothing now: waiting in line is no fault
+      this.server.counters.writeTimeouts++;
+      this.socket.destroy();
+    }, this.server.writeTimeout * 1000);
+    this.stall.unref();
+  }
+
+  wake() {
+    if (this.closing) return;
+    if (this.stall !== null) clearTimeout(this.stall);
+    this.stall = null;
+    this.waiting = null;
+    this.pump();
+  }
+
+  /**
+   * Parses and runs what has arrived until it is used up or the connection
+   * must wait: for the socket to drain (over CONN_OUT unsent) or for pool
+   * chunks. While it waits it reads nothing more.
+   */
+  pump() {
+    if (this.job !== null) this.runGet();
+    let buf = this.rest;
+    this.rest = null;
     let pos = 0;
-    while (pos < buf.length && !this.closing) {
+    if (buf !== null && this.binary === undefined && buf.length > 0) this.binary = buf[0] === REQ; // as memcached: the first byte decides
+    while (buf !== null && pos < buf.length && !this.closing && this.waiting === null) {
+      if (this.outstanding() > CONN_OUT) {
+        this.waiting = 'drain';
+        break;
+      }
       if (this.pending !== null) {
         pos = this.fill(buf, pos);
+        continue;
+      }
+      if (this.binary) {
+        const r = this.binaryRequest(buf, pos);
+        if (r < 0) break;
+        pos = r;
         continue;
       }
       const nl = buf.indexOf(0x0a, pos);
@@ -107,7 +238,6 @@ class Connection {
           this.close();
           return;
         }
-        this.rest = buf.subarray(pos);
         break;
       }
       if (nl - pos > MAX_LINE) {
@@ -118,18 +248,102 @@ class Connection {
       const end = nl > pos && buf[nl - 1] === 0x0d ? nl - 1 : nl;
       pos = this.line(buf, pos, end, nl + 1);
     }
+    if (buf !== null && pos < buf.length && !this.closing) this.rest = pos === 0 ? buf : buf.subarray(pos);
     this.flush();
+    if (this.closing) return;
+    if (this.waiting === 'drain' && !this.socket.writableNeedDrain) {
+      // Everything went out at once: no 'drain' will come, so go on next turn.
+      setImmediate(() => this.wake());
+    }
+    // A client that stops reading holds reply chunks: waiting for its socket
+    // to drain, or for the pool while some of its chunks are still unsent.
+    // After --write-timeout seconds without a write completing it is
+    // disconnected, which returns them.
+    if (this.stall === null && this.holdsUnsent()) this.armStall();
+    if (this.waiting !== null) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  /**
+   * One binary request at buf[pos]: returns the position after it, or -1
+   * when it must wait (for more bytes, or for reply chunks: this.waiting).
+   */
+  binaryRequest(buf, pos) {
+    if (buf.length - pos < 24) return -1;
+    const blen = bodyLength(buf, pos);
+    if (blen < 0) {
+      this.close(); // not a request header: the stream cannot be followed (memcached closes too)
+      return -1;
+    }
+    if (buf.length - pos >= 24 + blen) {
+      const vs = pos + 24 + buf[pos + 4] + buf.readUInt16BE(pos + 2);
+      const pieces = vs < pos + 24 + blen ? [[buf, vs, pos + 24 + blen - vs]] : [];
+      if (!handleBinary(this, buf, pos, pieces)) {
+        this.waiting = 'pool';
+        return -1;
+      }
+      return pos + 24 + blen;
+    }
+    if (blen <= MAX_LINE) return -1; // the rest comes in a later read
+    // A large body (a store of a large value) is gathered in request chunks;
+    // any other request this long cannot be one the protocol allows.
+    const op = buf[pos + 1];
+    const store = [0x01, 0x02, 0x03, 0x0e, 0x0f, 0x11, 0x12, 0x13, 0x19, 0x1a].includes(op);
+    if (!store || buf.readUInt16BE(pos + 2) > 250) {
+      this.close();
+      return -1;
+    }
+    if (blen > this.cache.maxItemSize + 300) {
+      // As memcached: "Too large", and the body is skipped.
+      this.socket.write(binaryResponse(op, 0x03, buf.readUInt32BE(pos + 12), 0, null, null, Buffer.from('Too large.')));
+      this.pending = { binary: true, need: 24 + blen, got: 0, chunks: null };
+      return pos;
+    }
+    const chunks = this.server.requests.take(this, 24 + blen);
+    if (chunks === null) {
+      this.waiting = 'pool';
+      return -1;
+    }
+    this.pending = { binary: true, need: 24 + blen, got: 0, chunks };
+    return pos;
   }
 
   /** Takes bytes of a pending data block; runs the command when it is complete. */
   fill(buf, pos) {
     const p = this.pending;
     const n = Math.min(buf.length - pos, p.need - p.got);
-    if (p.data !== null) buf.copy(p.data, p.got, pos, pos + n);
+    if (p.chunks !== null) copyIn(p.chunks, p.got, buf, pos, n);
     p.got += n;
-    if (p.got === p.need) {
+    if (p.got === p.need && p.binary && p.chunks === null) this.pending = null; // skipped
+    else if (p.got === p.need && p.binary) {
+      // Header, extras and key lie in the first chunk; the value follows across chunks.
       this.pending = null;
-      if (p.data !== null) this.complete(p, p.data, 0);
+      const size = this.server.requests.chunkSize;
+      const c0 = p.chunks[0];
+      let at = 24 + c0[4] + c0.readUInt16BE(2);
+      const pieces = [];
+      while (at < p.need) {
+        const i = Math.floor(at / size);
+        const m = Math.min(p.need - at, size - (at % size));
+        pieces.push([p.chunks[i], at % size, m]);
+        at += m;
+      }
+      handleBinary(this, c0, 0, pieces); // a store: never waits for reply chunks
+      this.server.requests.give(p.chunks);
+    } else if (p.got === p.need) {
+      this.pending = null;
+      if (p.chunks !== null) {
+        const size = this.server.requests.chunkSize;
+        const at = (i) => p.chunks[Math.floor(i / size)][i % size];
+        const pieces = [];
+        for (let left = p.need - 2, i = 0; left > 0; i++) {
+          const m = Math.min(left, size);
+          pieces.push([p.chunks[i], 0, m]);
+          left -= m;
+        }
+        this.complete(p, pieces, at(p.need - 2) === 0x0d && at(p.need - 1) === 0x0a);
+        this.server.requests.give(p.chunks);
+      }
     }
     return pos + n;
   }
@@ -161,6 +375,13 @@ class Connection {
     }
     const t = this.tokens;
     const cmd = t[1] - t[0] <= 16 ? buf.toString('latin1', t[0], t[1]) : '';
+    if (this.scope === undefined && cmd !== 'set') {
+      // --auth-file: before authentication only "set" (carrying "user
+      // password") is taken; memcached answers nothing after this error.
+      this.reply('CLIENT_ERROR unauthenticated');
+      this.close();
+      return next;
+    }
     try {
       if (cmd === 'get' || cmd === 'gets') {
         this.retrieve(buf, s, e, cmd === 'gets');
@@ -170,12 +391,31 @@ class Connection {
         this.reply('ERROR');
         return next;
       }
-      if (STORAGE.has(cmd)) return this.storage(cmd, buf, n, next);
+      if (STORAGE.has(cmd) || cmd === 'ms') return this.storage(cmd, buf, n, s, next);
+      if (cmd === 'mg' || cmd === 'md' || cmd === 'ma' || cmd === 'mn' || cmd === 'me') {
+        if (meta.command(this, cmd, buf, n, t)) return next;
+        this.waiting = 'pool'; // for reply chunks: the line runs again then
+        return s;
+      }
       this.command(cmd, buf, n);
     } catch (err) {
       this.reply(err instanceof CacheError ? err.message : `SERVER_ERROR ${String(err.message ?? err).split('\n')[0]}`);
     }
     return next;
+  }
+
+  /**
+   * Whether this connection may name the key [ks, ke): with --auth-file, a
+   * key whose prefix names another tenant is refused (a key without a prefix
+   * is the bound tenant's own).
+   */
+  allowed(buf, ks, ke) {
+    if (this.scope === null) return true;
+    const sep = this.server.separator;
+    let i = ks;
+    while (i < ke && buf[i] !== sep) i++;
+    if (i === ke) return true;
+    return i - ks === this.scopeBytes.length && this.scopeBytes.equals(buf.subarray(ks, i));
   }
 
   retrieve(buf, s, e, withCas) {
@@ -192,33 +432,62 @@ class Connection {
         this.reply(BAD_FORMAT);
         return;
       }
+      if (!this.allowed(buf, start, i)) {
+        this.reply(DENIED);
+        return;
+      }
       keys.push(start, i);
     }
     if (keys.length === 0) {
       this.reply('ERROR');
       return;
     }
+    // The line's keys are answered one by one, each value written before
+    // the next is read, pausing whenever the client is not reading fast
+    // enough: a line naming a large item many times never builds its reply.
+    this.job = { buf, keys, k: 0, withCas };
+    this.runGet();
+  }
+
+  /** Goes on with the multi-get in this.job; sets this.waiting when it must stop. */
+  runGet() {
+    const job = this.job;
     const stats = this.server.counters;
-    for (let k = 0; k < keys.length; k += 2) {
-      const ks = keys[k];
-      const ke = keys[k + 1];
+    const take = (vlen) => this.takeReply(vlen);
+    for (; job.k < job.keys.length; job.k += 2) {
+      if (this.outstanding() > CONN_OUT) {
+        this.waiting = 'drain';
+        return;
+      }
+      const ks = job.keys[job.k];
+      const ke = job.keys[job.k + 1];
+      let hit;
+      try {
+        hit = this.cache.get(job.buf, ks, ke, take, this.scope);
+      } catch (err) {
+        this.job = null;
+        throw err;
+      }
+      if (hit === WAIT) {
+        this.waiting = 'pool';
+        return;
+      }
       stats.cmdGet++;
-      const hit = this.cache.get(buf, ks, ke);
       if (hit === null) {
         stats.getMisses++;
         continue;
       }
       stats.getHits++;
-      const key = buf.toString('latin1', ks, ke);
-      this.reply(`VALUE ${key} ${hit.flags} ${hit.value.length}${withCas ? ` ${hit.cas}` : ''}`);
-      this.replyBuffer(hit.value);
-      this.text += '\r\n';
+      const key = job.buf.toString('latin1', ks, ke);
+      this.replyValue(`VALUE ${key} ${hit.flags} ${hit.vlen}${job.withCas ? ` ${hit.cas}` : ''}\r\n`, hit);
     }
+    this.job = null;
     this.reply('END');
   }
 
-  storage(cmd, buf, n, next) {
+  storage(cmd, buf, n, s, next) {
     const t = this.tokens;
+    if (cmd === 'ms' && this.scope !== undefined) return this.metaStore(buf, n, s, next);
     const isCas = cmd === 'cas';
     const base = isCas ? 6 : 5;
     if (n !== base && n !== base + 1) {
@@ -236,12 +505,14 @@ class Connection {
     const flags = int(buf, t[4], t[5], false);
     const exptime = int(buf, t[6], t[7], true);
     const casUnique = isCas ? u64(buf, t[10], t[11]) : 0n;
+    const auth = this.scope === undefined; // the data block is "user password"
     let error = null;
     if (ke - ks > MAX_KEY || !(flags <= 0xffffffff) || Number.isNaN(exptime) || casUnique === null || (n === base + 1 && !noreply)) error = BAD_FORMAT;
-    else if (ke - ks + bytes > this.cache.maxItemSize) error = 'SERVER_ERROR object too large for cache';
+    else if (auth ? bytes > MAX_AUTH : ke - ks + bytes > this.cache.maxItemSize) error = 'SERVER_ERROR object too large for cache';
+    else if (!auth && !this.allowed(buf, ks, ke)) error = DENIED;
     const p = {
-      cmd, flags, exptime, noreply, need: bytes + 2, got: 0, data: null, casUnique: isCas ? Number(casUnique) : 0,
-      key: null, error,
+      cmd, flags, exptime, noreply, need: bytes + 2, got: 0, chunks: null, casUnique: isCas ? Number(casUnique) : 0,
+      key: null, auth,
     };
     if (error !== null) {
       // The data block follows anyway: skip it, so the client's next command is read as one.
@@ -249,35 +520,110 @@ class Connection {
       this.pending = p;
       return next;
     }
-    this.server.counters.cmdSet++;
     if (buf.length - next >= bytes + 2) {
       // The whole block is here: store straight from the buffer.
+      this.server.counters.cmdSet++;
       p.key = [buf, ks, ke];
-      this.complete(p, buf, next);
+      this.complete(p, [[buf, next, bytes]], buf[next + bytes] === 0x0d && buf[next + bytes + 1] === 0x0a);
       return next + bytes + 2;
     }
+    // The block comes in pieces: gather it in request-pool chunks, or wait
+    // for them and read this line again then.
+    const chunks = this.server.requests.take(this, bytes + 2);
+    if (chunks === null) {
+      this.waiting = 'pool';
+      return s;
+    }
+    this.server.counters.cmdSet++;
     p.key = [Buffer.from(buf.subarray(ks, ke)), 0, ke - ks];
-    p.data = Buffer.allocUnsafe(bytes + 2);
+    p.chunks = chunks;
     this.pending = p;
     return next;
   }
 
-  /** Runs a storage command whose data block is data[ds, ds + need). */
-  complete(p, data, ds) {
-    const dlen = p.need - 2;
-    if (data[ds + dlen] !== 0x0d || data[ds + dlen + 1] !== 0x0a) {
+  /** ms <key> <datalen> <flags>*: as storage(), with the meta protocol's flags and replies. */
+  metaStore(buf, n, s, next) {
+    const m = meta.parseStore(buf, n, this.tokens);
+    let error = m.error ?? null;
+    if (error === null && m.key[2] - m.key[1] + m.bytes > this.cache.maxItemSize) error = 'SERVER_ERROR object too large for cache';
+    if (error === null && !this.allowed(...m.key)) error = DENIED;
+    if (error !== null) {
+      this.reply(error);
+      if (m.bytes >= 0) this.pending = { need: m.bytes + 2, got: 0, chunks: null };
+      return next;
+    }
+    const p = { need: m.bytes + 2, got: 0, chunks: null, key: m.key, meta: m };
+    if (buf.length - next >= m.bytes + 2) {
+      this.server.counters.cmdSet++;
+      this.complete(p, [[buf, next, m.bytes]], buf[next + m.bytes] === 0x0d && buf[next + m.bytes + 1] === 0x0a);
+      return next + m.bytes + 2;
+    }
+    const chunks = this.server.requests.take(this, m.bytes + 2);
+    if (chunks === null) {
+      this.waiting = 'pool';
+      return s;
+    }
+    this.server.counters.cmdSet++;
+    const [kb, ks, ke] = m.key;
+    p.key = [Buffer.from(kb.subarray(ks, ke)), 0, ke - ks];
+    m.buf = Buffer.from(m.buf.subarray(0, m.t[m.t.length - 1])); // the line, for the reply's flags
+    p.chunks = chunks;
+    this.pending = p;
+    return next;
+  }
+
+  /** Runs a storage command whose data block (value and CR LF) is complete. */
+  complete(p, pieces, crlf) {
+    if (!crlf) {
       this.reply('CLIENT_ERROR bad data chunk');
+      return;
+    }
+    if (p.meta) {
+      const m = p.meta;
+      const [kb, ks, ke] = p.key;
+      try {
+        meta.storeReply(this, m, this.cache.store(m.cmd, kb, ks, ke, m.flags, m.ttl, pieces, m.cas, this.scope));
+      } catch (err) {
+        this.reply(err instanceof CacheError ? err.message : `SERVER_ERROR ${err.message}`);
+      }
+      return;
+    }
+    if (p.auth) {
+      this.authenticate(pieces);
       return;
     }
     const [kb, ks, ke] = p.key;
     let r;
     try {
-      r = this.cache.store(p.cmd, kb, ks, ke, p.flags, p.exptime, data, ds, dlen, p.casUnique);
+      r = this.cache.store(p.cmd, kb, ks, ke, p.flags, p.exptime, pieces, p.casUnique, this.scope);
     } catch (err) {
       this.reply(err instanceof CacheError ? err.message : `SERVER_ERROR ${err.message}`);
       return;
     }
     if (!p.noreply) this.reply(r);
+  }
+
+  /** Text-protocol authentication (memcached -Y): the value is "user password". */
+  authenticate(pieces) {
+    const text = Buffer.concat(pieces.map(([b, s, n]) => b.subarray(s, s + n))).toString('latin1');
+    // As memcached: the first two space-separated words; more are ignored.
+    const words = text.split(' ').filter((w) => w !== '');
+    if (words.length < 2) {
+      this.reply('CLIENT_ERROR bad authentication token format');
+      return;
+    }
+    const user = this.server.auth.check(words[0], words[1]);
+    if (user === null) {
+      this.reply('CLIENT_ERROR authentication failure');
+      return;
+    }
+    this.bind(user);
+    this.reply('STORED');
+  }
+
+  bind(user) {
+    this.scope = user;
+    this.scopeBytes = Buffer.from(user, 'latin1');
   }
 
   /** The commands that are one line. */
@@ -299,7 +645,11 @@ class Connection {
           this.reply(n >= 2 && keyOk(1) ? `${BAD_FORMAT}.  Usage: delete <key> [noreply]` : BAD_FORMAT);
           return;
         }
-        const r = this.cache.delete(buf, t[2], t[3]);
+        if (!this.allowed(buf, t[2], t[3])) {
+          this.reply(DENIED);
+          return;
+        }
+        const r = this.cache.delete(buf, t[2], t[3], this.scope);
         counters[r === 'DELETED' ? 'deleteHits' : 'deleteMisses']++;
         out(r, noreply);
         return;
@@ -316,7 +666,11 @@ class Connection {
           this.reply('CLIENT_ERROR invalid numeric delta argument');
           return;
         }
-        const r = this.cache.incr(buf, t[2], t[3], delta, cmd === 'incr');
+        if (!this.allowed(buf, t[2], t[3])) {
+          this.reply(DENIED);
+          return;
+        }
+        const r = this.cache.incr(buf, t[2], t[3], delta, cmd === 'incr', this.scope);
         if (r === null) {
           this.reply('CLIENT_ERROR cannot increment or decrement non-numeric value');
           return;
@@ -336,8 +690,12 @@ class Connection {
           this.reply('CLIENT_ERROR invalid exptime argument');
           return;
         }
+        if (!this.allowed(buf, t[2], t[3])) {
+          this.reply(DENIED);
+          return;
+        }
         counters.cmdTouch++;
-        const r = this.cache.touch(buf, t[2], t[3], exptime);
+        const r = this.cache.touch(buf, t[2], t[3], exptime, this.scope);
         counters[r === 'TOUCHED' ? 'touchHits' : 'touchMisses']++;
         out(r, noreply);
         return;
@@ -359,7 +717,7 @@ class Connection {
           }
         }
         counters.cmdFlush++;
-        this.cache.flushAll(Math.max(0, delay));
+        this.cache.flushAll(Math.max(0, delay), this.scope); // bound: only its own tenant
         out('OK', noreply);
         return;
       }
@@ -396,7 +754,16 @@ class Connection {
     this.reply('ERROR');
   }
 
+  version() {
+    return VERSION;
+  }
+
   stats() {
+    for (const [name, value] of this.statLines()) this.reply(`STAT ${name} ${value}`);
+    this.reply('END');
+  }
+
+  statLines() {
     const s = this.server;
     const c = s.counters;
     const { items, bytes } = this.cache.totals();
@@ -411,6 +778,7 @@ class Connection {
       ['curr_connections', s.connections.size],
       ['total_connections', c.totalConnections],
       ['rejected_connections', c.rejectedConnections],
+      ['write_timeouts', c.writeTimeouts],
       ['cmd_get', c.cmdGet],
       ['cmd_set', c.cmdSet],
       ['cmd_flush', c.cmdFlush],
@@ -435,6 +803,11 @@ class Connection {
       ['tenant_bytes', this.cache.tenantBytes],
       ['item_size_max', this.cache.maxItemSize],
       ['isolation', this.cache.memory.isolation],
+      ['reply_buffer_bytes', s.replies.inUse],
+      ['reply_buffer_limit', s.replies.max * s.replies.chunkSize],
+      ['reply_buffer_waiters', s.replies.waiters.length],
+      ['request_buffer_bytes', s.requests.inUse],
+      ['request_buffer_limit', s.requests.max * s.requests.chunkSize],
       ['vmpk_backend', this.cache.memory.backend],
     ];
     const v = this.cache.memory.stats();
@@ -453,14 +826,41 @@ class Connection {
         ['vmpk_mapped_bytes', v.mappedBytes],
       );
     }
-    for (const [name, value] of lines) this.reply(`STAT ${name} ${value}`);
-    this.reply('END');
+    return lines;
+  }
+}
+
+/**
+ * The users of --auth-file (memcached -Y): one "user:password" per line.
+ * A user's tenant is named by the user name.
+ */
+export class Auth {
+  /** @param {string} text the file's contents */
+  constructor(text) {
+    /** @type {Map<string, Buffer>} */
+    this.users = new Map();
+    for (const raw of text.split('\n')) {
+      const line = raw.replace(/\r$/, '');
+      if (line === '') continue;
+      const colon = line.indexOf(':');
+      if (colon <= 0) throw new Error('each line of the auth file must be user:password');
+      this.users.set(line.slice(0, colon), Buffer.from(line.slice(colon + 1), 'latin1'));
+    }
+    if (this.users.size === 0) throw new Error('the auth file names no user');
+  }
+
+  /** The user name if the password is right, else null (compared in constant time). */
+  check(user, password) {
+    const want = this.users.get(user);
+    const got = Buffer.from(password, 'latin1');
+    if (want === undefined || want.length !== got.length) return null;
+    return timingSafeEqual(want, got) ? user : null;
   }
 }
 
 function freshCounters() {
   return {
-    totalConnections: 0, rejectedConnections: 0, cmdGet: 0, cmdSet: 0, cmdFlush: 0, cmdTouch: 0, getHits: 0, getMisses: 0,
+    totalConnections: 0, rejectedConnections: 0, writeTimeouts: 0, cmdGet: 0, cmdSet: 0, cmdFlush: 0, cmdTouch: 0, getHits: 0, getMisses: 0,
     deleteHits: 0, deleteMisses: 0, incrHits: 0, incrMisses: 0, decrHits: 0, decrMisses: 0, touchHits: 0, touchMisses: 0,
   };
 }
@@ -475,9 +875,20 @@ export class Server {
    * @param {number} o.maxTenants
    * @param {number} o.maxConnections
    * @param {boolean} o.testFaults enables the debug commands (fault injection, clock)
+   * @param {Auth | null} [o.auth] --auth-file: connections authenticate and are bound to their user's tenant
+   * @param {number} [o.replyMemory] bytes of reply buffers for all connections together
+   * @param {number} [o.requestMemory] bytes of buffers for values that arrive in pieces
+   * @param {number} [o.writeTimeout] seconds a client may leave replies unread (0: forever)
    */
   constructor(o) {
     this.cache = new Cache(o);
+    this.auth = o.auth ?? null;
+    this.writeTimeout = o.writeTimeout ?? 30;
+    this.separator = o.tenants.kind === 'prefix' ? o.tenants.separator : 0x3a;
+    // Each pool holds at least one largest item (and its CR LF).
+    const least = this.cache.maxItemSize + 2 + CHUNK;
+    this.replies = new Pool(CHUNK, Math.max(o.replyMemory ?? 32 << 20, least));
+    this.requests = new Pool(CHUNK, Math.max(o.requestMemory ?? 32 << 20, least));
     this.maxConnections = o.maxConnections;
     this.testFaults = o.testFaults;
     this.faults = null;

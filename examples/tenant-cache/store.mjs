@@ -108,14 +108,18 @@ class Tenant {
     }
   }
 
-  /** Writes key and value (value given as up to two pieces) into a new entry and links it. */
-  insert(h, mem, buf, ks, ke, p1, s1, n1, p2, s2, n2, flags, exp) {
+  /** Writes key and value (value given as [buffer, start, length] pieces) into a new entry and links it. */
+  insert(h, mem, buf, ks, ke, pieces, flags, exp) {
     const klen = ke - ks;
-    const vlen = n1 + n2;
+    let vlen = 0;
+    for (const [, , n] of pieces) vlen += n;
     const [off, order] = this.allocate(klen + vlen);
     mem.set(buf.subarray(ks, ke), off);
-    if (n1) mem.set(p1.subarray(s1, s1 + n1), off + klen);
-    if (n2) mem.set(p2.subarray(s2, s2 + n2), off + klen + n1);
+    let at = off + klen;
+    for (const [p, ps, n] of pieces) {
+      if (n) mem.set(p.subarray(ps, ps + n), at);
+      at += n;
+    }
     const e = new Entry(off, order, klen, vlen, flags, exp, this.cache.nextCas());
     e.next = this.index.get(h) ?? null;
     this.index.set(h, e);
@@ -138,6 +142,9 @@ function printable(bytes) {
 
 export class CacheError extends Error {}
 
+/** Cache.get's answer when the server has no output memory free for the value now. */
+export const WAIT = Symbol('wait');
+
 export class Cache {
   /**
    * @param {object} o
@@ -159,7 +166,8 @@ export class Cache {
     this.list = [];
     this.cas = 0;
     this.clockOffset = 0; // test mode moves the clock (debug clock)
-    this.flushTimer = null;
+    /** @type {Map<string | null, NodeJS.Timeout>} */
+    this.flushTimers = new Map();
     this.counters = { evictions: 0, expired: 0, totalItems: 0 };
   }
 
@@ -183,10 +191,14 @@ export class Cache {
    * The tenant a key belongs to, created on first use; with create false,
    * null when no store has named it yet (a lookup creates no tenant).
    */
-  tenantOf(buf, ks, ke, th, create = true) {
+  tenantOf(buf, ks, ke, th, create = true, scope = null) {
     let id;
     let label;
-    if (this.tenantMode.kind === 'hash') {
+    if (scope !== null) {
+      // A connection bound to a tenant by authentication: the key is its own.
+      id = scope;
+      label = printable(Buffer.from(scope, 'latin1')) && scope.length <= 48 ? scope : null;
+    } else if (this.tenantMode.kind === 'hash') {
       id = th % this.tenantMode.count;
       label = String(id);
     } else {
@@ -209,32 +221,45 @@ export class Cache {
   }
 
   /**
-   * get/gets of one key: calls hit(flags, cas, value copy) when found.
-   * The copy is made inside the gate: nothing outside it keeps a view.
+   * get/gets of one key. Inside the gate, `take(vlen)` hands out output
+   * chunks for the value (or null when the server's output memory is used
+   * up: the result is then WAIT and nothing was copied); the value is copied
+   * into them, so nothing outside the gate keeps a view of tenant memory.
+   * @returns {null | typeof WAIT | { flags: number, cas: number, vlen: number, chunks: Buffer[] }}
    */
-  get(buf, ks, ke) {
+  get(buf, ks, ke, take, scope = null) {
     const [h, th] = hashKey(buf, ks, ke);
-    const t = this.tenantOf(buf, ks, ke, th, false);
+    const t = this.tenantOf(buf, ks, ke, th, false, scope);
     if (t === null || t.index.peek(h) === undefined) return null; // no item with this hash: no memory to read
     const now = this.now();
     return t.memory.read(() => {
       const mem = t.memory.bytes();
       const e = t.find(h, mem, buf, ks, ke, now, true);
       if (e === null) return null;
-      const start = e.off + e.klen;
-      const value = Buffer.allocUnsafe(e.vlen);
-      value.set(mem.subarray(start, start + e.vlen));
-      return { flags: e.flags, cas: e.cas, value };
+      const chunks = take(e.vlen);
+      if (chunks === null) return WAIT;
+      let at = e.off + e.klen;
+      let left = e.vlen;
+      for (const c of chunks) {
+        const n = Math.min(left, c.length);
+        c.set(mem.subarray(at, at + n));
+        at += n;
+        left -= n;
+      }
+      return { flags: e.flags, cas: e.cas, exp: e.exp, vlen: e.vlen, chunks };
     });
   }
 
   /**
-   * set, add, replace, append, prepend, cas. The value is data[ds, ds + dlen).
+   * set, add, replace, append, prepend, cas. The value is the [buffer,
+   * start, length] pieces in order.
    * @returns {'STORED' | 'NOT_STORED' | 'EXISTS' | 'NOT_FOUND'}
    */
-  store(cmd, buf, ks, ke, flags, exptime, data, ds, dlen, casUnique) {
+  store(cmd, buf, ks, ke, flags, exptime, pieces, casUnique, scope = null) {
+    let dlen = 0;
+    for (const [, , n] of pieces) dlen += n;
     const [h, th] = hashKey(buf, ks, ke);
-    const t = this.tenantOf(buf, ks, ke, th);
+    const t = this.tenantOf(buf, ks, ke, th, true, scope);
     const now = this.now();
     const exp = this.expiry(exptime);
     return t.memory.write(() => {
@@ -259,21 +284,21 @@ export class Cache {
           const prev = Buffer.from(mem.subarray(old.off + old.klen, old.off + old.klen + old.vlen));
           const { flags: oldFlags, exp: oldExp } = old;
           t.unlink(h, old);
-          if (cmd === 'append') t.insert(h, mem, buf, ks, ke, prev, 0, prev.length, data, ds, dlen, oldFlags, oldExp);
-          else t.insert(h, mem, buf, ks, ke, data, ds, dlen, prev, 0, prev.length, oldFlags, oldExp);
+          const before = [prev, 0, prev.length];
+          t.insert(h, mem, buf, ks, ke, cmd === 'append' ? [before, ...pieces] : [...pieces, before], oldFlags, oldExp);
           return 'STORED';
         }
       }
       if (old) t.unlink(h, old);
-      if (exp !== -1 && (exp === 0 || exp > now)) t.insert(h, mem, buf, ks, ke, data, ds, dlen, data, 0, 0, flags, exp);
+      if (exp !== -1 && (exp === 0 || exp > now)) t.insert(h, mem, buf, ks, ke, pieces, flags, exp);
       return 'STORED';
     });
   }
 
   /** @returns {'DELETED' | 'NOT_FOUND'} */
-  delete(buf, ks, ke) {
+  delete(buf, ks, ke, scope = null) {
     const [h, th] = hashKey(buf, ks, ke);
-    const t = this.tenantOf(buf, ks, ke, th, false);
+    const t = this.tenantOf(buf, ks, ke, th, false, scope);
     if (t === null || t.index.peek(h) === undefined) return 'NOT_FOUND';
     const now = this.now();
     return t.memory.write(() => {
@@ -285,9 +310,9 @@ export class Cache {
   }
 
   /** @returns {string | 'NOT_FOUND' | null} the new value, NOT_FOUND, or null for a non-numeric value */
-  incr(buf, ks, ke, delta, up) {
+  incr(buf, ks, ke, delta, up, scope = null) {
     const [h, th] = hashKey(buf, ks, ke);
-    const t = this.tenantOf(buf, ks, ke, th, false);
+    const t = this.tenantOf(buf, ks, ke, th, false, scope);
     if (t === null || t.index.peek(h) === undefined) return 'NOT_FOUND';
     const now = this.now();
     return t.memory.write(() => {
@@ -295,21 +320,28 @@ export class Cache {
       const e = t.find(h, mem, buf, ks, ke, now, true);
       if (e === null) return 'NOT_FOUND';
       const text = Buffer.from(mem.subarray(e.off + e.klen, e.off + e.klen + e.vlen)).toString('latin1');
-      if (!/^[0-9]{1,20}$/.test(text) || BigInt(text) > U64) return null;
-      let n = BigInt(text);
+      // As memcached's strtoull: leading white space is skipped; trailing
+      // spaces are allowed (a shorter result is padded, below).
+      const digits = text.replace(/^[ \t\n\v\f\r]+/, '').replace(/ +$/, '');
+      if (!/^[0-9]{1,20}$/.test(digits) || BigInt(digits) > U64) return null;
+      let n = BigInt(digits);
       n = up ? (n + delta) & U64 : n > delta ? n - delta : 0n;
-      const out = Buffer.from(n.toString(), 'latin1');
+      // As memcached: a result no longer than the old value keeps the item's
+      // length, padded with spaces; a longer one makes the item longer.
+      let str = n.toString();
+      if (str.length < e.vlen) str = str.padEnd(e.vlen, ' ');
+      const out = Buffer.from(str, 'latin1');
       const { flags, exp } = e;
       t.unlink(h, e);
-      t.insert(h, mem, buf, ks, ke, out, 0, out.length, out, 0, 0, flags, exp);
+      t.insert(h, mem, buf, ks, ke, [[out, 0, out.length]], flags, exp);
       return n.toString();
     });
   }
 
   /** @returns {'TOUCHED' | 'NOT_FOUND'} */
-  touch(buf, ks, ke, exptime) {
+  touch(buf, ks, ke, exptime, scope = null) {
     const [h, th] = hashKey(buf, ks, ke);
-    const t = this.tenantOf(buf, ks, ke, th, false);
+    const t = this.tenantOf(buf, ks, ke, th, false, scope);
     if (t === null || t.index.peek(h) === undefined) return 'NOT_FOUND';
     const now = this.now();
     const exp = this.expiry(exptime);
@@ -322,20 +354,27 @@ export class Cache {
     });
   }
 
-  /** flush_all: every item of every tenant is gone now, or after `delay` seconds. */
-  flushAll(delay) {
-    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
-    this.flushTimer = null;
+  /**
+   * flush_all: every item of every tenant (or, for a connection bound to
+   * `scope`, of that tenant only) is gone now, or after `delay` seconds. A
+   * later flush_all of the same scope replaces a pending one.
+   */
+  flushAll(delay, scope = null) {
+    const pending = this.flushTimers.get(scope);
+    if (pending !== undefined) clearTimeout(pending);
+    this.flushTimers.delete(scope);
     if (delay > 0) {
-      this.flushTimer = setTimeout(() => {
-        this.flushTimer = null;
-        this.flushAll(0);
+      const timer = setTimeout(() => {
+        this.flushTimers.delete(scope);
+        this.flushAll(0, scope);
       }, delay * 1000);
-      this.flushTimer.unref();
+      timer.unref();
+      this.flushTimers.set(scope, timer);
       return;
     }
     // Only the index and the allocator change: no tenant memory is touched.
-    for (const t of this.list) {
+    for (const t of scope === null ? this.list : [this.tenants.get(scope)]) {
+      if (t === undefined) continue;
       t.index.clear();
       t.buddy.reset();
       t.items = 0;
@@ -361,7 +400,7 @@ export class Cache {
   }
 
   close() {
-    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+    for (const timer of this.flushTimers.values()) clearTimeout(timer);
     this.memory.close();
   }
 }

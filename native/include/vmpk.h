@@ -298,6 +298,16 @@ VMPK_API int vmpk_last_errno(void);
  * pkey_alloc), else 0. Never executes a PKRU instruction where unsupported. */
 VMPK_API int vmpk_pku_supported(void);
 
+/* vmpk_probe for an address that stands for a region of `key` (a kept
+ * region after the key's destroy, say): 0 once the key is destroyed or its
+ * runtime closed, whatever later key holds the window then; otherwise as
+ * vmpk_probe(addr, access). VMPK_E_NOT_REGION when addr lies outside the
+ * key's window, VMPK_E_INVALID for a malformed handle or a bad access.
+ * Holds the key's runtime's lock while it probes, so the key cannot be
+ * destroyed in between. (vmpk_lookup checks a region's start and size
+ * against the core: what adopting a handle needs.) */
+VMPK_API int vmpk_probe_key(vmpk_key key, const void *addr, int access);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,11 +3,11 @@
 # the only accelerator that gives PKU on hosts without it), a static busybox
 # for the initramfs, and cpio to pack it; libmemcached-tools for the
 # tenant-cache tests (memccapable, memccp, memccat, memcslap), which run on
-# the host and in the guest. Installs them when run as root, otherwise prints
+# the host and in the guest, and memcached itself, which they run side by side. Installs them when run as root, otherwise prints
 # the one command to run.
 set -euo pipefail
 
-packages=(qemu-system-x86 busybox-static cpio libmemcached-tools)
+packages=(qemu-system-x86 busybox-static cpio libmemcached-tools memcached)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'

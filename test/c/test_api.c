@@ -283,6 +283,157 @@ static void too_many_runtimes(void)
         CHECK_EQ(vmpk_close(more[i]), 0);
 }
 
+/* Every page of a window as its own region, more than one page of the
+ * region table holds (4 MiB: 1024 regions of 4 KiB pages): each where first
+ * fit puts it, each found by lookup, the window then full; frees in the
+ * middle reused first; all of it again in a window the next key reuses. */
+static void many_regions_fill_the_window(void)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    size_t n = (4u << 20) / ps;
+    char **r = calloc(n, sizeof *r);
+    struct vmpk_stats before = stats_of(rt);
+    for (int round = 0; round < 2; round++) {
+        vmpk_key k;
+        CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_NONE, 4 << 20, &k), 0);
+        for (size_t i = 0; i < n; i++) {
+            CHECK_EQ(vmpk_alloc(rt, k, 1, (void **)&r[i]), 0);
+            CHECK(r[i] == r[0] + i * ps);
+        }
+        void *q = (void *)1;
+        CHECK_EQ(vmpk_alloc(rt, k, 1, &q), VMPK_E_WINDOW_FULL);
+        CHECK(q == (void *)1);
+        CHECK_EQ(stats_of(rt).regions, before.regions + n);
+        for (size_t i = 0; i < n; i += 97) {
+            void *region;
+            size_t size;
+            vmpk_key owner;
+            CHECK_EQ(vmpk_lookup(rt, r[i] + 7, &owner, &region, &size), 0);
+            CHECK(region == r[i]);
+            CHECK_EQ(size, ps);
+        }
+        CHECK_EQ(vmpk_free(rt, k, r[n / 2]), 0);
+        CHECK_EQ(vmpk_free(rt, k, r[n / 2]), VMPK_E_NOT_REGION);
+        CHECK_EQ(vmpk_free(rt, k, r[3]), 0);
+        CHECK_EQ(vmpk_alloc(rt, k, 1, &q), 0);
+        CHECK(q == r[3]);
+        CHECK_EQ(vmpk_alloc(rt, k, 1, &q), 0);
+        CHECK(q == r[n / 2]);
+        CHECK_EQ(vmpk_alloc(rt, k, 2 * ps, &q), VMPK_E_WINDOW_FULL);
+        for (size_t i = 0; i < n; i++)
+            CHECK_EQ(vmpk_free(rt, k, r[i]), 0);
+        CHECK_EQ(stats_of(rt).regions, before.regions);
+        CHECK_EQ(vmpk_alloc(rt, k, 4 << 20, &q), 0); /* all free again, as one */
+        CHECK(q == r[0]);
+        CHECK_EQ(vmpk_key_destroy(rt, k), 0);
+    }
+    free(r);
+}
+
+/* Names that could steer a terminal or a log reading the fault reports
+ * are refused, and nothing is made; printable UTF-8 is kept. */
+static void names_refuse_control_characters(void)
+{
+    static const char *const bad[] = {
+        "\x01",          "tab\there",    "esc\x1b[31m", "del\x7f",      "nl\n",
+        "c1 \xc2\x80",   "c1 \xc2\x9b",  "c1 \xc2\x9f", "lone \x80",    "overlong \xc0\xaf",
+        "overlong \xe0\x80\xaf", "surrogate \xed\xa0\x80", "past \xf4\x90\x80\x80",
+        "truncated \xe2\x82", "ff \xff", "f5 \xf5\x80\x80\x80",
+    };
+    static const char *const good[] = { "cl\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac",
+                                        "\xf0\x9f\x98\x80", "a b-c_d", "nbsp\xc2\xa0" };
+    struct vmpk_stats before = stats_of(rt);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        vmpk_key out = 77;
+        CHECK_EQ(vmpk_key_create(rt, bad[i], VMPK_NONE, 0, &out), VMPK_E_INVALID);
+        CHECK_EQ(out, 77);
+    }
+    CHECK_EQ(stats_of(rt).live_vkeys, before.live_vkeys);
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        vmpk_key k;
+        CHECK_EQ(vmpk_key_create(rt, good[i], VMPK_NONE, 0, &k), 0);
+        CHECK_EQ(vmpk_key_destroy(rt, k), 0);
+    }
+}
+
+/* A destroyed key's region answers 0 through vmpk_probe_key even once a
+ * later key, readable by all, holds the same window (vmpk_probe, which
+ * knows only the address, answers for that key). */
+static void probe_key_after_destroy_and_reuse(void)
+{
+    vmpk_key a, b;
+    char *p, *q;
+    int local = 0;
+    /* A window size no other test uses: the freed window is the only one
+     * of its size, so the next key of that size takes it. */
+    CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_RW, 7 << 20, &a), 0);
+    CHECK_EQ(vmpk_alloc(rt, a, 4096, (void **)&p), 0);
+    CHECK_EQ(vmpk_probe_key(a, p, VMPK_RW), 1);
+    CHECK_EQ(vmpk_probe_key(a, p + 4095, VMPK_READ), 1);
+    CHECK_EQ(vmpk_probe_key(a, p, VMPK_NONE), 1);
+    CHECK_EQ(vmpk_probe_key(a, &local, VMPK_READ), VMPK_E_NOT_REGION);
+    CHECK_EQ(vmpk_probe_key(a, p, 7), VMPK_E_INVALID);
+    CHECK_EQ(vmpk_probe_key(0, p, VMPK_READ), VMPK_E_INVALID);
+    CHECK_EQ(vmpk_probe_key(a | 1ull << 60, p, VMPK_READ), VMPK_E_INVALID);
+    CHECK_EQ(vmpk_probe_key(a ^ 1ull << 24, p, VMPK_READ), 0); /* another generation */
+    CHECK_EQ(vmpk_key_destroy(rt, a), 0);
+    CHECK_EQ(vmpk_probe_key(a, p, VMPK_READ), 0);
+    CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_RW, 7 << 20, &b), 0);
+    CHECK_EQ(vmpk_alloc(rt, b, 4096, (void **)&q), 0);
+    CHECK(q == p); /* the window was reused: the test means something */
+    CHECK_EQ(vmpk_probe(p, VMPK_READ), 1);
+    CHECK_EQ(vmpk_probe_key(b, p, VMPK_READ), 1);
+    CHECK_EQ(vmpk_probe_key(a, p, VMPK_READ), 0);
+    CHECK_EQ(vmpk_probe_key(a, p, VMPK_RW), 0);
+    CHECK_EQ(vmpk_key_destroy(rt, b), 0);
+}
+
+/* Each field of a live handle forged in turn: a clean error from every
+ * entry point, nothing changed, and the real key works on. */
+static void forged_handles_change_nothing(void)
+{
+    vmpk_key k;
+    char *p;
+    CHECK_EQ(vmpk_key_create(rt, "victim", VMPK_NONE, 0, &k), 0);
+    CHECK_EQ(vmpk_alloc(rt, k, 4096, (void **)&p), 0);
+    vmpk_key forged[] = {
+        k ^ 1ull << 45,               /* another runtime id */
+        k & ~0xffffffull,             /* slot field 0 */
+        (k & ~0xffffffull) | 0xffffff,/* the last slot, never used */
+        (k & ~0xffffffull) | ((k & 0xffffff) + 1000), /* a slot not made yet */
+        k + (1ull << 24),             /* the next generation */
+        k - (1ull << 24),             /* the previous one */
+        k | 1ull << 48,               /* bits above the runtime id */
+        0,
+    };
+    struct vmpk_stats before = stats_of(rt);
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++) {
+        vmpk_key f = forged[i];
+        void *q = (void *)1;
+        int want = f == 0 || f >> 48 ? VMPK_E_INVALID : VMPK_E_STALE;
+        CHECK_EQ(vmpk_alloc(rt, f, 4096, &q), want);
+        CHECK(q == (void *)1);
+        CHECK_EQ(vmpk_free(rt, f, p), want);
+        CHECK_EQ(vmpk_protect(rt, f, VMPK_RW), want);
+        CHECK_EQ(vmpk_begin(rt, f, VMPK_RW), want);
+        CHECK_EQ(vmpk_pin(rt, f), want);
+        CHECK_EQ(vmpk_unpin(rt, f), want);
+        CHECK_EQ(vmpk_key_destroy(rt, f), want);
+        CHECK_EQ(vmpk_probe_key(f, p, VMPK_READ), want == VMPK_E_STALE ? 0 : want);
+        CHECK(vmpk_enter(f, VMPK_RW) < 0);
+        CHECK_EQ(vmpk_probe(p, VMPK_READ), 0);
+    }
+    struct vmpk_stats after = stats_of(rt);
+    CHECK_EQ(after.live_vkeys, before.live_vkeys);
+    CHECK_EQ(after.regions, before.regions);
+    CHECK_EQ(after.gates, before.gates);
+    CHECK_EQ(after.pins, before.pins);
+    CHECK_EQ(vmpk_begin(rt, k, VMPK_RW), 0);
+    CHECK_EQ(p[0], 0);
+    CHECK_EQ(vmpk_end(rt, k), 0);
+    CHECK_EQ(vmpk_key_destroy(rt, k), 0);
+}
+
 int main(void)
 {
     rt = open_rt(0);
@@ -299,6 +450,10 @@ int main(void)
     RUN(many_keys_few_vmas);
     RUN(close_and_reopen);
     RUN(too_many_runtimes);
+    RUN(many_regions_fill_the_window);
+    RUN(names_refuse_control_characters);
+    RUN(probe_key_after_destroy_and_reuse);
+    RUN(forged_handles_change_nothing);
     CHECK_EQ(vmpk_close(rt), 0);
     return check_done();
 }

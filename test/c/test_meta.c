@@ -3,7 +3,9 @@
  * child processes:
  *   - a write to the vkey table, the hw key table or a gate record dies by
  *     SIGSEGV with vmpk's one-line report (the meta pkey's WD on pku, a
- *     read-only page without PKU);
+ *     read-only page without PKU); so does one to what decides which pages
+ *     alloc and free touch (a region list, inline or in the region table,
+ *     and the window) or what a report prints (the name pointer), pku only;
  *   - the same writes tried through vmpk_probe are refused (0) and change
  *     nothing: reads stay free, no binding or permission moved;
  *   - a jump onto any WRPKRU in vmpk's code with EAX = ECX = EDX = 0 (every
@@ -42,7 +44,8 @@ static struct vkey *slot0(void)
     return &rt->slots[0];
 }
 
-enum scene { WRITE_PERM, WRITE_HW_STATE, WRITE_GATE_RECORD };
+enum scene { WRITE_PERM, WRITE_HW_STATE, WRITE_GATE_RECORD, WRITE_REGION_TABLE,
+             WRITE_INLINE_REGION, WRITE_WINDOW, WRITE_NAME };
 
 static void act(enum scene scene)
 {
@@ -56,6 +59,24 @@ static void act(enum scene scene)
         break;
     case WRITE_GATE_RECORD: /* forge an open RW gate on the key */
         vmpk__self->gates[0].access = VMPK_RW;
+        break;
+    case WRITE_REGION_TABLE: { /* a second region puts the list in the table */
+        void *p;
+        if (vmpk_alloc(rt, key, 4096, &p) || slot0()->cap == 0)
+            _exit(92);
+        /* shift the first region a window on: the next alloc would hand
+         * out the page before it, another key's */
+        vmpk__regions_table(slot0()->granule)[0].page += 256;
+        break;
+    }
+    case WRITE_INLINE_REGION: /* the one region, inline in the slot */
+        slot0()->one.pages = 1u << 20;
+        break;
+    case WRITE_WINDOW: /* point the key's window at another key's */
+        slot0()->granule += 1;
+        break;
+    case WRITE_NAME: /* what a report prints, pointed elsewhere */
+        slot0()->name = (char *)"\x1b[2J";
         break;
     }
     _exit(91); /* survived: the test fails */
@@ -99,6 +120,17 @@ static void write_to_perm_faults(void)
 {
     NEED_META_PKEY();
     expect_meta_report(WRITE_PERM);
+}
+
+/* What decides which pages alloc and free touch (the region list, inline
+ * or in the table, and the window) and what a report reads. */
+static void write_to_region_lists_faults(void)
+{
+    NEED_META_PKEY();
+    expect_meta_report(WRITE_REGION_TABLE);
+    expect_meta_report(WRITE_INLINE_REGION);
+    expect_meta_report(WRITE_WINDOW);
+    expect_meta_report(WRITE_NAME);
 }
 
 static void write_to_hw_table_faults(void)
@@ -247,5 +279,6 @@ int main(void)
     RUN(write_to_gate_record_faults);
     RUN(probed_writes_change_nothing);
     RUN(jump_onto_every_wrpkru_aborts);
+    RUN(write_to_region_lists_faults);
     return check_done();
 }

@@ -1,6 +1,6 @@
 // Helpers for the tenant-cache tests: a server in a child process (plain
 // node, importing dist/), and a raw TCP client that reads exact replies.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -133,4 +133,70 @@ export class Client {
   close() {
     this.socket.destroy();
   }
+}
+
+/** Whether Debian's memcached is installed (scripts/vm/deps.sh installs it). */
+export function haveMemcached(): boolean {
+  return spawnSync('sh', ['-c', 'command -v memcached']).status === 0;
+}
+
+/** Starts the real memcached on a free port with `args` (for side-by-side tests). */
+export async function startMemcached(args: string[]): Promise<{ port: number; stop: () => Promise<void> }> {
+  const port = await new Promise<number>((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const p = (probe.address() as net.AddressInfo).port;
+      probe.close(() => resolve(p));
+    });
+  });
+  const user = process.getuid?.() === 0 ? ['-u', 'root'] : [];
+  const child = spawn('memcached', [...user, '-l', '127.0.0.1', '-p', String(port), '-U', '0', ...args], { stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  for (let i = 0; ; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (i === 200 || child.exitCode !== null) throw new Error('memcached did not start');
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return {
+    port,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** Sends `data` on a fresh connection and returns all it gets until the server closes or `idleMs` pass without data. */
+export function exchange(port: number, data: string | Buffer, idleMs = 300): Promise<{ reply: string; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.write(data);
+      arm();
+    });
+    const finish = (closed: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ reply: Buffer.concat(chunks).toString('latin1'), closed });
+    };
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => finish(false), idleMs);
+    };
+    s.on('data', (d) => {
+      chunks.push(d);
+      arm();
+    });
+    s.on('end', () => finish(true));
+    s.on('error', reject);
+  });
 }

@@ -150,14 +150,30 @@ static bool gates_open(const struct vmpk_runtime *rt)
 
 static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot);
 
-static int close_in(struct vmpk_runtime *rt);
+static int close_in(struct vmpk_runtime *rt, char **names, uint32_t room);
 
+/* The names are freed after meta is closed again (see vmpk_key_create):
+ * close_in hands them over in names[], made before meta opens. */
 int vmpk_close(vmpk_runtime *rt)
 {
-    ENTRY(rt, false, close_in(rt));
+    if (runtime_id_of(rt) < 0)
+        return VMPK_E_INVALID;
+    uint32_t room = atomic_load(&rt->nslots);
+    char **names = room ? calloc(room, sizeof *names) : NULL;
+    struct vmpk_thread *t = meta_enter();
+    if (!t) {
+        free(names);
+        return VMPK_E_NOMEM;
+    }
+    int err = runtime_id_of(rt) < 0 ? VMPK_E_INVALID : close_in(rt, names, names ? room : 0);
+    meta_leave(t, -1);
+    for (uint32_t i = 0; names && i < room; i++)
+        free(names[i]);
+    free(names);
+    return err;
 }
 
-static int close_in(struct vmpk_runtime *rt)
+static int close_in(struct vmpk_runtime *rt, char **names, uint32_t room)
 {
     pthread_mutex_lock(&rt->lock);
     if (gates_open(rt)) {
@@ -177,7 +193,10 @@ static int close_in(struct vmpk_runtime *rt)
     }
     rt->be->teardown(rt);
     for (uint32_t s = 0; s < rt->nslots; s++) {
-        free(rt->slots[s].name);
+        if (s < room)
+            names[s] = rt->slots[s].name;
+        else
+            free(rt->slots[s].name); /* slots made since, or no memory for names[] */
         rt->slots[s].name = NULL;
     }
     atomic_store(&vmpk__runtimes[rt->id], NULL);
@@ -221,7 +240,7 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
         resident += atomic_load(&rt->hw[h].state) != 0;
     for (uint32_t s = 0; s < rt->nslots; s++) {
         const struct vkey *v = &rt->slots[s];
-        names += v->name ? strlen(v->name) + 1 : 0;
+        names += v->name ? strnlen(v->name, VMPK_MAX_NAME) + 1 : 0;
         pins += v->live ? v->pins : 0;
         ranges += vmpk__regions_bytes(v);
     }
@@ -252,31 +271,49 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
     return 0;
 }
 
-static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
-                         size_t window_size, vmpk_key *out);
+static int key_create_in(struct vmpk_runtime *rt, char *copy, int access, size_t window_size,
+                         vmpk_key *out, char **old);
 
 int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t window_size,
                     vmpk_key *out)
 {
-    ENTRY(rt, true, key_create_in(rt, name, access, window_size, out));
+    /* malloc and free run with meta closed: a heap whose chunks a stray
+     * write forged may make malloc return, or free write to, any address,
+     * meta included, and with meta open that would land. */
+    size_t name_len = name ? strnlen(name, VMPK_MAX_NAME + 1) : 0;
+    if (name_len > VMPK_MAX_NAME || !vmpk__name_valid(name, name_len))
+        return VMPK_E_INVALID;
+    char *copy = NULL, *old = NULL;
+    /* The whole buffer, zero-filled: a fault report reads all of it. */
+    if (name_len && !(copy = calloc(1, VMPK_MAX_NAME + 1)))
+        return VMPK_E_NOMEM;
+    if (name_len)
+        memcpy(copy, name, name_len);
+    struct vmpk_thread *t = meta_enter();
+    if (!t) {
+        free(copy);
+        return VMPK_E_NOMEM;
+    }
+    int id = runtime_id_of(rt);
+    int err = id < 0 ? VMPK_E_INVALID
+                     : key_create_in(rt, copy, access, window_size, out, &old);
+    meta_leave(t, !err ? id : -1);
+    if (err)
+        free(copy);
+    free(old);
+    return err;
 }
 
-static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
-                         size_t window_size, vmpk_key *out)
+static int key_create_in(struct vmpk_runtime *rt, char *copy, int access, size_t window_size,
+                         vmpk_key *out, char **old)
 {
     bool exec = access & VMPK_KEY_EXEC;
     access &= ~VMPK_KEY_EXEC;
     if (!out || !access_valid(access) || (exec && access != VMPK_READ) ||
         window_size > (size_t)UINT32_MAX * GRANULE)
         return VMPK_E_INVALID;
-    size_t name_len = name ? strnlen(name, VMPK_MAX_NAME + 1) : 0;
-    if (name_len > VMPK_MAX_NAME)
-        return VMPK_E_INVALID;
     uint32_t granules = window_size ? (uint32_t)((window_size + GRANULE - 1) / GRANULE)
                                     : rt->window_granules;
-    char *copy = NULL;
-    if (name_len && !(copy = strndup(name, name_len)))
-        return VMPK_E_NOMEM;
 
     pthread_mutex_lock(&rt->lock);
     uint32_t slot, granule;
@@ -285,7 +322,7 @@ static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
         vmpk__slot_release(rt, slot);
     if (!err) {
         struct vkey *v = &rt->slots[slot];
-        free(v->name); /* the name of the slot's previous, destroyed vkey */
+        *old = v->name; /* the name of the slot's previous, destroyed vkey */
         v->name = copy;
         v->granule = granule;
         v->granules = granules;
@@ -300,8 +337,6 @@ static int key_create_in(struct vmpk_runtime *rt, const char *name, int access,
         *out = vmpk__handle(rt, slot, atomic_load(&v->gen));
     }
     pthread_mutex_unlock(&rt->lock);
-    if (err)
-        free(copy);
     return err;
 }
 
@@ -515,4 +550,36 @@ const char *vmpk_strerror(int err)
     case VMPK_E_FILTERED: return "a seccomp filter in place stops a system call vmpk needs";
     default: return "unknown error";
     }
+}
+
+/* Under the runtime's lock, so the key cannot be destroyed, nor its window
+ * handed to another key, between the check and the access. The probe
+ * itself takes no lock: a fault goes to the lock-free handler. */
+static int probe_key_in(struct vmpk_runtime *rt, vmpk_key key, const void *addr, int access)
+{
+    pthread_mutex_lock(&rt->lock);
+    int64_t slot = vmpk__slot_of(rt, key);
+    int r;
+    if (slot < 0) {
+        r = 0; /* destroyed: whoever holds the window now is another key */
+    } else {
+        const struct vkey *v = &rt->slots[slot];
+        uintptr_t off = (uintptr_t)addr - (uintptr_t)window_base(v);
+        if (off >= (uintptr_t)v->granules * GRANULE)
+            r = VMPK_E_NOT_REGION;
+        else
+            r = access == VMPK_NONE ? 1 : vmpk_probe(addr, access);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return r;
+}
+
+int vmpk_probe_key(vmpk_key key, const void *addr, int access)
+{
+    if (!access_valid(access) || handle_malformed(key))
+        return VMPK_E_INVALID;
+    struct vmpk_runtime *rt = runtime_of(key);
+    if (!rt)
+        return 0; /* its runtime was closed, and the key with it */
+    ENTRY(rt, false, probe_key_in(rt, key, addr, access));
 }

@@ -8,7 +8,7 @@
  * An exec key's pages add PROT_EXEC in both states (prot_resident,
  * prot_of_vkey): its perm is read-only, so every thread may run its code
  * and only an RW gate's PKRU bits let a thread write it.
- * A miss evicts the LRU unpinned vkey (one pkey_mprotect back to pkey 0 with
+ * A miss evicts the unpinned vkey cache.h picks (one pkey_mprotect back to pkey 0 with
  * its perm) and tags the new one (one pkey_mprotect): two syscalls, whatever
  * the number of regions, because each vkey is one window.
  *
@@ -119,7 +119,7 @@ static int bind(struct vmpk_runtime *rt, uint32_t slot, uint8_t *out)
     }
     for (;;) {
         uint32_t n = atomic_load(&rt->nhw);
-        int pick = cache_pick(rt->hw, n);
+        int pick = cache_pick(rt, n);
         if ((pick < 0 || atomic_load(&rt->hw[pick].state) != 0) && (int)n < rt->hw_budget) {
             bool stale;
             int pkey = take_pkey(rt, &stale);
@@ -158,7 +158,7 @@ static int bind(struct vmpk_runtime *rt, uint32_t slot, uint8_t *out)
     }
 }
 
-/* Opens the gate: pushes it, stamps the LRU; the bits are set on leaving,
+/* Opens the gate: pushes it, counts the use; the bits are set on leaving,
  * while the gate pins the hw key. */
 static ALWAYS_INLINE void open_gate(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key key,
                                      uint32_t slot, uint8_t h, int access)
@@ -169,7 +169,7 @@ static ALWAYS_INLINE void open_gate(struct vmpk_runtime *rt, struct vmpk_thread 
 }
 
 /* Everything but a plain hit: checks every argument, and binds the vkey to
- * a hw key (evicting the least recently used one) if it is not resident. */
+ * a hw key (evicting the one cache.h picks) if it is not resident. */
 static __attribute__((noinline)) int begin_slow(struct vmpk_runtime *rt, struct vmpk_thread *t,
                                                 vmpk_key key, int access)
 {

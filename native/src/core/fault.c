@@ -69,6 +69,31 @@ static void put_num(struct line *l, uint64_t n, unsigned base)
         l->buf[l->len++] = tmp[--i];
 }
 
+/* A key's name: the pointer comes from the slot (write-protected), the
+ * bytes from malloc (not). Its buffer is VMPK_MAX_NAME + 1 bytes, read
+ * whole and once (a racing writer gets no second look), and the name is
+ * checked again as at creation: if it changed since (a stray write), every
+ * byte is printed as a \xNN escape, so none reaches the report raw. */
+static void put_name(struct line *l, const char *name)
+{
+    char copy[VMPK_MAX_NAME + 1];
+    memcpy(copy, name, sizeof copy);
+    size_t len = strnlen(copy, VMPK_MAX_NAME);
+    bool valid = vmpk__name_valid(copy, len) && !memchr(copy, '"', len) &&
+                 !memchr(copy, '\\', len);
+    for (size_t i = 0; i < len && l->len < sizeof l->buf - 5; i++) {
+        uint8_t c = (uint8_t)copy[i];
+        if (valid) {
+            l->buf[l->len++] = (char)c;
+        } else {
+            l->buf[l->len++] = '\\';
+            l->buf[l->len++] = 'x';
+            l->buf[l->len++] = "0123456789abcdef"[c >> 4];
+            l->buf[l->len++] = "0123456789abcdef"[c & 15];
+        }
+    }
+}
+
 /* --- classification ----------------------------------------------------- */
 
 struct fault {
@@ -173,7 +198,7 @@ static void report(const struct fault *f)
                            : NULL;
     if (name) {
         put(&l, "\"");
-        put(&l, name);
+        put_name(&l, name);
         put(&l, "\"");
     } else {
         put(&l, "#");

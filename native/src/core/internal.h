@@ -65,14 +65,17 @@ struct vkey {
     uint32_t granules;        /* the window's size in granules */
     uint32_t used;            /* pages of the window in use (tagged) */
     uint32_t nregions;
-    uint32_t cap;             /* capacity of many[]; 0 while `one` holds it */
+    /* Entries of the window's region table (regions.c) committed for this
+     * key; 0 while `one` holds its region. */
+    uint32_t cap;
     uint16_t open_read;       /* mprotect backend: gates open, all threads */
     uint16_t open_write;
-    union {
-        struct range one;
-        struct range *many;
-    } r;                      /* live regions, sorted by page */
-    char *name;               /* NULL when unnamed; kept until the slot is reused */
+    struct range one;         /* the live region while cap == 0 */
+    /* NULL when unnamed; kept until the slot is reused. A buffer of
+     * VMPK_MAX_NAME + 1 bytes in malloc, writable by anyone: it only ever
+     * reaches a fault report, which reads the whole buffer and checks it
+     * again (fault.c); it never decides anything. */
+    char *name;
     uint32_t next_free;       /* free slot list, slot + 1 */
     uint32_t pins;            /* vmpk_pin, not yet unpinned */
 };
@@ -83,13 +86,24 @@ struct vkey {
  *   bits 31..0   pins (open gates, any thread) */
 struct hwkey {
     _Atomic uint64_t state;
-    _Atomic uint64_t stamp;   /* last use, for LRU; speed only */
+    _Atomic uint32_t uses;    /* gates since a miss last folded them into
+                               * the sketch (cache.c); speed only */
     int pkey;
     /* Some thread may hold bits for pkey wider than its own gates: the perm
      * of the vkey it serves (lazy grants), or a gate's bits copied into a
      * thread created inside the gate. Reusing the pkey then needs a
      * shootdown first (invariant 2); otherwise it is free. */
     _Atomic bool open_elsewhere;
+};
+
+/* The cache's memory of how often each vkey is used, resident or not: a
+ * count-min sketch over slots (cache.c), written on the miss path only,
+ * under rt->lock. Speed only: a wrong count costs hits, never protection. */
+#define SKETCH_ROWS 4
+#define SKETCH_WIDTH 512      /* a power of two */
+struct cache_sketch {
+    uint8_t count[SKETCH_ROWS][SKETCH_WIDTH];
+    uint32_t added;           /* uses added since the last halving */
 };
 
 #define HW_STATE(slot, pins) (((uint64_t)(slot) + 1) << 32 | (pins))
@@ -165,6 +179,7 @@ struct vmpk_runtime {
     struct hwkey hw[MAX_HW_KEYS];
     _Atomic uint32_t nhw;
     int hw_budget;
+    struct cache_sketch sketch;
 
     struct runtime_counters c;
     struct thread_counters base; /* thread counters at open, for this id */
@@ -238,6 +253,11 @@ int vmpk__region_free(struct vkey *v, uint32_t page, uint32_t *pages);
 const struct range *vmpk__region_containing(const struct vkey *v, uint32_t page);
 void vmpk__regions_clear(struct vkey *v);
 size_t vmpk__regions_bytes(const struct vkey *v);
+/* The window's region table in the regions meta area. */
+struct range *vmpk__regions_table(uint32_t granule);
+
+/* names (runtime.c): printable UTF-8, no C0, DEL or C1 control character. */
+bool vmpk__name_valid(const char *name, size_t len);
 
 uint8_t *vmpk__arena_addr(uint32_t granule);
 static inline uint8_t *window_base(const struct vkey *v)
@@ -249,6 +269,8 @@ static inline uint8_t *window_base(const struct vkey *v)
 extern __thread struct vmpk_thread *vmpk__self __attribute__((tls_model("initial-exec")));
 /* Registers the calling thread; meta open (enter.h makes it). */
 struct vmpk_thread *vmpk__thread_new(void);
+/* Before meta opens for a new thread: registers its exit destructor. */
+void vmpk__thread_prepare(void);
 /* Sum of every thread's counters for runtime id. */
 void vmpk__thread_counters(uint8_t id, struct thread_counters *sum);
 /* The access the calling thread's gates grant on (rt, slot). */

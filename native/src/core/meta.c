@@ -97,7 +97,8 @@ static void init(void)
     size_t owner = round_page(granules * sizeof(uint32_t));
     size_t free_ = round_page(granules * sizeof(struct range));
     size_t slots = round_page((size_t)MAX_SLOTS * sizeof(struct vkey));
-    size_t len = rts + threads + owner + free_ + (size_t)VMPK_MAX_RUNTIMES * slots;
+    size_t regions = granules * REGIONS_PER_GRANULE * sizeof(struct range);
+    size_t len = rts + threads + owner + free_ + (size_t)VMPK_MAX_RUNTIMES * slots + regions;
     uint8_t *base = os_reserve(NULL, len);
     if (!base) {
         init_err = VMPK_E_NOMEM;
@@ -112,6 +113,7 @@ static void init(void)
     m->free_area = m->owner_area + owner;
     m->slots_area = m->free_area + free_;
     m->slots_stride = slots;
+    m->regions_area = m->slots_area + (size_t)VMPK_MAX_RUNTIMES * slots;
     m->mode = choose_mode();
     if (m->mode == META_PKEY) {
         int pkey = os_pkey_alloc_readonly(); /* this thread: WD already */
@@ -227,6 +229,7 @@ __attribute__((noinline)) struct vmpk_thread *vmpk__meta_bootstrap(void)
 {
     int mode = vmpk__meta_mode;
     uint32_t m = 3u << (2 * vmpk__meta_pkey);
+    vmpk__thread_prepare(); /* may calloc: before meta opens */
     if (mode == META_PKEY)
         pkru_write_boot((rdpkru() | relaxed_load(&vmpk__meta_owned)) & ~m, 1);
     else if (mode == META_MPROTECT)

@@ -11,6 +11,8 @@
  *   owner     the arena's granule -> (runtime, slot) table
  *   free      the arena's windows for reuse
  *   slots     each runtime's vkey table
+ *   regions   the region lists of keys with two or more regions, one
+ *             fixed table per window, parallel to the arena (regions.c)
  *
  * Modes, chosen once per process:
  *   META_PKEY      the pages carry the meta pkey, write-disabled (WD) in
@@ -19,7 +21,7 @@
  *   META_MPROTECT  no PKU: the meta page and the runtimes and threads areas
  *                  are PROT_READ outside mutations, made writable by a
  *                  counted, process-wide open/close (two mprotect calls
- *                  each way). The owner, free and slots areas stay
+ *                  each way). The owner, free, slots and regions areas stay
  *                  writable there: mprotect's cost grows with the pages it
  *                  covers, and those grow with the number of keys.
  *   META_OFF       plain read-write pages (VMPK_META=off, for comparison).
@@ -36,6 +38,9 @@ enum meta_mode { META_OFF = 0, META_PKEY = 1, META_MPROTECT = 2 };
 #define THREAD_STRIDE 2048u   /* a power of two: the gate check tests alignment */
 #define MAX_THREADS 32768u
 #define RT_STRIDE 4096u
+/* Region table entries per arena granule: a region is at least a page, and
+ * pages are at least 4 KiB, so a window never holds more regions. */
+#define REGIONS_PER_GRANULE (GRANULE / 4096u)
 
 /* The arena's state (arena.c). */
 struct meta_arena {
@@ -74,6 +79,7 @@ struct meta_page {
     size_t len;
     uint8_t *runtimes_area, *owner_area, *free_area, *slots_area;
     size_t slots_stride;      /* bytes of one runtime's vkey table */
+    uint8_t *regions_area;    /* REGIONS_PER_GRANULE ranges per arena granule */
 
     /* Open runtimes by id, read lock-free by the signal handlers. */
     struct vmpk_runtime *_Atomic runtimes[VMPK_MAX_RUNTIMES];

@@ -1,20 +1,33 @@
 /*
  * Regions inside a window: page runs kept sorted by offset, first fit.
- * A vkey with one region keeps it inline; more go to an array.
+ *
+ * The list decides which pages vmpk_alloc hands out and vmpk_free discards,
+ * so it lives in write-protected metadata (invariant 6), never in malloc:
+ * a key with one region keeps it inline in its slot; a key with more uses
+ * its window's table in the regions meta area. The table sits at a fixed
+ * place computed from the window's first granule (itself in the slot), so
+ * no writable pointer leads to it, and it holds a region per page of the
+ * window, so it never has to grow or move: only its pages are committed
+ * as the key needs them (v->cap entries).
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "os.h"
+
+struct range *vmpk__regions_table(uint32_t granule)
+{
+    return (struct range *)vmpk__meta.regions_area + (size_t)granule * REGIONS_PER_GRANULE;
+}
 
 static struct range *ranges(struct vkey *v)
 {
-    return v->cap ? v->r.many : &v->r.one;
+    return v->cap ? vmpk__regions_table(v->granule) : &v->one;
 }
 
 static const struct range *cranges(const struct vkey *v)
 {
-    return v->cap ? v->r.many : &v->r.one;
+    return v->cap ? vmpk__regions_table(v->granule) : &v->one;
 }
 
 /* Index of the first region starting at or after page. */
@@ -32,19 +45,28 @@ static uint32_t lower_bound(const struct vkey *v, uint32_t page)
     return lo;
 }
 
-static int reserve_one_more(struct vkey *v)
+/* Room for one more region: commits the table's next pages when full,
+ * doubling. The table's pages may be committed already (an earlier key of
+ * the window, or a neighbour's table sharing a page): committing again
+ * changes nothing there. */
+static int reserve_one_more(struct vmpk_runtime *rt, struct vkey *v, uint64_t window_pages)
 {
     if (v->nregions == 0 || v->nregions < v->cap)
         return 0;
-    uint32_t cap = v->cap ? v->cap * 2 : 4;
-    struct range *m = malloc(cap * sizeof *m);
-    if (!m)
-        return VMPK_E_NOMEM;
-    memcpy(m, ranges(v), v->nregions * sizeof *m);
-    if (v->cap)
-        free(v->r.many);
-    v->r.many = m;
-    v->cap = cap;
+    uintptr_t tbl = (uintptr_t)vmpk__regions_table(v->granule);
+    uint64_t want = v->cap ? (uint64_t)v->cap * 2 : 2;
+    if (want > window_pages)
+        want = window_pages;
+    uintptr_t page = rt->page;
+    uintptr_t from = (tbl + (uintptr_t)v->cap * sizeof(struct range)) & ~(page - 1);
+    uintptr_t to = (tbl + want * sizeof(struct range) + page - 1) & ~(page - 1);
+    int r = vmpk__meta_commit(&rt->c, (void *)from, to - from);
+    if (r)
+        return vmpk__os_error(r);
+    uint64_t cap = (to - tbl) / sizeof(struct range);
+    if (v->cap == 0) /* the inline region moves into the table */
+        *(struct range *)tbl = v->one;
+    v->cap = (uint32_t)(cap < window_pages ? cap : window_pages);
     return 0;
 }
 
@@ -58,9 +80,12 @@ int vmpk__region_alloc(struct vmpk_runtime *rt, struct vkey *v, uint32_t pages, 
             break;
         at = r[i].page + r[i].pages;
     }
-    if (i == v->nregions && window_pages - at < pages)
+    /* Also where a gap was found: with PKU the list cannot be forged, but
+     * without it (META_MPROTECT leaves the tables writable) this keeps a
+     * forged list, at least, from reaching past the window the slot names. */
+    if ((uint64_t)at + pages > window_pages)
         return VMPK_E_WINDOW_FULL;
-    int err = reserve_one_more(v);
+    int err = reserve_one_more(rt, v, window_pages);
     if (err)
         return err;
     struct range *w = ranges(v);
@@ -84,7 +109,8 @@ int vmpk__region_free(struct vkey *v, uint32_t page, uint32_t *pages)
 {
     uint32_t i = lower_bound(v, page);
     struct range *r = ranges(v);
-    if (i == v->nregions || r[i].page != page)
+    if (i == v->nregions || r[i].page != page ||
+        (uint64_t)r[i].page + r[i].pages > v->used) /* see vmpk__region_alloc */
         return VMPK_E_NOT_REGION;
     *pages = r[i].pages;
     memmove(r + i, r + i + 1, (v->nregions - i - 1) * sizeof *r);
@@ -92,10 +118,9 @@ int vmpk__region_free(struct vkey *v, uint32_t page, uint32_t *pages)
     return 0;
 }
 
+/* The table's pages stay committed for the window's next key. */
 void vmpk__regions_clear(struct vkey *v)
 {
-    if (v->cap)
-        free(v->r.many);
     v->cap = 0;
     v->nregions = 0;
 }

@@ -27,13 +27,17 @@
 _Atomic uint64_t vmpk__revocations;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pid_t *tids;
-static size_t tids_cap;
-static _Atomic int *acked;
-static size_t acked_cap;
-static _Atomic int targets; /* entries of tids/acked in use by this round */
+/* Fixed arrays, reached by no pointer: the shooter (inside an entry) and
+ * every thread's handler write them with meta open, so where they write
+ * must not come from writable memory. (They were realloc'd through .bss
+ * pointers: a stray write aiming `acked` at a vkey slot had the acks set a
+ * key's perm, attack ack-pointer.) A process with more threads than this
+ * gets VMPK_E_NOMEM from a call that needs a shootdown. */
+#define MAX_TARGETS 4096
+static pid_t tids[MAX_TARGETS];
+static _Atomic int acked[MAX_TARGETS];
+static _Atomic int targets; /* entries in use by this round; clamped on use */
 static struct sigaction previous;
-static int signo;
 
 static void on_shootdown(int sig, siginfo_t *si, void *ctx)
 {
@@ -80,6 +84,8 @@ static void on_shootdown(int sig, siginfo_t *si, void *ctx)
     }
     pid_t me = os_gettid();
     int n = atomic_load(&targets);
+    if (n > MAX_TARGETS) /* a forged count must not index past the arrays */
+        n = MAX_TARGETS;
     for (int i = 0; i < n; i++)
         if (tids[i] == me)
             atomic_store(&acked[i], 1);
@@ -89,7 +95,7 @@ static void on_shootdown(int sig, siginfo_t *si, void *ctx)
 
 int vmpk__shootdown_install(void)
 {
-    signo = vmpk__shootdown_signal();
+    int signo = vmpk__shootdown_signal();
     struct sigaction sa = { .sa_sigaction = on_shootdown,
                             .sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK };
     sigemptyset(&sa.sa_mask);
@@ -98,25 +104,19 @@ int vmpk__shootdown_install(void)
 
 int vmpk__shootdown_signal(void)
 {
-    return SIGRTMAX - 3; /* glibc keeps the lowest ones; this one is unclaimed */
-}
-
-static int grow_acked(size_t n)
-{
-    if (n <= acked_cap)
-        return 0;
-    _Atomic int *more = realloc((void *)acked, n * sizeof *more);
-    if (!more)
-        return VMPK_E_NOMEM;
-    acked = more;
-    acked_cap = n;
-    return 0;
+    /* glibc keeps the lowest ones; this one is unclaimed. A constant, not
+     * SIGRTMAX (libc's writable current_rtmax) nor a copy in .bss: the
+     * number decides which threads a shootdown reaches, and a stray write
+     * to a copy made the shootdown send a signal a thread blocks, count
+     * the thread as blocking, and leave it its bits (shootdown-signo). */
+    return __SIGRTMAX - 3;
 }
 
 int vmpk__shootdown(struct vmpk_runtime *rt)
 {
+    const int signo = vmpk__shootdown_signal();
     pthread_mutex_lock(&lock);
-    int n = tasks_list(&tids, &tids_cap), err = n < 0 ? vmpk__os_error(n) : grow_acked((size_t)n);
+    int n = tasks_list(tids, MAX_TARGETS), err = n < 0 ? vmpk__os_error(n) : 0;
     if (err) {
         pthread_mutex_unlock(&lock);
         return err;

@@ -26,6 +26,8 @@ static void add_counters(struct thread_counters *to, const struct thread_counter
 static void thread_exit(void *arg)
 {
     (void)arg;
+    if (!vmpk__self)
+        return; /* no struct was made (no memory): nothing to close */
     struct vmpk_thread *t = meta_enter();
     if (!t)
         return;
@@ -68,11 +70,21 @@ static void make_exit_key(void)
     pthread_key_create(&exit_key, thread_exit);
 }
 
+/* Meta closed: pthread_setspecific may calloc (keys past the first 32),
+ * and malloc must not run while meta is writable (a forged heap or tcache
+ * pointer would make it write there). The value only has to be non-NULL
+ * for the destructor to run; thread_exit finds the struct through TLS. */
+void vmpk__thread_prepare(void)
+{
+    pthread_once(&exit_key_once, make_exit_key);
+    if (!pthread_getspecific(exit_key))
+        pthread_setspecific(exit_key, &exit_key);
+}
+
 /* Meta open. */
 struct vmpk_thread *vmpk__thread_new(void)
 {
     REQUIRE_META_OPEN();
-    pthread_once(&exit_key_once, make_exit_key);
     struct meta_page *m = &vmpk__meta;
     pthread_mutex_lock(&m->threads_lock);
     struct vmpk_thread *t = vmpk__meta_thread_alloc();
@@ -84,7 +96,6 @@ struct vmpk_thread *vmpk__thread_new(void)
     pthread_mutex_unlock(&m->threads_lock);
     if (!t)
         return NULL;
-    pthread_setspecific(exit_key, t);
     vmpk__self = t;
     return t;
 }

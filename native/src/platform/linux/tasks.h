@@ -9,9 +9,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Thread ids of this process other than the caller's, into *tids (grown with
- * realloc as needed). Returns the count, or -errno. Not signal-safe. */
-int tasks_list(pid_t **tids, size_t *cap);
+/* Thread ids of this process other than the caller's, into tids[cap].
+ * Returns the count, -ENOMEM if there are more than cap, or -errno. Not
+ * signal-safe, but no malloc or stdio: it runs with metadata open. */
+int tasks_list(pid_t *tids, size_t cap);
 /* tgkill: 0, or -errno (-ESRCH once the thread is gone). */
 int tasks_signal(pid_t tid, int sig);
 /* The thread keeps sig blocked (SigBlk in /proc), so it cannot be reached. */

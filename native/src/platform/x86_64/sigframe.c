@@ -12,20 +12,28 @@
 #define FP_XSTATE_MAGIC1 0x46505853u
 #define XFEATURE_PKRU 9
 
-static uint32_t pkru_offset; /* 0 until sigframe_init found it */
-
-void sigframe_init(void)
+/* The offset of PKRU in the frame's XSAVE area, asked of CPUID at every
+ * use, not kept: a copy in .bss is ordinary memory, and a stray write of 0
+ * there ("unknown") made every handler leave the frame's PKRU alone, so a
+ * shootdown narrowed no thread (attack frame-offset). CPUID is once or
+ * twice per handler run: about 100 cycles, a VM exit under a hypervisor. */
+static uint32_t pkru_offset(void)
 {
     uint32_t eax = 0xd, ebx, ecx = XFEATURE_PKRU, edx;
     __asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
-    pkru_offset = eax >= 4 ? ebx : 0; /* EAX: component size (4 for PKRU) */
+    return eax >= 4 ? ebx : 0; /* EAX: component size (4 for PKRU) */
 }
 
-static uint8_t *xsave_area(const ucontext_t *uc)
+void sigframe_init(void)
+{
+    /* Nothing to keep (see pkru_offset). */
+}
+
+static uint8_t *xsave_area(const ucontext_t *uc, uint32_t *off)
 {
     uint8_t *fp = (uint8_t *)uc->uc_mcontext.fpregs;
     uint32_t magic;
-    if (!fp || !pkru_offset)
+    if (!fp || !(*off = pkru_offset()))
         return NULL;
     memcpy(&magic, fp + SW_RESERVED, sizeof magic);
     return magic == FP_XSTATE_MAGIC1 ? fp : NULL;
@@ -33,20 +41,22 @@ static uint8_t *xsave_area(const ucontext_t *uc)
 
 bool sigframe_pkru(const ucontext_t *uc, uint32_t *pkru)
 {
-    uint8_t *x = xsave_area(uc);
+    uint32_t off;
+    uint8_t *x = xsave_area(uc, &off);
     if (!x)
         return false;
-    memcpy(pkru, x + pkru_offset, sizeof *pkru);
+    memcpy(pkru, x + off, sizeof *pkru);
     return true;
 }
 
 bool sigframe_set_pkru(ucontext_t *uc, uint32_t pkru)
 {
-    uint8_t *x = xsave_area(uc);
+    uint32_t off;
+    uint8_t *x = xsave_area(uc, &off);
     if (!x)
         return false;
     uint64_t bv;
-    memcpy(x + pkru_offset, &pkru, sizeof pkru);
+    memcpy(x + off, &pkru, sizeof pkru);
     /* A component whose XSTATE_BV bit is clear is restored to its init value,
      * ignoring what the area holds. */
     memcpy(&bv, x + XSAVE_HEADER, sizeof bv);
