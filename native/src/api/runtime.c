@@ -137,13 +137,10 @@ static int open_in(const struct backend *be, const struct vmpk_options *opts,
 
 static bool gates_open(const struct vmpk_runtime *rt)
 {
-    uint32_t n = atomic_load(&rt->nhw);
-    for (uint32_t h = 0; h < n; h++)
-        if (HW_PINS(atomic_load(&rt->hw[h].state)))
-            return true;
+    if (rt->be->gates_open(rt))
+        return true;
     for (uint32_t s = 0; s < rt->nslots; s++)
-        if (rt->slots[s].live &&
-            (rt->slots[s].open_read || rt->slots[s].open_write || rt->slots[s].pins))
+        if (rt->slots[s].live && rt->slots[s].pins)
             return true;
     return false;
 }
@@ -328,7 +325,7 @@ static int key_create_in(struct vmpk_runtime *rt, char *copy, int access, size_t
         v->granules = granules;
         v->used = 0;
         v->nregions = v->cap = 0;
-        v->open_read = v->open_write = 0;
+        v->be.zero = 0;
         v->exec = exec;
         atomic_store(&v->access, (uint8_t)access);
         atomic_store(&v->hw, HW_NONE);

@@ -18,7 +18,7 @@
 
 static int effective(const struct vkey *v)
 {
-    int gates = v->open_write ? VMPK_RW : v->open_read ? VMPK_READ : VMPK_NONE;
+    int gates = v->be.mprotect.open_write ? VMPK_RW : v->be.mprotect.open_read ? VMPK_READ : VMPK_NONE;
     return gates | atomic_load(&v->access);
 }
 
@@ -36,9 +36,9 @@ static int apply(struct vmpk_runtime *rt, struct vkey *v, int before)
 static void count_gate(struct vkey *v, int access, int delta)
 {
     if (access == VMPK_RW)
-        v->open_write += delta;
+        v->be.mprotect.open_write += delta;
     else
-        v->open_read += delta;
+        v->be.mprotect.open_read += delta;
 }
 
 static int mp_setup(struct vmpk_runtime *rt, int max_hw_keys)
@@ -141,7 +141,7 @@ static int mp_grow(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32
 static int mp_retire(struct vmpk_runtime *rt, uint32_t slot)
 {
     struct vkey *v = &rt->slots[slot];
-    if (v->open_read || v->open_write)
+    if (v->be.mprotect.open_read || v->be.mprotect.open_write)
         return VMPK_E_BUSY;
     int before = effective(v);
     atomic_store(&v->access, VMPK_NONE);
@@ -161,6 +161,21 @@ static void mp_unpin(struct vmpk_runtime *rt, uint32_t slot)
     (void)rt, (void)slot;
 }
 
+static bool mp_gates_open(const struct vmpk_runtime *rt)
+{
+    for (uint32_t s = 0; s < rt->nslots; s++) {
+        const struct vkey *v = &rt->slots[s];
+        if (v->live && (v->be.mprotect.open_read || v->be.mprotect.open_write))
+            return true;
+    }
+    return false;
+}
+
+static bool mp_write_held(const struct vmpk_runtime *rt, uint32_t slot)
+{
+    return rt->slots[slot].be.mprotect.open_write != 0;
+}
+
 const struct backend vmpk__backend_mprotect = {
     .name = "mprotect",
     .kind = VMPK_BACKEND_MPROTECT,
@@ -175,4 +190,7 @@ const struct backend vmpk__backend_mprotect = {
     .retire = mp_retire,
     .pin = mp_pin,
     .unpin = mp_unpin,
+    .gates_open = mp_gates_open,
+    .write_held = mp_write_held,
+    .thread_pkru = NULL,
 };

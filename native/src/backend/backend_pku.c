@@ -364,27 +364,30 @@ static void pku_unpin(struct vmpk_runtime *rt, uint32_t slot)
     hw_unpin(&rt->hw[atomic_load(&rt->slots[slot].hw)]);
 }
 
-/* The calling thread's ideal PKRU (see the top of this file), for the
- * shootdown handler: no locks, reads only. */
-uint32_t vmpk__pku_ideal(uint32_t pkru, const struct vmpk_thread *t)
+static bool pku_gates_open(const struct vmpk_runtime *rt)
 {
-    for (int id = 0; id < VMPK_MAX_RUNTIMES; id++) {
-        struct vmpk_runtime *rt = atomic_load(&vmpk__runtimes[id]);
-        if (!rt || rt->be != &vmpk__backend_pku)
-            continue;
-        uint32_t n = atomic_load(&rt->nhw);
-        for (uint32_t h = 0; h < n; h++) {
-            uint32_t slot1 = HW_SLOT1(atomic_load(&rt->hw[h].state));
-            int access = VMPK_NONE;
-            if (slot1) {
-                int gate = t ? vmpk__thread_gate_access(t, rt, slot1 - 1) : VMPK_NONE;
-                access = access_union(gate, atomic_load(&rt->slots[slot1 - 1].access));
-            }
-            pkru = pkru_with(pkru, rt->hw[h].pkey, pkru_bits_for(access));
+    uint32_t n = atomic_load(&rt->nhw);
+    for (uint32_t h = 0; h < n; h++)
+        if (HW_PINS(atomic_load(&rt->hw[h].state)))
+            return true;
+    return false;
+}
+
+/* The calling thread's ideal bits for this runtime's pkeys (see the top of
+ * this file), for the shootdown handler: no locks, reads only. */
+static uint32_t pku_thread_pkru(const struct vmpk_runtime *rt, uint32_t pkru,
+                                const struct vmpk_thread *t)
+{
+    uint32_t n = atomic_load(&rt->nhw);
+    for (uint32_t h = 0; h < n; h++) {
+        uint32_t slot1 = HW_SLOT1(atomic_load(&rt->hw[h].state));
+        int access = VMPK_NONE;
+        if (slot1) {
+            int gate = t ? vmpk__thread_gate_access(t, rt, slot1 - 1) : VMPK_NONE;
+            access = access_union(gate, atomic_load(&rt->slots[slot1 - 1].access));
         }
+        pkru = pkru_with(pkru, rt->hw[h].pkey, pkru_bits_for(access));
     }
-    for (int i = 0; i < pool.n; i++) /* racy read of a short array: fine */
-        pkru = pkru_with(pkru, pool.pkeys[i], PKRU_CLOSED);
     return pkru;
 }
 
@@ -402,4 +405,7 @@ const struct backend vmpk__backend_pku = {
     .retire = pku_retire,
     .pin = pku_pin,
     .unpin = pku_unpin,
+    .gates_open = pku_gates_open,
+    .write_held = NULL,
+    .thread_pkru = pku_thread_pkru,
 };

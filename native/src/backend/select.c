@@ -1,9 +1,10 @@
 /*
  * The selection table: which backend vmpk_open gets for
  * VMPK_BACKEND_AUTO, _PKU and _MPROTECT, and for the VMPK_BACKEND
- * environment variable. A backend the build leaves out (the Makefile picks
- * the backend files of the target: no pku on aarch64) is a weak reference
- * that stays NULL: asked for by name, it is VMPK_E_UNSUPPORTED.
+ * environment variable. Every backend is built for every target; one the
+ * machine lacks (pku without PKU, or on aarch64) is skipped by AUTO and
+ * refuses by name with VMPK_E_UNSUPPORTED from its setup. The references
+ * here are strong: they are what pulls each backend out of libvmpk.a.
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -11,8 +12,6 @@
 
 #include "internal.h"
 #include "os.h"
-
-#pragma weak vmpk__backend_pku
 
 int vmpk__backend_choose(int asked, const struct backend **out)
 {
@@ -28,15 +27,12 @@ int vmpk__backend_choose(int asked, const struct backend **out)
                 return VMPK_E_INVALID;
         }
     }
-    const struct backend *pku = &vmpk__backend_pku;
     switch (asked) {
     case VMPK_BACKEND_AUTO:
-        *out = pku && os_pkey_supported() ? pku : &vmpk__backend_mprotect;
+        *out = os_pkey_supported() ? &vmpk__backend_pku : &vmpk__backend_mprotect;
         return 0;
     case VMPK_BACKEND_PKU:
-        if (!pku)
-            return VMPK_E_UNSUPPORTED;
-        *out = pku;
+        *out = &vmpk__backend_pku;
         return 0;
     case VMPK_BACKEND_MPROTECT:
         *out = &vmpk__backend_mprotect;

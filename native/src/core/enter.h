@@ -32,7 +32,9 @@ static inline int runtime_id_of(const struct vmpk_runtime *rt)
 struct vmpk_thread *vmpk__meta_bootstrap(void);
 /* A shootdown ran while the thread was inside: set every bit afresh. */
 void vmpk__meta_leave_slow(struct vmpk_thread *t);
-uint32_t vmpk__pku_ideal(uint32_t pkru, const struct vmpk_thread *t);
+/* The calling thread's ideal PKRU: each runtime's pkeys as its backend
+ * says (struct backend's thread_pkru), pooled pkeys closed (thread.c). */
+uint32_t vmpk__ideal_pkru(uint32_t pkru, const struct vmpk_thread *t);
 
 /* Opens meta for the calling thread; its struct, or NULL when no memory is
  * left for one (meta stays closed). */

@@ -169,7 +169,7 @@ static const char *reason(const struct fault *f, const struct range **region)
         return "the address is not inside a live region of the key (freed, or past its end)";
     if (f->fetch && !f->v->exec)
         return "instruction fetch from a key that is not executable (made without VMPK_KEY_EXEC)";
-    if (f->fetch && f->v->open_write)
+    if (f->fetch && f->rt->be->write_held && f->rt->be->write_held(f->rt, f->slot))
         return "instruction fetch while an RW gate (an emit) holds the executable key's pages "
                "writable, not executable (W^X, mprotect backend)";
     struct vmpk_thread *t = vmpk__self;

@@ -55,6 +55,15 @@ struct range {
     uint32_t pages;
 };
 
+/* Per-key state private to a backend (struct vkey's `be`). */
+union backend_vkey {
+    uint32_t zero;            /* what a new key starts from */
+    struct {
+        uint16_t open_read;   /* gates open, all threads */
+        uint16_t open_write;
+    } mprotect;
+};
+
 struct vkey {
     _Atomic uint32_t gen;     /* generation handles must carry; bumped on destroy */
     _Atomic uint8_t access;   /* perm: process-wide vmpk_access */
@@ -68,8 +77,10 @@ struct vkey {
     /* Entries of the window's region table (regions.c) committed for this
      * key; 0 while `one` holds its region. */
     uint32_t cap;
-    uint16_t open_read;       /* mprotect backend: gates open, all threads */
-    uint16_t open_write;
+    /* The backend's own per-key state: backend_<name>.c reads and writes
+     * it, other files reach it only through struct backend. A new key's
+     * starts at zero. */
+    union backend_vkey be;
     struct range one;         /* the live region while cap == 0 */
     /* NULL when unnamed; kept until the slot is reused. A buffer of
      * VMPK_MAX_NAME + 1 bytes in malloc, writable by anyone: it only ever
@@ -209,6 +220,18 @@ struct backend {
     /* vmpk_pin / vmpk_unpin: keep the vkey resident, or stop. */
     int (*pin)(struct vmpk_runtime *rt, uint32_t slot);
     void (*unpin)(struct vmpk_runtime *rt, uint32_t slot);
+    /* Whether any thread has a gate of this runtime open (vmpk_close
+     * refuses then). vmpk_pin's pins are the core's, counted apart. */
+    bool (*gates_open)(const struct vmpk_runtime *rt);
+    /* For a fault report, in the signal handler (reads only): whether an
+     * RW gate holds the vkey's pages writable and not executable for every
+     * thread (W^X). NULL where a gate is the thread's own. */
+    bool (*write_held)(const struct vmpk_runtime *rt, uint32_t slot);
+    /* The calling thread's PKRU with this runtime's pkeys at their ideal
+     * bits, for the shootdown handler and meta's slow leave: no locks,
+     * reads only. NULL for a backend that holds no pkey. */
+    uint32_t (*thread_pkru)(const struct vmpk_runtime *rt, uint32_t pkru,
+                            const struct vmpk_thread *t);
 };
 
 extern const struct backend vmpk__backend_pku;

@@ -256,7 +256,7 @@ __attribute__((noinline)) void vmpk__meta_leave_slow(struct vmpk_thread *t)
         struct vmpk_thread *me = pkru_write_enter();
         atomic_store(&me->resync, false);
         uint64_t seen = atomic_load(&vmpk__revocations);
-        uint32_t v = vmpk__pku_ideal(rdpkru(), me) | vmpk__meta.m_wd;
+        uint32_t v = vmpk__ideal_pkru(rdpkru(), me) | vmpk__meta.m_wd;
         me->pkru_expect = v;
         pkru_write_exact(v);
         if (atomic_load(&vmpk__revocations) == seen && !atomic_load(&me->resync))

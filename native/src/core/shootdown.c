@@ -71,7 +71,7 @@ static void on_shootdown(int sig, siginfo_t *si, void *ctx)
          * its next check still holds. */
         atomic_store(&t->resync, true);
     } else if (have) {
-        uint32_t ideal = vmpk__pku_ideal(pkru, t);
+        uint32_t ideal = vmpk__ideal_pkru(pkru, t);
         if (t)
             t->pkru_expect = ideal;
         else

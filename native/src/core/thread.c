@@ -112,3 +112,18 @@ void vmpk__thread_counters(uint8_t id, struct thread_counters *sum)
         add_counters(sum, &t->counters[id]);
     pthread_mutex_unlock(&m->threads_lock);
 }
+
+/* No locks, reads only: the shootdown handler runs it. A pooled pkey serves
+ * no runtime, so it is closed. */
+uint32_t vmpk__ideal_pkru(uint32_t pkru, const struct vmpk_thread *t)
+{
+    for (int id = 0; id < VMPK_MAX_RUNTIMES; id++) {
+        const struct vmpk_runtime *rt = atomic_load(&vmpk__runtimes[id]);
+        if (rt && rt->be->thread_pkru)
+            pkru = rt->be->thread_pkru(rt, pkru, t);
+    }
+    const struct meta_pool *pool = &vmpk__meta.pool;
+    for (int i = 0; i < pool->n; i++) /* racy read of a short array: fine */
+        pkru = pkru_with(pkru, pool->pkeys[i], PKRU_CLOSED);
+    return pkru;
+}
