@@ -48,7 +48,7 @@
 /* --- 1. the filter's instructions per call ------------------------------- */
 
 /* Runs a classic BPF program on one seccomp_data; returns the instructions
- * executed, and the verdict in *ret. Only what seccomp_linux.c emits. */
+ * executed, and the verdict in *ret. Only what platform/x86_64/seccomp.c emits. */
 static int run_bpf(const struct sock_filter *f, int n, const struct seccomp_data *d, uint32_t *ret)
 {
     uint32_t a = 0, x = 0, m[16] = { 0 };
@@ -63,6 +63,7 @@ static int run_bpf(const struct sock_filter *f, int n, const struct seccomp_data
         case BPF_ST: m[i->k] = a; break;
         case BPF_MISC | BPF_TAX: x = a; break;
         case BPF_ALU | BPF_ADD | BPF_X: a += x; break;
+        case BPF_ALU | BPF_AND | BPF_K: a &= i->k; break;
         case BPF_JMP | BPF_JA: pc += (int)i->k; break;
         case BPF_JMP | BPF_JEQ | BPF_K: pc += a == i->k ? i->jt : i->jf; break;
         case BPF_JMP | BPF_JGT | BPF_K: pc += a > i->k ? i->jt : i->jf; break;
@@ -99,6 +100,11 @@ static void count_instructions(void)
             { "pkey_mprotect-vmpk", SYS_pkey_mprotect, ip, r[0].lo, 4096, 0 },
             { "mmap-plain", SYS_mmap, 0x1000, 0, 4096, MAP_PRIVATE | MAP_ANONYMOUS },
             { "madvise-elsewhere", SYS_madvise, 0x1000, 0x1000000, 4096, 0 },
+            { "read", SYS_read, 0x1000, 0, 0, 0 },
+            { "epoll_pwait", SYS_epoll_pwait, 0x1000, 0, 0, 0 },
+            { "ioctl-FIONBIO", SYS_ioctl, 0x1000, 3, 0x5421, 0 },
+            { "clone-thread", SYS_clone, 0x1000, 0x3d0f00, 0, 0 },
+            { "io_uring_setup", SYS_io_uring_setup, 0x1000, 4, 0, 0 },
         };
         printf("harden program ranges=%d instructions=%d\n", nranges, n);
         for (size_t c = 0; c < sizeof calls / sizeof *calls; c++) {
@@ -109,7 +115,9 @@ static void count_instructions(void)
             int steps = run_bpf(f, n, &d, &ret);
             printf("harden bpf ranges=%d call=%s instructions=%d verdict=%s\n", nranges,
                    calls[c].name, steps,
-                   ret == SECCOMP_RET_ALLOW ? "allow" : (ret & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_ERRNO ? "EPERM" : "other");
+                   ret == SECCOMP_RET_ALLOW ? "allow"
+                   : (ret & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_ERRNO ? "errno"
+                   : ret == SECCOMP_RET_USER_NOTIF ? "notify" : "other");
         }
     }
 }

@@ -2,7 +2,7 @@
 export { open, pkuSupported, type OpenOptions } from './open.js';
 export { hardenInfo, type HardenInfo } from './harden.js';
 export { Runtime, type Backend, type Capabilities, type KeyOptions, type Stats } from './runtime.js';
-export { Key, type WithAsyncOptions } from './key.js';
+export { Key, type NotPromise, type WithAsyncOptions } from './key.js';
 export { KeyBatch, type KeysOptions } from './batch.js';
 export { adopt, type KeyHandle, type RegionHandle, type RuntimeHandle } from './handle.js';
 export { Region } from './region.js';
@@ -10,3 +10,7 @@ export { CodeCache, MAX_CODE_CACHE_SIZE, type CodeCacheOptions, type CodeEntry, 
 export { VmpkError, type VmpkErrorCode } from './errors.js';
 export type { Access, GateAccess } from './access.js';
 export { inspectProcess, inspectFile, inspectChunks, scanBytes, scanChunks, type InspectReport, type InspectProcessOptions, type Occurrence, type Verdict, type Skipped } from './inspect/index.js';
+
+// Methods called on foreign objects throw INVALID_ARGUMENT (see brand.ts).
+import { installBrandChecks } from './brand.js';
+installBrandChecks();

@@ -6,13 +6,19 @@ import { VmpkError, describe, invalidArgument, keyDestroyed, nativeError, quoteN
 import { popGate, pushGate } from './gates.js';
 import { makeKeyHandle, type KeyHandle } from './handle.js';
 import { INTERNAL, closedNow, notConstructible, type KeyState } from './internal.js';
-import { Region } from './region.js';
+import { Region, endKeyViews } from './region.js';
 import type { Runtime } from './runtime.js';
 import { badNameCharacter, checkInteger } from './validate.js';
 
 import { E_BUSY, E_GATE_DEPTH, E_KEYS_PINNED, E_NO_HW_KEYS, E_STALE, E_SYSTEM, E_WINDOW_FULL, MAX_GATE_DEPTH, MAX_NAME_BYTES, MAX_WINDOW_SIZE } from './codes.js';
 
 const NO_WAIT_OPTIONS = Object.freeze({ timeout: undefined, signal: undefined });
+
+/**
+ * T, or never where T is (or may be) a promise or other thenable: key.with()'s
+ * fn must not return one, and a `() => Promise<X>` is not a `() => never`.
+ */
+export type NotPromise<T> = T extends PromiseLike<unknown> ? never : T;
 
 export interface WithAsyncOptions {
   /** Milliseconds to wait for a hardware key when every one is pinned; then TIMEOUT. Default: no limit. 0: do not wait. */
@@ -111,19 +117,14 @@ export class Key {
   }
 
   /**
-   * @deprecated key.with() refuses functions that return a promise: its gate
-   * would close at their first `await`. It throws ASYNC_IN_SYNC_GATE; use
-   * key.withAsync() for async functions.
-   */
-  with(access: GateAccess, fn: () => PromiseLike<unknown>): never;
-  /**
    * A synchronous gate: the calling thread gets `access` to the key's pages
    * (on top of the process-wide access) while `fn` runs; the gate closes when
    * fn returns or throws. Returns fn's result. Gates nest; on pku an inner
    * gate may grant less than an outer one. fn must not return a promise
-   * (ASYNC_IN_SYNC_GATE).
+   * (ASYNC_IN_SYNC_GATE at run time; a type error at compile time, since the
+   * gate would close at fn's first `await`): use key.withAsync() for those.
    */
-  with<T>(access: GateAccess, fn: () => T): T;
+  with<T>(access: GateAccess, fn: () => NotPromise<T>): T;
   with<T>(access: GateAccess, fn: () => T): T {
     // 'rw' and 'r' first: the common case costs two comparisons.
     const a = access === 'rw' ? 3 : access === 'r' ? 1 : parseGateAccess(access, 'key.with()');
@@ -213,7 +214,10 @@ export class Key {
 
   /**
    * Destroys the key: every region of it is freed, its pages become
-   * inaccessible to every thread and their contents are discarded. Throws
+   * inaccessible to every thread and their contents are discarded. The
+   * views its regions' `bytes` made are detached (Node 22+); a window with
+   * views left (Node 20, or other threads') is given to no later key until
+   * they are collected. Throws
    * KEY_BUSY inside a gate on this key, KEY_DESTROYED when called twice.
    */
   destroy(): void {
@@ -225,6 +229,7 @@ export class Key {
     }
     ks.destroyed = true;
     ks.regions = undefined;
+    endKeyViews(ks);
   }
 }
 
@@ -238,6 +243,7 @@ function keyError(ks: KeyState, rc: number, where: string, advice?: string): Vmp
     if (closedNow(ks.rs)) return runtimeClosed(where);
     ks.destroyed = true;
     ks.regions = undefined;
+    endKeyViews(ks);
     return nativeError(rc, where, `key ${quoteName(ks.name)} was destroyed${ks.shared ? ' (maybe through another thread)' : ''}; its regions are gone, create a new key`);
   }
   return nativeError(rc, where, advice, rc === E_SYSTEM ? ks.rs.n.lastErrno() : undefined);

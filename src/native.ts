@@ -14,8 +14,8 @@
 //   - every call returns the C int result; outputs go into caller-owned
 //     one-element arrays or objects, written only when the call succeeded.
 import koffi, { type TypeObject } from 'koffi';
-import { fileURLToPath } from 'node:url';
 import { VmpkError } from './errors.js';
+import { BUILD_COMMAND, type LibraryChoice, chooseLibrary, platformTag } from './library.js';
 
 export interface NativeOptions {
   backend: number;
@@ -141,6 +141,12 @@ export interface Native {
    * here, against vmpk.h's structs.
    */
   readonly raw: Readonly<Record<'vmpk_open' | 'vmpk_close' | 'vmpk_key_create' | 'vmpk_alloc' | 'vmpk_begin' | 'vmpk_end' | 'vmpk_enter' | 'vmpk_leave', (...args: unknown[]) => unknown>>;
+  /**
+   * vmpk_view_hold: counts a view of the window holding `address` (delta 1)
+   * or releases one (-1); a destroyed key's window is reused by no later key
+   * while a view of it is counted. delta 0: the number of quarantined windows.
+   */
+  viewHold(address: bigint, delta: number): number;
 }
 
 /** A native function made by codeFunction(). */
@@ -213,12 +219,14 @@ const INFO = struct('vmpk_info');
 const STATS = struct('vmpk_stats');
 const HARDEN_INFO = struct('vmpk_harden_info');
 
-/** Where libvmpk.so is looked for: $VMPK_LIBRARY, else native/build/ of this package. */
+/** Where libvmpk.so is looked for: see library.ts (may build it from source, once). */
 export function libraryPath(): string {
-  const env = process.env['VMPK_LIBRARY'];
-  if (env !== undefined && env !== '') return env;
-  // This file is src/native.ts or dist/native.js: both one level below the package root.
-  return fileURLToPath(new URL('../native/build/libvmpk.so', import.meta.url));
+  return (chosen ??= chooseLibrary()).path;
+}
+let chosen: LibraryChoice | undefined;
+/** How the loaded library was chosen (vmpk doctor); undefined before the first load. */
+export function libraryChoice(): LibraryChoice | undefined {
+  return chosen;
 }
 
 function toNumber(v: number | bigint): number {
@@ -255,6 +263,7 @@ function load(path: string): Native {
   const vmpk_pku_supported = lib.func('vmpk_pku_supported', 'int', []);
   const vmpk_begin = lib.func('vmpk_begin', 'int', ['uintptr_t', 'uint64_t', 'int']);
   const vmpk_end = lib.func('vmpk_end', 'int', ['uintptr_t', 'uint64_t']);
+  const vmpk_view_hold = lib.func('vmpk_view_hold', 'int', ['const void *', 'int']);
   // Function types by signature: koffi registers a named prototype for good,
   // so a second proto() of 'int f(int)' would fail; one per signature is kept.
   const protos = new Map<string, TypeObject>();
@@ -386,6 +395,7 @@ function load(path: string): Native {
       if (address === 0n) throw new Error('vmpk: internal error: code at a null pointer');
       return koffi.call(address, proto, ...args);
     },
+    viewHold: (address, delta) => vmpk_view_hold(address, delta) as number,
   };
 }
 
@@ -408,7 +418,7 @@ export function getNative(path: string = libraryPath()): Native {
     const fromEnv = env !== undefined && env !== '' && path === env ? ' (from the environment variable VMPK_LIBRARY)' : '';
     throw new VmpkError(
       'LIBRARY_LOAD_FAILED',
-      `vmpk: cannot load the native library ${path}${fromEnv}: ${(err as Error).message}; build it with \`npm run build\` (needs make and a C compiler) or point VMPK_LIBRARY at a libvmpk.so`,
+      `vmpk: cannot load the native library ${path}${fromEnv}: ${(err as Error).message}; on ${platformTag()}, build it from source with \`${BUILD_COMMAND}\` in your project (needs make and a C compiler) or point VMPK_LIBRARY at a libvmpk.so`,
       { cause: err },
     );
   }

@@ -1,9 +1,10 @@
 // A Region: page-granular memory owned by a key (vmpk_alloc / vmpk_free).
 import { kMaxLength } from 'node:buffer';
 import { VmpkError, keyDestroyed, nativeError, runtimeClosed } from './errors.js';
-import { INTERNAL, closedNow, notConstructible, type KeyState } from './internal.js';
+import { INTERNAL, closedNow, notConstructible, type KeyState, type RuntimeState } from './internal.js';
 import type { Key } from './key.js';
 import { E_SYSTEM } from './codes.js';
+import type { Native } from './native.js';
 
 /**
  * The largest view: Node 20 makes ArrayBuffers and typed arrays of at most
@@ -14,6 +15,68 @@ export const MAX_VIEW = Math.min(kMaxLength, 2 ** 32);
 
 let keyStateOf: (r: Region) => KeyState;
 
+/**
+ * ArrayBuffer.prototype.transfer (Node 22+): transfer(0) detaches a view
+ * without reading its memory (a new empty buffer gets the 0 bytes copied),
+ * so it is safe over a key's PROT_NONE pages. Node 20 has no way to detach
+ * an external buffer: there the quarantine alone keeps stale views closed.
+ */
+const transfer = (ArrayBuffer.prototype as { transfer?: (this: ArrayBuffer, n?: number) => ArrayBuffer }).transfer;
+/** True where vmpk detaches a region's views on free(), destroy() and close(). */
+export const DETACHES_VIEWS = typeof transfer === 'function';
+
+/** A view vmpk made: its hold on the window (vmpk_view_hold) until released. */
+interface ViewRecord {
+  readonly n: Native;
+  readonly address: bigint;
+  ref: WeakRef<ArrayBuffer> | undefined; // undefined once released
+}
+
+// A view collected before vmpk detached it gives its hold back here; that
+// is what lets a quarantined window (Node 20) return to reuse.
+const collected = new FinalizationRegistry<ViewRecord>((rec) => {
+  if (rec.ref === undefined) return;
+  rec.ref = undefined;
+  rec.n.viewHold(rec.address, -1);
+});
+
+/**
+ * Ends a view: detaches it where Node allows (the hold is released at once),
+ * else leaves it to the FinalizationRegistry (the window stays quarantined
+ * until the view is collected). Never reads the viewed memory.
+ */
+function endView(rec: ViewRecord): void {
+  const ab = rec.ref?.deref();
+  if (rec.ref === undefined || !DETACHES_VIEWS) return;
+  if (ab !== undefined && !(ab as { detached?: boolean }).detached) transfer!.call(ab, 0);
+  // unregister() is false when the registry already gave the hold back.
+  if (collected.unregister(rec)) {
+    rec.ref = undefined;
+    rec.n.viewHold(rec.address, -1);
+  }
+}
+
+// The regions with a view, per key, and the keys with one, per runtime: what
+// destroy() and close() detach.
+const viewedRegions = new WeakMap<KeyState, Set<Region>>();
+const viewedKeys = new WeakMap<RuntimeState, Set<KeyState>>();
+let dropViewOf: (r: Region) => void;
+
+/** @internal Ends the views of every region of a destroyed key (key.ts). */
+export function endKeyViews(ks: KeyState): void {
+  const regions = viewedRegions.get(ks);
+  viewedRegions.delete(ks);
+  viewedKeys.get(ks.rs)?.delete(ks);
+  if (regions !== undefined) for (const r of regions) dropViewOf(r);
+}
+
+/** @internal Ends the views of every key of a closed runtime (runtime.ts). */
+export function endRuntimeViews(rs: RuntimeState): void {
+  const keys = viewedKeys.get(rs);
+  viewedKeys.delete(rs);
+  if (keys !== undefined) for (const ks of keys) endKeyViews(ks);
+}
+
 /** @internal The KeyState of a region (not exported from the package). */
 export function regionKeyState(r: Region): KeyState {
   return keyStateOf(r);
@@ -22,6 +85,7 @@ export function regionKeyState(r: Region): KeyState {
 export class Region {
   static {
     keyStateOf = (r) => r.#ks;
+    dropViewOf = (r) => r.#dropView();
   }
   readonly #ks: KeyState;
   readonly #address: bigint;
@@ -29,6 +93,7 @@ export class Region {
   readonly #mappedSize: number;
   #freed = false;
   #bytes: Uint8Array | undefined;
+  #view: ViewRecord | undefined;
 
   /** @internal Regions are made by key.alloc(). */
   constructor(token: typeof INTERNAL, ks: KeyState, address: bigint, size: number) {
@@ -79,10 +144,53 @@ export class Region {
     if (this.#size > MAX_VIEW) {
       throw new VmpkError('VIEW_TOO_LARGE', `region.bytes: the region is ${this.#size} bytes, and this Node.js makes typed arrays of at most ${MAX_VIEW} bytes; use regions of at most ${MAX_VIEW} bytes where you need a view`);
     }
-    if (ks.shared) this.#checkLive();
-    b = new Uint8Array(ks.rs.n.view(this.#address, this.#size));
+    const n = ks.rs.n;
+    // The hold first, then the liveness check: a hold taken on a window
+    // another thread's destroy() freed in between fails, or is caught by
+    // #checkLive (the key is no longer live) and given back.
+    const rc = n.viewHold(this.#address, 1);
+    if (rc !== 0) {
+      if (rc === -2 && ks.shared && !closedNow(ks.rs)) this.#checkLive();
+      throw nativeError(rc, 'region.bytes');
+    }
+    if (ks.shared) {
+      try {
+        this.#checkLive();
+      } catch (err) {
+        n.viewHold(this.#address, -1);
+        throw err;
+      }
+    }
+    let ab: ArrayBuffer;
+    try {
+      ab = n.view(this.#address, this.#size);
+    } catch (err) {
+      n.viewHold(this.#address, -1);
+      throw err;
+    }
+    const rec: ViewRecord = { n, address: this.#address, ref: new WeakRef(ab) };
+    collected.register(ab, rec, rec);
+    this.#view = rec;
+    let regions = viewedRegions.get(ks);
+    if (regions === undefined) {
+      viewedRegions.set(ks, (regions = new Set()));
+      let keys = viewedKeys.get(ks.rs);
+      if (keys === undefined) viewedKeys.set(ks.rs, (keys = new Set()));
+      keys.add(ks);
+    }
+    regions.add(this);
+    b = new Uint8Array(ab);
     this.#bytes = b;
     return b;
+  }
+
+  /** Drops this region's view: detached where Node allows (see endView). */
+  #dropView(): void {
+    const rec = this.#view;
+    this.#view = undefined;
+    this.#bytes = undefined;
+    viewedRegions.get(this.#ks)?.delete(this);
+    if (rec !== undefined) endView(rec);
   }
 
   /**
@@ -103,8 +211,10 @@ export class Region {
 
   /**
    * Frees the region. Its pages are zeroed and stay in the key's domain for
-   * the key's later allocations; a Uint8Array kept from `bytes` still points
-   * there. A second free() throws DOUBLE_FREE.
+   * the key's later allocations. On Node 22+ the view `bytes` made is
+   * detached (a kept Uint8Array has length 0); on Node 20 a kept one still
+   * points there (the same key's later regions). A second free() throws
+   * DOUBLE_FREE.
    */
   free(): void {
     const ks = this.#ks;
@@ -115,7 +225,7 @@ export class Region {
     const rc = ks.rs.n.free(ks.rs.rt, ks.handle, this.#address);
     if (rc !== 0) throw nativeError(rc, where, undefined, rc === E_SYSTEM ? ks.rs.n.lastErrno() : undefined);
     this.#freed = true;
-    this.#bytes = undefined;
+    this.#dropView();
     ks.regions?.delete(this);
   }
 }

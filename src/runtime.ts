@@ -8,7 +8,7 @@ import { inspectProcess, type InspectReport } from './inspect/index.js';
 import { createKeys, type KeyBatch, type KeysOptions } from './batch.js';
 import { Key, checkKeyName, checkWindowSize } from './key.js';
 import type { NativeInfo, NativeStats } from './native.js';
-import { Region, regionKeyState } from './region.js';
+import { Region, endRuntimeViews, regionKeyState } from './region.js';
 import { checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
 
 export type Backend = 'pku' | 'mprotect';
@@ -243,5 +243,6 @@ export class Runtime {
     rs.closed = true;
     Atomics.store(rs.shared, 0, 1);
     knownRuntimes.delete(rs.id);
+    endRuntimeViews(rs);
   }
 }

@@ -404,19 +404,8 @@ describe(`attacks from JavaScript on handles and views (${backend} backend)`, ()
     expect(o.lines).toEqual(['bytes VIEW_TOO_LARGE', 'secret intact']);
   });
 
-  it('documented gap: a view kept past destroy() reaches the next key that takes its window (views cannot be detached on Node 20)', () => {
-    const o = attack(`
-      const old = rt.createKey({ name: 'old' });
-      const stale = old.alloc(4096).bytes;
-      old.destroy();
-      const next = rt.createKey({ name: 'tenant' });
-      const rn = next.alloc(4096);
-      next.with('rw', () => { rn.bytes[0] = 0x77; log.add('stale view sees ' + stale[0].toString(16)); });
-      done();
-    `);
-    expect(o.status, o.stderr).toBe(0);
-    expect(o.lines).toEqual(['stale view sees 77', 'secret intact']);
-  });
+  // A view kept past destroy(): closed now, in test/attacks-views.test.ts
+  // (detached on Node 22+, the window quarantined on Node 20).
 });
 
 describe.skipIf(!onPku)('attacks from JavaScript: the thread-local gate (pku backend)', () => {

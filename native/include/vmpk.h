@@ -308,6 +308,16 @@ VMPK_API int vmpk_pku_supported(void);
  * against the core: what adopting a handle needs.) */
 VMPK_API int vmpk_probe_key(vmpk_key key, const void *addr, int access);
 
+/* Counts a view of vmpk memory (a JS ArrayBuffer over a region): delta 1
+ * when it is made, -1 when it is detached or collected. A destroyed key's
+ * window is handed to no later key while any view of it is counted (the
+ * quarantine): a kept view keeps faulting instead of reaching the next
+ * key's secrets. addr is any byte of the viewed region. Returns 0;
+ * VMPK_E_STALE for a hold on a destroyed key's window; VMPK_E_NOT_REGION
+ * when addr is in no window; VMPK_E_INVALID for a release without a hold
+ * or a bad delta. delta 0 returns the number of quarantined windows. */
+VMPK_API int vmpk_view_hold(const void *addr, int delta);
+
 #ifdef __cplusplus
 }
 #endif

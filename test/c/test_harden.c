@@ -5,18 +5,24 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "meta.h"
 #include "os.h"
 #include "seccomp_linux.h"
 #include "rawsyscall.h"
@@ -67,7 +73,7 @@ static int boundaries(void)
 {
     int bad = 0;
     struct os_range r = { LO, HI };
-    if (vmpk__seccomp_install(&r, 1, (uintptr_t)vmpk__syscall_return)) {
+    if (vmpk__seccomp_install(&r, 1, (uintptr_t)vmpk__syscall_return, NULL)) {
         printf("#   child: install failed\n");
         return 1;
     }
@@ -121,7 +127,7 @@ static int always_denied(void)
     int bad = 0;
     int pkey = (int)syscall(SYS_pkey_alloc, 0, 0); /* -1 where PKU is missing */
     struct os_range r = { LO, HI };
-    if (vmpk__seccomp_install(&r, 1, (uintptr_t)vmpk__syscall_return))
+    if (vmpk__seccomp_install(&r, 1, (uintptr_t)vmpk__syscall_return, NULL))
         return 1;
     char a[8] = "secret", b[8] = { 0 };
     struct iovec local = { b, sizeof b }, remote = { a, sizeof a };
@@ -141,6 +147,155 @@ static int always_denied(void)
 
 static void filter_boundaries(void) { CHECK_EQ(in_child(boundaries), 0); }
 static void filter_denies(void) { CHECK_EQ(in_child(always_denied), 0); }
+
+/* The kernel paths that reach memory by address out of the filter's
+ * sight: denied whatever the address. clone3 is ENOSYS (glibc falls back to
+ * clone), clone of a memory sharer that is neither a thread nor a vfork
+ * child EPERM, a thread clone allowed (no listener here). */
+static void *nothing(void *arg)
+{
+    return arg;
+}
+
+static int child_fn(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static int kernel_paths(void)
+{
+    int bad = 0;
+    struct os_range r = { LO, HI };
+    if (vmpk__seccomp_install(&r, 1, (uintptr_t)vmpk__syscall_return, NULL))
+        return 1;
+    char page[64] = { 0 };
+    struct iovec iov = { page, sizeof page };
+    int fds[2];
+    EXPECT(pipe(fds) == 0);
+    EXPECT(untrusted(SYS_io_uring_setup, 4, (long)page, 0, 0, 0) == -EPERM);
+    EXPECT(untrusted(SYS_io_uring_enter, 0, 1, 1, 0, 0) == -EPERM);
+    EXPECT(untrusted(SYS_io_uring_register, 0, 0, 0, 0, 0) == -EPERM);
+    EXPECT(untrusted(SYS_userfaultfd, O_CLOEXEC, 0, 0, 0, 0) == -EPERM);
+    EXPECT(untrusted(SYS_ioctl, fds[0], 0xAA00 /* USERFAULTFD_IOC_NEW */, 0, 0, 0) == -EPERM);
+    EXPECT(untrusted(SYS_ioctl, fds[0], 0xc020aa00 /* UFFDIO_REGISTER */, 0, 0, 0) == -EPERM);
+    EXPECT(untrusted(SYS_ioctl, fds[0], 0x541b /* FIONREAD */, (long)page, 0, 0) == 0);
+    EXPECT(untrusted(SYS_vmsplice, fds[1], (long)&iov, 1, 0, 0) == -EPERM);
+    EXPECT(untrusted(SYS_process_madvise, 0, (long)&iov, 1, MADV_COLD, 0) == -EPERM);
+    EXPECT(untrusted(SYS_io_setup, 1, (long)page, 0, 0, 0) == -EPERM);
+    EXPECT(untrusted(SYS_io_submit, 0, 1, (long)page, 0, 0) == -EPERM);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0), one = 1;
+    EXPECT(untrusted(SYS_setsockopt, s, SOL_SOCKET, 60 /* SO_ZEROCOPY */, (long)&one, 4) == -EPERM);
+    EXPECT(untrusted(SYS_setsockopt, s, SOL_SOCKET, SO_KEEPALIVE, (long)&one, 4) != -EPERM);
+    /* mseal (ENOSYS before Linux 6.10) and remap_file_pages: over the
+     * guarded range only, and from vmpk's instruction too. */
+    EXPECT(untrusted(462, (long)LO, 0x1000, 0, 0, 0) == -EPERM);
+    EXPECT(vmpk__syscall6(462, (long)LO, 0x1000, 0, 0, 0, 0) == -EPERM);
+    EXPECT(untrusted(462, (long)HI, 0x1000, 0, 0, 0) != -EPERM);
+    EXPECT(untrusted(SYS_remap_file_pages, (long)LO, 0x1000, 0, 0, 0) == -EPERM);
+    EXPECT(untrusted(SYS_remap_file_pages, (long)HI, 0x1000, 0, 0, 0) != -EPERM);
+    EXPECT(untrusted(SYS_clone3, (long)page, sizeof page, 0, 0, 0) == -ENOSYS);
+    static uint8_t stack[16384] __attribute__((aligned(16)));
+    errno = 0;
+    EXPECT(clone(child_fn, stack + sizeof stack, CLONE_VM | SIGCHLD, NULL) == -1 && errno == EPERM);
+    pthread_t th;
+    EXPECT(pthread_create(&th, NULL, nothing, NULL) == 0 &&
+           pthread_join(th, NULL) == 0);
+    pid_t pid = fork(); /* no CLONE_VM: allowed */
+    if (pid == 0)
+        _exit(0);
+    int status;
+    EXPECT(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status));
+    return bad;
+}
+
+static void filter_kernel_paths(void) { CHECK_EQ(in_child(kernel_paths), 0); }
+
+/* Hardened, every thread clone is counted before it happens, whoever makes
+ * it: glibc, a raw clone, a birth and an exit within one gate. A gate whose
+ * thread made one ends with a shootdown. */
+static volatile int raw_done;
+
+static int raw_fn(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&raw_done, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static int births_counted(void)
+{
+    int bad = 0;
+    struct vmpk_options o = { .harden = 1 };
+    vmpk_runtime *rt;
+    if (vmpk_open(&o, &rt))
+        return 1;
+    EXPECT(vmpk__meta.births_at == (const volatile unsigned *)&vmpk__meta.births);
+    unsigned b0 = atomic_load(&vmpk__meta.births);
+    pthread_t th;
+    EXPECT(pthread_create(&th, NULL, nothing, NULL) == 0 && pthread_join(th, NULL) == 0);
+    EXPECT(atomic_load(&vmpk__meta.births) == b0 + 1);
+    static uint8_t stack[65536] __attribute__((aligned(16)));
+    EXPECT(clone(raw_fn, stack + sizeof stack,
+                 CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM,
+                 NULL) > 0);
+    while (!__atomic_load_n(&raw_done, __ATOMIC_ACQUIRE))
+        sched_yield();
+    EXPECT(atomic_load(&vmpk__meta.births) == b0 + 2);
+    struct vmpk_info info;
+    EXPECT(vmpk_info(rt, &info) == 0);
+    int pku = info.backend == VMPK_BACKEND_PKU;
+    /* On pku the count cannot be written from outside vmpk (the meta pkey). */
+    EXPECT(!pku || vmpk_probe((const void *)&vmpk__meta.births, VMPK_RW) == 0);
+    /* A birth and an exit inside one gate: the gate's end shoots down. */
+    vmpk_key k;
+    void *p;
+    struct vmpk_stats s0, s1;
+    EXPECT(vmpk_key_create(rt, NULL, VMPK_NONE, 0, &k) == 0 && vmpk_alloc(rt, k, 4096, &p) == 0);
+    EXPECT(vmpk_begin(rt, k, VMPK_READ) == 0 && vmpk_end(rt, k) == 0);
+    EXPECT(vmpk_stats(rt, &s0) == 0);
+    EXPECT(vmpk_begin(rt, k, VMPK_READ) == 0);
+    EXPECT(pthread_create(&th, NULL, nothing, NULL) == 0 && pthread_join(th, NULL) == 0);
+    EXPECT(vmpk_end(rt, k) == 0);
+    EXPECT(vmpk_stats(rt, &s1) == 0);
+    EXPECT(s1.shootdowns == s0.shootdowns + pku);
+    /* A child of fork() has no supervisor: it goes back to glibc's count. */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(vmpk__meta.births_at != (const volatile unsigned *)&vmpk__meta.births &&
+                      vmpk__meta.births_at != NULL
+                  ? 0
+                  : 1);
+    int status;
+    EXPECT(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    EXPECT(vmpk_close(rt) == 0);
+    return bad;
+}
+
+static void hardened_counts_births(void) { CHECK_EQ(in_child(births_counted), 0); }
+
+/* An io_uring instance made before hardening (libuv's, with
+ * UV_USE_IO_URING=1) takes SQPOLL submissions with no system call: the
+ * hardened open refuses the process, and installs nothing. */
+static int io_uring_first(void)
+{
+    int bad = 0;
+    uint8_t params[120] = { 0 }; /* struct io_uring_params */
+    long fd = untrusted(SYS_io_uring_setup, 2, (long)params, 0, 0, 0);
+    if (fd < 0)
+        return 0; /* no io_uring here: nothing to refuse */
+    struct vmpk_options o = { .harden = 1 };
+    vmpk_runtime *rt;
+    EXPECT(vmpk_open(&o, &rt) == VMPK_E_SYSTEM && vmpk_last_errno() == EBUSY);
+    struct vmpk_harden_info h;
+    EXPECT(vmpk_harden_info(&h) == 0 && h.active == 0 && h.seccomp_mode == 0);
+    close((int)fd);
+    EXPECT(vmpk_open(&o, &rt) == 0 && vmpk_close(rt) == 0);
+    return bad;
+}
+
+static void refuses_io_uring_made_first(void) { CHECK_EQ(in_child(io_uring_first), 0); }
 
 /* int 0x80 works before any filter here (the kernel has IA32 emulation),
  * so the EPERM above is the filter's doing. */
@@ -310,6 +465,9 @@ int main(int argc, char **argv)
     RUN(int80_works_unfiltered);
     RUN(filter_boundaries);
     RUN(filter_denies);
+    RUN(filter_kernel_paths);
+    RUN(hardened_counts_births);
+    RUN(refuses_io_uring_made_first);
     RUN(open_hardened);
     RUN(hardened_exec_hardened);
     RUN(refuses_fake_mprotect);

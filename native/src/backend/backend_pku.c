@@ -35,6 +35,7 @@
 #include "os.h"
 #include "pkru.h"
 #include "shootdown.h"
+#include "births.h"
 #include "tasks.h"
 
 /* pkeys that closed runtimes held (in the meta page). They are never given
@@ -265,7 +266,7 @@ static int pku_end_in(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key k
         meta_set_now(t, rt->id, k->pkey,
                      access_union(g->outer, atomic_load(&rt->slots[g->slot].access)));
     } while (atomic_load(&vmpk__revocations) != seen);
-    if (__builtin_expect(tasks_births() != g->births, 0))
+    if (__builtin_expect(births_now() != g->births, 0))
         revoke_copies(rt, k);
     hw_unpin(k);
     return 0;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "arena.h"
+#include "enter.h"
 #include "os.h"
 
 _Static_assert(ARENA_MAX == VMPK_MAX_WINDOW_SIZE, "vmpk.h promises windows up to the arena's size");
@@ -63,6 +64,43 @@ static int owner_commit(uint32_t upto)
     return 0;
 }
 
+/*
+ * The quarantine: views (JS ArrayBuffers) of a window are counted per
+ * granule (vmpk_view_hold). A destroyed key's window whose granules still
+ * have views goes to QUAR, not to FREE: it is handed to no later key until
+ * the last view is released (detached, or collected), so a kept view faults
+ * (PROT_NONE) instead of reaching the next tenant. Both tables are sized for
+ * the whole arena (a window is at least one granule), so the quarantine
+ * never overflows: it is bounded by the arena itself. They live in ordinary
+ * memory, not the write-protected meta pages: a wrong count can only let a
+ * window be reused early (what every window did before), never widen access.
+ */
+static _Atomic uint32_t *holds;  /* views per granule */
+static struct range *quar;       /* quarantined windows */
+static uint32_t nquar;
+
+static int quarantine_reserve(void)
+{
+    if (holds)
+        return 0;
+    size_t hbytes = (size_t)arena.ngranules * sizeof *holds;
+    size_t qbytes = (size_t)arena.ngranules * sizeof *quar;
+    void *h = os_reserve(NULL, hbytes), *q = os_reserve(NULL, qbytes);
+    if (!h || !q || os_commit(NULL, h, hbytes) || os_commit(NULL, q, qbytes))
+        return VMPK_E_NOMEM; /* reservations left behind: address space only */
+    holds = h;
+    quar = q;
+    return 0;
+}
+
+static bool window_held(uint32_t granule, uint32_t granules)
+{
+    for (uint32_t i = 0; i < granules; i++)
+        if (atomic_load(&holds[granule + i]))
+            return true;
+    return false;
+}
+
 static bool take_free_window(uint32_t granules, uint32_t *granule)
 {
     for (uint32_t i = 0; i < arena.nfree; i++) {
@@ -81,6 +119,8 @@ int vmpk__arena_window_new(uint32_t owner, uint32_t granules, uint32_t *out)
     uint32_t g;
     pthread_mutex_lock(&arena.lock);
     if (!arena.base && (err = arena_reserve()))
+        goto done;
+    if ((err = quarantine_reserve()))
         goto done;
     if (!take_free_window(granules, &g)) {
         uint32_t next = atomic_load(&arena.next);
@@ -114,7 +154,10 @@ int vmpk__arena_window_free(uint32_t granule, uint32_t granules)
     }
     for (uint32_t i = 0; i < granules; i++)
         atomic_fetch_or(&OWNERS[granule + i], OWNER_FREED);
-    FREE[arena.nfree++] = (struct range){ granule, granules };
+    if (holds && window_held(granule, granules))
+        quar[nquar++] = (struct range){ granule, granules };
+    else
+        FREE[arena.nfree++] = (struct range){ granule, granules };
 done:
     pthread_mutex_unlock(&arena.lock);
     return err;
@@ -136,4 +179,67 @@ uint32_t vmpk__arena_owner(uintptr_t addr, uint32_t *granule)
     if (granule)
         *granule = (uint32_t)g;
     return atomic_load_explicit(&OWNERS[g], memory_order_acquire);
+}
+
+int vmpk__arena_view_hold(uintptr_t addr, int delta)
+{
+    uint32_t g;
+    int err = 0;
+    if (delta != 1 && delta != -1)
+        return VMPK_E_INVALID;
+    pthread_mutex_lock(&arena.lock);
+    uint32_t owner = holds ? vmpk__arena_owner(addr, &g) : 0;
+    if (!owner) {
+        err = VMPK_E_NOT_REGION;
+    } else if (delta > 0) {
+        /* A view is made only of a live key's window. */
+        if (owner & OWNER_FREED)
+            err = VMPK_E_STALE;
+        else if (atomic_load(&holds[g]) == UINT32_MAX)
+            err = VMPK_E_NOMEM;
+        else
+            atomic_fetch_add(&holds[g], 1);
+    } else if (!atomic_load(&holds[g])) {
+        err = VMPK_E_INVALID; /* more releases than holds */
+    } else if (atomic_fetch_sub(&holds[g], 1) == 1 && (owner & OWNER_FREED)) {
+        /* The last view of a quarantined window's granule: once none of its
+         * granules has a view, the window may go to a later key. */
+        for (uint32_t i = 0; i < nquar; i++) {
+            struct range q = quar[i];
+            if (g < q.page || g >= q.page + q.pages)
+                continue;
+            if (window_held(q.page, q.pages))
+                break;
+            if (arena.nfree == arena.free_committed) {
+                if (vmpk__meta_commit(NULL, FREE + arena.free_committed, FREE_CHUNK * sizeof *FREE))
+                    break; /* stays quarantined: lost to reuse, nothing else */
+                arena.free_committed += FREE_CHUNK;
+            }
+            quar[i] = quar[--nquar];
+            FREE[arena.nfree++] = q;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&arena.lock);
+    return err;
+}
+
+uint32_t vmpk__arena_quarantined(void)
+{
+    pthread_mutex_lock(&arena.lock);
+    uint32_t n = nquar;
+    pthread_mutex_unlock(&arena.lock);
+    return n;
+}
+
+int vmpk_view_hold(const void *addr, int delta)
+{
+    /* The arena's lock and free list are in the meta pages: open them. */
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return VMPK_E_NOMEM;
+    int r = delta == 0 ? (int)vmpk__arena_quarantined()
+                       : vmpk__arena_view_hold((uintptr_t)addr, delta);
+    meta_leave(t, -1);
+    return r;
 }

@@ -25,4 +25,10 @@ uint8_t *vmpk__arena_addr(uint32_t granule);
  * a destroyed key's window). Async-signal-safe. */
 uint32_t vmpk__arena_owner(uintptr_t addr, uint32_t *granule);
 
+/* vmpk_view_hold: counts a view (delta 1) of the live window holding addr,
+ * or releases one (-1); a destroyed window with no view left is freed. */
+int vmpk__arena_view_hold(uintptr_t addr, int delta);
+/* Destroyed windows kept from reuse because views of them live. */
+uint32_t vmpk__arena_quarantined(void);
+
 #endif /* VMPK_ARENA_H */

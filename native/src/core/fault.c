@@ -31,6 +31,7 @@
 #include "pkru.h"
 #include "probe.h"
 #include "shootdown.h"
+#include "births.h"
 #include "tasks.h"
 #include "sigframe.h"
 
@@ -319,7 +320,7 @@ out:
 int vmpk__fault_install(void)
 {
     int err = 0;
-    tasks_init();
+    births_init();
     if ((err = vmpk__meta_init()))
         return err;
     pthread_mutex_lock(&install_lock);

@@ -6,7 +6,7 @@
 #define VMPK_GATE_H
 
 #include "internal.h"
-#include "tasks.h"
+#include "births.h"
 
 /* Checks vmpk_begin's arguments (rt among them) and that the calling
  * thread has room for one more gate: 0 with *slot set, or the vmpk_error to
@@ -25,7 +25,7 @@ static inline void gate_push(struct vmpk_thread *t, struct vmpk_runtime *rt, vmp
     g->hw = hw;
     g->access = (uint8_t)access;
     g->outer = (uint8_t)vmpk__thread_gate_access(t, rt, slot);
-    g->births = tasks_births();
+    g->births = births_now();
     t->depth++;
 }
 

@@ -11,14 +11,30 @@
  * caller or fakes success (SECCOMP_RET_ERRNO with 0) is found there, and
  * the open is refused rather than run unprotected. The child inherits the
  * filters and the instruction address, so it sees what vmpk would.
+ *
+ * Thread births: a task made with CLONE_VM copies its creator's PKRU, a
+ * gate's bits among them. glibc's live-thread count misses a birth and an
+ * exit in one gate, and a raw clone; so the filter sends every thread clone
+ * (and clone3 is ENOSYS, so glibc uses clone) to a listener, and a
+ * supervisor thread of vmpk's counts the birth in the meta page before it
+ * lets the kernel go on. A gate ends by comparing that count, so a gate
+ * whose thread made a thread always ends with a shootdown.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include "enter.h"
 #include "harden.h"
 #include "internal.h"
 #include "os.h"
@@ -26,6 +42,7 @@
 #include "seccomp_linux.h"
 #include "shootdown.h"
 #include "rawsyscall.h"
+#include "births.h"
 #include "tasks.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -119,6 +136,96 @@ static int probe(bool pku)
     return WIFEXITED(status) ? WEXITSTATUS(status) : VMPK_PROBE_DIED;
 }
 
+/* --- the supervisor ------------------------------------------------------ */
+
+static int listener = -1;
+static sem_t listener_set;
+
+static void answer(int fd, uint64_t id, int error)
+{
+    struct seccomp_notif_resp resp;
+    memset(&resp, 0, sizeof resp);
+    resp.id = id;
+    resp.error = error;
+    resp.flags = error ? 0 : SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    /* ENOENT: the caller is gone (killed while it waited). */
+    while (ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp) && errno == EINTR)
+        ;
+}
+
+/* One notification per thread clone of any thread: count, then continue.
+ * The count is bumped with meta open, before the kernel makes the thread:
+ * by the time the creator can end its gate, the gate sees the change. */
+static void *supervise(void *arg)
+{
+    (void)arg;
+    /* Its thread struct now, before any clone waits on it: no allocation
+     * (and no registry lock) while a notification is pending. */
+    struct vmpk_thread *self = meta_enter();
+    if (self)
+        meta_leave(self, -1);
+    while (sem_wait(&listener_set))
+        ;
+    int fd = listener;
+    if (fd < 0)
+        return NULL; /* the filter did not go on */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, vmpk__shootdown_signal()); /* shootdowns reach it */
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    struct seccomp_notif req;
+    for (;;) {
+        memset(&req, 0, sizeof req); /* the kernel wants it zeroed */
+        if (ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, &req)) {
+            if (errno == EINTR || errno == ENOENT)
+                continue;
+            /* Every later clone would wait for good: stop here instead. */
+            static const char msg[] = "vmpk: hardened mode's clone listener failed\n";
+            (void)!write(2, msg, sizeof msg - 1);
+            abort();
+        }
+        struct vmpk_thread *t = meta_enter();
+        if (!t) { /* no struct, so no count: refuse the thread */
+            answer(fd, req.id, -EAGAIN);
+            continue;
+        }
+        atomic_fetch_add(&vmpk__meta.births, 1);
+        meta_leave(t, -1);
+        answer(fd, req.id, 0);
+    }
+}
+
+/* Started before the filter (its own clone is not announced), with every
+ * signal but the shootdown's blocked; waits for the listener. */
+static int start_supervisor(void)
+{
+    pthread_t th;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    if (sem_init(&listener_set, 0, 0) || pthread_attr_init(&attr))
+        return vmpk__system_error(errno);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&th, &attr, supervise, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    return e ? vmpk__system_error(e) : 0;
+}
+
+/* A child of fork() has no supervisor of its own: its clones go to the
+ * parent's, which counts them in the parent's memory. Back to glibc's count
+ * there (a raw fork runs no handlers: see security.md). */
+static void forked_child(void)
+{
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        abort(); /* a gate could not see births: refuse to go on */
+    births_count_live();
+    meta_leave(t, -1);
+}
+
 static int install(void)
 {
     struct os_range r[SECCOMP_MAX_RANGES], band;
@@ -131,8 +238,53 @@ static int install(void)
         first = r;
         n++;
     }
-    int e = vmpk__seccomp_install(first, n, (uintptr_t)vmpk__syscall_return);
-    return e ? vmpk__system_error(-e) : 0;
+    int err = start_supervisor();
+    if (err)
+        return err;
+    int fd = -1;
+    int e = vmpk__seccomp_install(first, n, (uintptr_t)vmpk__syscall_return, &fd);
+    listener = e ? -1 : fd;
+    sem_post(&listener_set);
+    if (e == -EBUSY) {
+        /* A hardened ancestor's filter holds the one listener the kernel
+         * allows per chain: its supervisor answers our clones, and births
+         * here are seen through glibc's live count only (security.md). */
+        e = vmpk__seccomp_install(first, n, (uintptr_t)vmpk__syscall_return, NULL);
+        return e ? vmpk__system_error(e == -ESRCH ? EBUSY : -e) : 0;
+    }
+    if (e)
+        return vmpk__system_error(e == -ESRCH ? EBUSY : -e);
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return VMPK_E_NOMEM;
+    births_count_true();
+    meta_leave(t, -1);
+    pthread_atfork(NULL, NULL, forked_child);
+    return 0;
+}
+
+/* An io_uring instance made before the filter (libuv's, with
+ * UV_USE_IO_URING=1, is made at start-up): its SQPOLL thread takes
+ * submissions from shared memory, no system call for a filter to see, so
+ * no filter can close it. The open is refused instead. */
+static bool have_io_uring(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return true; /* cannot tell: refuse (shootdowns need /proc too) */
+    bool found = false;
+    struct dirent *e;
+    char path[300], target[64];
+    while (!found && (e = readdir(d))) {
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = 0;
+            found = strcmp(target, "anon_inode:[io_uring]") == 0;
+        }
+    }
+    closedir(d);
+    return found;
 }
 
 int vmpk__harden(bool pku)
@@ -145,6 +297,10 @@ int vmpk__harden(bool pku)
         goto out;
     if (!active)
         mode_before = mode, filters_before = filters;
+    if (!active && have_io_uring()) {
+        err = vmpk__system_error(EBUSY);
+        goto out;
+    }
     int failed = probe(pku);
     if (failed < 0) {
         err = failed;

@@ -14,7 +14,9 @@ int vmpk__harden_prepare(void);
 /* Probes, in a forked child, that the system calls vmpk needs work under
  * the filters in place (pku: the pkey calls too), then installs vmpk's
  * filter on every thread, once per process. 0, VMPK_E_FILTERED when the
- * probe fails, VMPK_E_SYSTEM when seccomp refuses the filter. */
+ * probe fails, VMPK_E_SYSTEM when seccomp refuses the filter, or with errno
+ * EBUSY when the process has an io_uring instance already (no filter can
+ * close one). */
 int vmpk__harden(bool pku);
 
 #endif /* VMPK_HARDEN_H */

@@ -129,7 +129,7 @@ struct gate {
     uint8_t hw;               /* pku: the hw key pinned */
     uint8_t access;           /* what this gate grants */
     uint8_t outer;            /* what an enclosing gate on the same vkey grants */
-    unsigned births;          /* tasks_births() at begin: a clone copies PKRU */
+    unsigned births;          /* births_now() at begin: a clone copies PKRU */
 };
 
 /* Per-runtime counters kept by each thread, so the hot path never shares a

@@ -93,6 +93,11 @@ struct meta_page {
     struct vmpk_thread *free_threads;
     uint32_t threads_used, threads_committed;
     struct thread_counters retired[VMPK_MAX_RUNTIMES];
+    /* Thread births (tasks.h): the word a gate compares at its end, glibc's
+     * live-thread count or, hardened, births below, which the supervisor
+     * (harden.c) bumps before the kernel makes each CLONE_VM task. */
+    const volatile unsigned *births_at;
+    _Atomic unsigned births;
 
     struct meta_arena arena;
 

@@ -8,9 +8,10 @@
 
 #include "seccomp_linux.h"
 
-int vmpk__seccomp_install(const struct os_range *ranges, int n, uintptr_t trusted_ip)
+int vmpk__seccomp_install(const struct os_range *ranges, int n, uintptr_t trusted_ip,
+                          int *listener)
 {
-    (void)ranges, (void)n, (void)trusted_ip;
+    (void)ranges, (void)n, (void)trusted_ip, (void)listener;
     return -ENOSYS;
 }
 

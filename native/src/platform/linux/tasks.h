@@ -1,6 +1,6 @@
 /*
  * The threads of this process, as Linux knows them (tasks_linux.c): who they
- * are, how to signal one, and a cheap hint that a thread was created.
+ * are, how to signal one, and a cheap sign that a thread was created.
  */
 #ifndef VMPK_TASKS_H
 #define VMPK_TASKS_H
@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+
 
 /* Thread ids of this process other than the caller's, into tids[cap].
  * Returns the count, -ENOMEM if there are more than cap, or -errno. Not
@@ -17,16 +18,9 @@ int tasks_list(pid_t *tids, size_t cap);
 int tasks_signal(pid_t tid, int sig);
 /* The thread keeps sig blocked (SigBlk in /proc), so it cannot be reached. */
 bool tasks_blocking(pid_t tid, int sig);
-/* A value that changes when a thread is created (glibc's count of live
- * threads), or, where it cannot be read, a value that changes every call. */
-extern const volatile unsigned *tasks_nthreads;
-/* Finds glibc's count. Called by vmpk_open, before any gate can run. */
-void tasks_init(void);
-unsigned tasks_births_slow(void);
-static inline unsigned tasks_births(void)
-{
-    const volatile unsigned *n = tasks_nthreads;
-    return __builtin_expect(n != NULL, 1) ? *n : tasks_births_slow();
-}
+/* glibc's count of live threads (__nptl_nthreads, a private symbol), or
+ * NULL where it cannot be found. Found once; the core keeps the address in
+ * write-protected meta (births.h). */
+const volatile unsigned *tasks_live_count(void);
 
 #endif /* VMPK_TASKS_H */

@@ -107,23 +107,18 @@ bool tasks_blocking(pid_t tid, int sig)
 
 /* glibc keeps the number of live threads in __nptl_nthreads, a private
  * symbol: read it where it exists, so a gate can tell cheaply that it may
- * have been copied into a new thread. */
-const volatile unsigned *tasks_nthreads;
-static unsigned fallback;
+ * have been copied into a new thread. It counts the living, not births (see
+ * births.h). */
+static const volatile unsigned *live;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void find_nthreads(void)
 {
-    tasks_nthreads = dlvsym(RTLD_DEFAULT, "__nptl_nthreads", "GLIBC_PRIVATE");
+    live = dlvsym(RTLD_DEFAULT, "__nptl_nthreads", "GLIBC_PRIVATE");
 }
 
-void tasks_init(void)
+const volatile unsigned *tasks_live_count(void)
 {
     pthread_once(&once, find_nthreads);
-}
-
-unsigned tasks_births_slow(void)
-{
-    return tasks_nthreads ? *tasks_nthreads
-                          : __atomic_add_fetch(&fallback, 1, __ATOMIC_RELAXED);
+    return live;
 }

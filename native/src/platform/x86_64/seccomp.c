@@ -18,8 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -32,6 +35,11 @@
 #ifndef __X32_SYSCALL_BIT
 #define __X32_SYSCALL_BIT 0x40000000
 #endif
+
+#ifndef SO_ZEROCOPY
+#define SO_ZEROCOPY 60
+#endif
+#define NR_MSEAL 462 /* Linux 6.10; older headers lack it */
 
 #define DENY (SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA))
 #define ALLOW SECCOMP_RET_ALLOW
@@ -214,19 +222,168 @@ static void unless_flag(struct prog *p, int arg, uint32_t mask, int skip)
     jump(p, BPF_JSET | BPF_K, mask, NO_LABEL, skip);
 }
 
-/* A block for syscall nr: entered only for that number. A holds the number
- * here: every block ends in a return, so the next one is reached only by
- * the jump that skips this one, with A untouched. */
-static int block_begin(struct prog *p, int nr)
+/* What the filter does with one system call number. */
+enum rule {
+    R_DENY,          /* EPERM always */
+    R_ENOSYS,        /* clone3: glibc falls back to clone, whose flags it sees */
+    R_RANGED,        /* (addr, len) in args 0 and 1: EPERM over a guarded range
+                      * unless from vmpk's instruction */
+    R_RANGED_ALL,    /* the same, from anywhere (vmpk never makes the call) */
+    R_MMAP,
+    R_MREMAP,
+    R_PKEY_FREE,
+    R_SHMAT,
+    R_IOCTL,
+    R_SETSOCKOPT,
+    R_CLONE,
+};
+
+static const struct { int nr; enum rule rule; } rules[] = {
+    /* sorted by number: the filter finds a number by binary search */
+    { SYS_mmap, R_MMAP },
+    { SYS_mprotect, R_RANGED },
+    { SYS_munmap, R_RANGED },
+    { SYS_ioctl, R_IOCTL },
+    { SYS_mremap, R_MREMAP },
+    { SYS_madvise, R_RANGED },
+    { SYS_shmat, R_SHMAT },
+    { SYS_setsockopt, R_SETSOCKOPT },
+    { SYS_clone, R_CLONE },
+    { SYS_ptrace, R_DENY },
+    { SYS_io_setup, R_DENY },
+    { SYS_io_submit, R_DENY },
+    { SYS_remap_file_pages, R_RANGED_ALL },
+    { SYS_vmsplice, R_DENY },
+    { SYS_process_vm_readv, R_DENY },
+    { SYS_process_vm_writev, R_DENY },
+    { SYS_userfaultfd, R_DENY },
+    { SYS_pkey_mprotect, R_RANGED },
+    { SYS_pkey_free, R_PKEY_FREE },
+    { SYS_io_uring_setup, R_DENY },
+    { SYS_io_uring_enter, R_DENY },
+    { SYS_io_uring_register, R_DENY },
+    { SYS_clone3, R_ENOSYS },
+    { SYS_process_madvise, R_DENY },
+    { NR_MSEAL, R_RANGED_ALL },
+};
+#define NRULES ((int)(sizeof rules / sizeof *rules))
+
+/* The body of one rule: entered with A = nr, always returns. */
+static void rule_body(struct prog *p, enum rule rule, const struct os_range *r, int n,
+                      uintptr_t ip, bool notify)
 {
-    int after = label(p), body = label(p);
-    jump(p, BPF_JEQ | BPF_K, (uint32_t)nr, body, NO_LABEL);
-    jump_always(p, after);
-    place(p, body);
-    return after;
+    switch (rule) {
+    case R_DENY:
+        ret(p, DENY);
+        break;
+    case R_ENOSYS:
+        ret(p, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA));
+        break;
+    case R_RANGED:
+        allow_if_trusted(p, ip);
+        deny_if_overlap_any(p, 0, 1, r, n);
+        ret(p, ALLOW);
+        break;
+    case R_RANGED_ALL:
+        deny_if_overlap_any(p, 0, 1, r, n);
+        ret(p, ALLOW);
+        break;
+    case R_MMAP: {
+        int not_fixed = label(p);
+        unless_flag(p, 3, MAP_FIXED | MAP_FIXED_NOREPLACE, not_fixed);
+        allow_if_trusted(p, ip);
+        deny_if_overlap_any(p, 0, 1, r, n);
+        place(p, not_fixed);
+        ret(p, ALLOW);
+        break;
+    }
+    case R_MREMAP: {
+        /* mremap(old, old_len, new_len, flags, new): growing in place covers
+         * [old, old + new_len); MREMAP_FIXED moves it to [new, new + new_len). */
+        allow_if_trusted(p, ip);
+        deny_if_overlap_any(p, 0, 1, r, n);
+        deny_if_overlap_any(p, 0, 2, r, n);
+        int not_moved = label(p);
+        unless_flag(p, 3, MREMAP_FIXED, not_moved);
+        deny_if_overlap_any(p, 4, 2, r, n);
+        place(p, not_moved);
+        ret(p, ALLOW);
+        break;
+    }
+    case R_PKEY_FREE:
+        allow_if_trusted(p, ip);
+        ret(p, DENY);
+        break;
+    case R_SHMAT: {
+        int no_remap = label(p);
+        unless_flag(p, 2, SHM_REMAP, no_remap);
+        ret(p, DENY);
+        place(p, no_remap);
+        ret(p, ALLOW);
+        break;
+    }
+    case R_IOCTL: {
+        /* Every userfaultfd ioctl (type 0xAA): USERFAULTFD_IOC_NEW on
+         * /dev/userfaultfd, and UFFDIO_* on a descriptor made before. */
+        int other = label(p);
+        ld(p, ARG_LO(1));
+        emit(p, BPF_ALU | BPF_AND | BPF_K, 0xff00);
+        jump(p, BPF_JEQ | BPF_K, (uint32_t)USERFAULTFD_IOC << 8, NO_LABEL, other);
+        ret(p, DENY);
+        place(p, other);
+        ret(p, ALLOW);
+        break;
+    }
+    case R_SETSOCKOPT: {
+        /* SO_ZEROCOPY: a send would pin the pages and read them later. */
+        int other = label(p);
+        ld(p, ARG_LO(1));
+        jump(p, BPF_JEQ | BPF_K, SOL_SOCKET, NO_LABEL, other);
+        ld(p, ARG_LO(2));
+        jump(p, BPF_JEQ | BPF_K, SO_ZEROCOPY, NO_LABEL, other);
+        ret(p, DENY);
+        place(p, other);
+        ret(p, ALLOW);
+        break;
+    }
+    case R_CLONE: {
+        /* A task sharing the memory copies its creator's PKRU. A thread or
+         * a vfork child: announced to vmpk's supervisor, which counts the
+         * birth before the kernel goes on (gate ends compare the count).
+         * Any other sharer would be out of a shootdown's reach: EPERM. */
+        int not_vm = label(p), sharer = label(p);
+        ld(p, ARG_LO(0));
+        jump(p, BPF_JSET | BPF_K, CLONE_VM, NO_LABEL, not_vm);
+        jump(p, BPF_JSET | BPF_K, CLONE_THREAD | CLONE_VFORK, NO_LABEL, sharer);
+        ret(p, notify ? SECCOMP_RET_USER_NOTIF : ALLOW);
+        place(p, sharer);
+        ret(p, DENY);
+        place(p, not_vm);
+        ret(p, ALLOW);
+        break;
+    }
+    }
 }
 
-static void build(struct prog *p, const struct os_range *r, int n, uintptr_t ip)
+/* Binary search over rules[lo..hi], A = nr: jumps to entry[i] on a match,
+ * returns ALLOW when the number has no rule. */
+static void search(struct prog *p, int lo, int hi, const int *entry)
+{
+    if (hi - lo < 3) {
+        for (int i = lo; i <= hi; i++)
+            jump(p, BPF_JEQ | BPF_K, (uint32_t)rules[i].nr, entry[i], NO_LABEL);
+        ret(p, ALLOW);
+        return;
+    }
+    int mid = (lo + hi) / 2, right = label(p);
+    jump(p, BPF_JGT | BPF_K, (uint32_t)rules[mid].nr, right, NO_LABEL);
+    jump(p, BPF_JEQ | BPF_K, (uint32_t)rules[mid].nr, entry[mid], NO_LABEL);
+    search(p, lo, mid - 1, entry);
+    place(p, right);
+    search(p, mid + 1, hi, entry);
+}
+
+static void build(struct prog *p, const struct os_range *r, int n, uintptr_t ip, bool notify)
 {
     int native = label(p);
     ld(p, ARCH);
@@ -239,71 +396,37 @@ static void build(struct prog *p, const struct os_range *r, int n, uintptr_t ip)
     ret(p, DENY);
     place(p, not_x32);
 
-    /* A = nr from here on, into every block_begin. */
-    static const int denied[] = { SYS_process_vm_readv, SYS_process_vm_writev, SYS_ptrace };
-    for (size_t i = 0; i < sizeof denied / sizeof *denied; i++) {
-        int other = label(p);
-        jump(p, BPF_JEQ | BPF_K, (uint32_t)denied[i], NO_LABEL, other);
-        ret(p, DENY);
-        place(p, other);
+    /* A = nr. The search's conditional jumps reach 255 instructions at
+     * most, so each lands on a one-instruction stub right after the search
+     * that jumps on (ja reaches anywhere) to the rule's body. */
+    int entry[NRULES], body[NRULES];
+    for (int i = 0; i < NRULES; i++) {
+        entry[i] = label(p);
+        body[i] = label(p);
     }
-
-    /* (addr, len) argument pairs of the calls that change a range. */
-    static const int ranged[] = { SYS_mprotect, SYS_pkey_mprotect, SYS_munmap, SYS_madvise };
-    for (size_t i = 0; i < sizeof ranged / sizeof *ranged; i++) {
-        int after = block_begin(p, ranged[i]);
-        allow_if_trusted(p, ip);
-        deny_if_overlap_any(p, 0, 1, r, n);
-        ret(p, ALLOW);
-        place(p, after);
+    search(p, 0, NRULES - 1, entry);
+    for (int i = 0; i < NRULES; i++) {
+        place(p, entry[i]);
+        jump_always(p, body[i]);
     }
-
-    int after = block_begin(p, SYS_mmap);
-    int not_fixed = label(p);
-    unless_flag(p, 3, MAP_FIXED | MAP_FIXED_NOREPLACE, not_fixed);
-    allow_if_trusted(p, ip);
-    deny_if_overlap_any(p, 0, 1, r, n);
-    place(p, not_fixed);
-    ret(p, ALLOW);
-    place(p, after);
-
-    /* mremap(old, old_len, new_len, flags, new): growing in place covers
-     * [old, old + new_len); MREMAP_FIXED moves it to [new, new + new_len). */
-    after = block_begin(p, SYS_mremap);
-    allow_if_trusted(p, ip);
-    deny_if_overlap_any(p, 0, 1, r, n);
-    deny_if_overlap_any(p, 0, 2, r, n);
-    int not_moved = label(p);
-    unless_flag(p, 3, MREMAP_FIXED, not_moved);
-    deny_if_overlap_any(p, 4, 2, r, n);
-    place(p, not_moved);
-    ret(p, ALLOW);
-    place(p, after);
-
-    after = block_begin(p, SYS_pkey_free);
-    allow_if_trusted(p, ip);
-    ret(p, DENY);
-    place(p, after);
-
-    after = block_begin(p, SYS_shmat);
-    int no_remap = label(p);
-    unless_flag(p, 2, SHM_REMAP, no_remap);
-    ret(p, DENY);
-    place(p, no_remap);
-    ret(p, ALLOW);
-    place(p, after);
-
-    ret(p, ALLOW);
+    for (int i = 0; i < NRULES; i++) {
+        place(p, body[i]);
+        rule_body(p, rules[i].rule, r, n, ip, notify);
+    }
 }
 
-static struct prog *built(const struct os_range *ranges, int n, uintptr_t trusted_ip)
+static struct prog *built(const struct os_range *ranges, int n, uintptr_t trusted_ip,
+                          bool notify)
 {
     if (n < 0 || n > SECCOMP_MAX_RANGES)
         return NULL;
+    for (int i = 1; i < NRULES; i++)
+        if (rules[i - 1].nr >= rules[i].nr)
+            return NULL; /* the search needs them sorted */
     struct prog *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
-    build(p, ranges, n, trusted_ip);
+    build(p, ranges, n, trusted_ip, notify);
     if (!link_prog(p)) {
         free(p);
         return NULL;
@@ -314,7 +437,7 @@ static struct prog *built(const struct os_range *ranges, int n, uintptr_t truste
 int vmpk__seccomp_program(const struct os_range *ranges, int n, uintptr_t trusted_ip,
                           struct sock_filter *out, int max)
 {
-    struct prog *p = built(ranges, n, trusted_ip);
+    struct prog *p = built(ranges, n, trusted_ip, true);
     if (!p)
         return -E2BIG;
     int len = p->n;
@@ -323,22 +446,30 @@ int vmpk__seccomp_program(const struct os_range *ranges, int n, uintptr_t truste
     return len;
 }
 
-int vmpk__seccomp_install(const struct os_range *ranges, int n, uintptr_t trusted_ip)
+int vmpk__seccomp_install(const struct os_range *ranges, int n, uintptr_t trusted_ip,
+                          int *listener)
 {
-    struct prog *p = built(ranges, n, trusted_ip);
+    struct prog *p = built(ranges, n, trusted_ip, listener != NULL);
     if (!p)
         return -E2BIG;
     int err = 0;
     struct sock_fprog fprog = { .len = (unsigned short)p->n, .filter = p->f };
     /* Without no_new_privs an unprivileged process may not install a filter;
-     * TSYNC sets it on every thread along with the filter. */
+     * TSYNC sets it on every thread along with the filter. With a listener,
+     * TSYNC_ESRCH: a thread that cannot be synchronized is -ESRCH, as the
+     * result is the listener's descriptor. */
+    unsigned long flags = SECCOMP_FILTER_FLAG_TSYNC;
+    if (listener)
+        flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
         err = -errno;
         goto out;
     }
-    long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog);
+    long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog);
     if (r < 0)
-        err = -errno;
+        err = -errno; /* -ESRCH: TSYNC failed; -EBUSY: an inherited filter has a listener */
+    else if (listener)
+        *listener = (int)r;
     else if (r > 0)
         err = -EBUSY; /* thread r has a filter stack we do not descend from */
 out:
