@@ -208,7 +208,7 @@ int vmpk_info(const vmpk_runtime *rt, struct vmpk_info *out)
     *out = (struct vmpk_info){
         .backend = rt->be->kind,
         .thread_local = rt->be->thread_local,
-        .hw_keys_budget = rt->hw_budget,
+        .hw_keys_budget = rt->be->hw_budget(rt),
         .page_size = rt->page,
         .window_size = (size_t)rt->window_granules * GRANULE,
 #ifdef VMPK_PKRU_STUB
@@ -231,10 +231,9 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
     vmpk__thread_counters(rt->id, &t);
     struct vmpk_runtime *m = (struct vmpk_runtime *)rt; /* the lock only */
     pthread_mutex_lock(&m->lock);
-    uint64_t resident = 0, names = 0, ranges = 0, pins = 0;
-    uint32_t n = atomic_load(&rt->nhw);
-    for (uint32_t h = 0; h < n; h++)
-        resident += atomic_load(&rt->hw[h].state) != 0;
+    uint32_t n;
+    uint64_t resident, names = 0, ranges = 0, pins = 0;
+    rt->be->hw_stats(rt, &n, &resident);
     for (uint32_t s = 0; s < rt->nslots; s++) {
         const struct vkey *v = &rt->slots[s];
         names += v->name ? strnlen(v->name, VMPK_MAX_NAME) + 1 : 0;

@@ -43,8 +43,7 @@ static void count_gate(struct vkey *v, int access, int delta)
 
 static int mp_setup(struct vmpk_runtime *rt, int max_hw_keys)
 {
-    (void)max_hw_keys;
-    rt->hw_budget = 0;
+    (void)rt, (void)max_hw_keys;
     return 0;
 }
 
@@ -176,6 +175,19 @@ static bool mp_write_held(const struct vmpk_runtime *rt, uint32_t slot)
     return rt->slots[slot].be.mprotect.open_write != 0;
 }
 
+static int mp_hw_budget(const struct vmpk_runtime *rt)
+{
+    (void)rt;
+    return 0;
+}
+
+static void mp_hw_stats(const struct vmpk_runtime *rt, uint32_t *held, uint64_t *resident)
+{
+    (void)rt;
+    *held = 0;
+    *resident = 0;
+}
+
 const struct backend vmpk__backend_mprotect = {
     .name = "mprotect",
     .kind = VMPK_BACKEND_MPROTECT,
@@ -193,4 +205,6 @@ const struct backend vmpk__backend_mprotect = {
     .gates_open = mp_gates_open,
     .write_held = mp_write_held,
     .thread_pkru = NULL,
+    .hw_budget = mp_hw_budget,
+    .hw_stats = mp_hw_stats,
 };

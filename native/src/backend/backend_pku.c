@@ -392,6 +392,20 @@ static uint32_t pku_thread_pkru(const struct vmpk_runtime *rt, uint32_t pkru,
     return pkru;
 }
 
+static int pku_hw_budget(const struct vmpk_runtime *rt)
+{
+    return rt->hw_budget;
+}
+
+static void pku_hw_stats(const struct vmpk_runtime *rt, uint32_t *held, uint64_t *resident)
+{
+    uint32_t n = atomic_load(&rt->nhw);
+    *held = n;
+    *resident = 0;
+    for (uint32_t h = 0; h < n; h++)
+        *resident += atomic_load(&rt->hw[h].state) != 0;
+}
+
 const struct backend vmpk__backend_pku = {
     .name = "pku",
     .kind = VMPK_BACKEND_PKU,
@@ -409,4 +423,6 @@ const struct backend vmpk__backend_pku = {
     .gates_open = pku_gates_open,
     .write_held = NULL,
     .thread_pkru = pku_thread_pkru,
+    .hw_budget = pku_hw_budget,
+    .hw_stats = pku_hw_stats,
 };

@@ -232,6 +232,11 @@ struct backend {
      * reads only. NULL for a backend that holds no pkey. */
     uint32_t (*thread_pkru)(const struct vmpk_runtime *rt, uint32_t pkru,
                             const struct vmpk_thread *t);
+    /* vmpk_info's and vmpk_stats' hardware-key figures: the most keys it
+     * may hold; those it holds, and those serving a vkey now (all 0
+     * without pkeys). */
+    int (*hw_budget)(const struct vmpk_runtime *rt);
+    void (*hw_stats)(const struct vmpk_runtime *rt, uint32_t *held, uint64_t *resident);
 };
 
 extern const struct backend vmpk__backend_pku;
