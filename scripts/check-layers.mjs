@@ -124,14 +124,17 @@ for (const f of files) {
 }
 
 const build = process.env.VMPK_LAYERS_BUILD ?? join(native, 'build', 'release');
+// The PKRU stub's files are linked by the stubbed flavours only (Makefile).
+const stubOnly = (f) => /(^|\/)pkru_stub\.c$/.test(f);
+const stubBuild = process.env.VMPK_LAYERS_STUB_BUILD ?? join(native, 'build', 'stub');
 if (!process.env.VMPK_LAYERS_BUILD) {
-  execFileSync('make', ['-s', '-C', native, 'build/release/libvmpk.a'], { stdio: 'inherit' });
+  execFileSync('make', ['-s', '-C', native, 'build/release/libvmpk.a', 'build/stub/libvmpk.a'], { stdio: 'inherit' });
 }
 const nm = process.env.NM ?? 'nm';
 const defined = new Map();
 const undefinedBy = new Map();
 for (const f of files.filter((x) => x.endsWith('.c') && !foreign(x))) {
-  const obj = join(build, f.replace(/\.c$/, '.o'));
+  const obj = join(stubOnly(f) ? stubBuild : build, f.replace(/\.c$/, '.o'));
   if (!existsSync(obj)) {
     problems.push(`no object ${relative(root, obj)} for native/src/${f}`);
     continue;
@@ -142,7 +145,8 @@ for (const f of files.filter((x) => x.endsWith('.c') && !foreign(x))) {
     const [sym, type] = line.split(' ');
     if (!sym || !type) continue;
     if (type === 'U' || type === 'w' || type === 'v') undef.push(sym); // v, w: weak references
-    else if (/[A-Z]/.test(type) && type !== 'W') defined.set(sym, f);
+    // The stub's pkey calls stand in for pkeys_linux.c's: edges go to those.
+    else if (/[A-Z]/.test(type) && type !== 'W' && !(stubOnly(f) && defined.has(sym))) defined.set(sym, f);
   }
   undefinedBy.set(f, undef);
 }

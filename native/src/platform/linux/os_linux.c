@@ -13,127 +13,15 @@
 #include <unistd.h>
 
 #include "cpu.h"
-#include "internal.h"
 #include "os.h"
-#include "rawsyscall.h"
+#include "os_raw.h"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
 
-/* Every memory call goes through vmpk's own syscall instruction: the
- * hardened mode's filter lets only that one touch vmpk's memory. */
-#define RAW(nr, a, b, c, d, e, f)                                                          \
-    vmpk__syscall6((nr), (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
+/* RAW, count() and result(): os_raw.h. */
 
-static void count(struct runtime_counters *c, _Atomic uint64_t *which)
-{
-    if (!c)
-        return;
-    atomic_fetch_add_explicit(&c->syscalls, 1, memory_order_relaxed);
-    if (which)
-        atomic_fetch_add_explicit(which, 1, memory_order_relaxed);
-}
-
-/* The raw calls return -errno themselves; these results fit an int. */
-static int result(long r)
-{
-    return (int)r;
-}
-
-#ifdef VMPK_PKRU_STUB
-__thread volatile uint32_t vmpk__stub_pkru __attribute__((tls_model("initial-exec"))) =
-    0x55555554; /* Linux's init value */
-static _Atomic int stub_next_pkey = 1;
-
-int os_pkey_supported(void) { return 1; }
-
-int os_pkey_alloc(struct runtime_counters *c)
-{
-    count(c, NULL);
-    int k = atomic_fetch_add(&stub_next_pkey, 1);
-    if (k >= 16)
-        return -ENOSPC;
-    vmpk__stub_pkru |= 3u << (2 * k); /* as the kernel does with the rights */
-    return k;
-}
-
-int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot, int pkey)
-{
-    (void)pkey;
-    count(c, c ? &c->pkey_mprotect_calls : NULL);
-    return result(RAW(SYS_mprotect, addr, len, prot, 0, 0, 0));
-}
-
-int os_pkey_alloc_readonly(void)
-{
-    int k = atomic_fetch_add(&stub_next_pkey, 1);
-    if (k >= 16)
-        return -ENOSPC;
-    vmpk__stub_pkru = (vmpk__stub_pkru & ~(3u << (2 * k))) | 2u << (2 * k);
-    return k;
-}
-
-int os_commit_pkey(struct runtime_counters *c, void *addr, size_t len, int pkey)
-{
-    (void)pkey;
-    count(c, NULL);
-    return result(RAW(SYS_mprotect, addr, len, PROT_READ | PROT_WRITE, 0, 0, 0));
-}
-#else
-/* CPUID OSPKE first, so no PKRU instruction or pkey call runs where the CPU
- * or the kernel lacks support; then a pkey_alloc that must succeed. Decided
- * once: later, vmpk itself may hold every key there is. */
-static int detect_pkeys(void)
-{
-    if (!cpu_has_ospke())
-        return 0;
-    int k = (int)RAW(SYS_pkey_alloc, 0, 0, 0, 0, 0, 0);
-    if (k < 0)
-        return 0; /* EINVAL (no PKU), ENOSPC, ENOSYS, EPERM: not available */
-    RAW(SYS_pkey_free, k, 0, 0, 0, 0, 0); /* fresh and never used: safe to free */
-    return 1;
-}
-
-static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
-static int pkeys_supported;
-
-static void detect(void)
-{
-    pkeys_supported = detect_pkeys();
-}
-
-int os_pkey_supported(void)
-{
-    pthread_once(&detect_once, detect);
-    return pkeys_supported;
-}
-
-int os_pkey_alloc(struct runtime_counters *c)
-{
-    count(c, NULL);
-    /* The rights apply to the calling thread only: closed, like every
-     * other thread's bits for a key vmpk has not opened. */
-    return result(RAW(SYS_pkey_alloc, 0, PKEY_DISABLE_ACCESS | PKEY_DISABLE_WRITE, 0, 0, 0, 0));
-}
-
-int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot, int pkey)
-{
-    count(c, c ? &c->pkey_mprotect_calls : NULL);
-    return result(RAW(SYS_pkey_mprotect, addr, len, prot, pkey, 0, 0));
-}
-
-int os_pkey_alloc_readonly(void)
-{
-    return result(RAW(SYS_pkey_alloc, 0, PKEY_DISABLE_WRITE, 0, 0, 0, 0));
-}
-
-int os_commit_pkey(struct runtime_counters *c, void *addr, size_t len, int pkey)
-{
-    count(c, NULL);
-    return result(RAW(SYS_pkey_mprotect, addr, len, PROT_READ | PROT_WRITE, pkey, 0, 0));
-}
-#endif
 
 int os_mprotect_meta(struct runtime_counters *c, void *addr, size_t len, int prot)
 {
