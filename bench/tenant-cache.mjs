@@ -1,6 +1,6 @@
 // The tenant cache (examples/tenant-cache) under a standard load generator,
 // memaslap from Debian's libmemcached-tools (installed as memcaslap), against
-// the real memcached, the same server with isolation off, and with vmpk's pku
+// the real memcached (-t 1 and -t 2), the same server with isolation off, and with vmpk's pku
 // and mprotect backends, for 1, 100 and 10,000 tenants (keys spread over the
 // tenants by hash: --tenants hash:N). Throughput ratios against isolation off
 // come from the same run, rounds interleaved; vmpk's counts per request
@@ -115,9 +115,10 @@ function cpuSeconds(pid) {
 async function start(kind, tenants) {
   const port = await freePort();
   let child;
-  if (kind === 'memcached') {
-    // One worker thread, as the Node server handles requests on one thread.
-    const args = ['-p', String(port), '-l', '127.0.0.1', '-U', '0', '-t', '1', '-m', '1024'];
+  if (kind === 'memcached' || kind === 'memcached2') {
+    // -t 1: one worker thread, as the Node server handles requests on one
+    // thread; -t 2: what memcached gains from the second core.
+    const args = ['-p', String(port), '-l', '127.0.0.1', '-U', '0', '-t', kind === 'memcached' ? '1' : '2', '-m', '1024'];
     if (process.getuid?.() === 0) args.push('-u', 'root'); // memcached refuses root without -u
     child = spawn('memcached', args, { stdio: ['ignore', 'ignore', 'inherit'] });
   } else {
@@ -151,9 +152,10 @@ function load(port) {
   return { seconds: Number(m[1]), ops: Number(m[2]), tps: Number(m[3]) };
 }
 
-const kinds = opt.counts ? ['pku', 'mprotect'] : ['memcached', 'off', 'pku', 'mprotect'];
+const kinds = opt.counts ? ['pku', 'mprotect'] : ['memcached', 'memcached2', 'off', 'pku', 'mprotect'];
+const isMemcached = (kind) => kind === 'memcached' || kind === 'memcached2';
 const haveMemcached = have('memcached');
-const label = { memcached: 'memcached -t 1', off: 'isolation off', pku: pkuReal ? 'vmpk pku' : 'vmpk pku (stub)', mprotect: 'vmpk mprotect' };
+const label = { memcached: 'memcached -t 1', memcached2: 'memcached -t 2', off: 'isolation off', pku: pkuReal ? 'vmpk pku' : 'vmpk pku (stub)', mprotect: 'vmpk mprotect' };
 const runs = []; // { kind, tenants, round, tps, ops, perRequest }
 
 console.log(`bench/tenant-cache, ${new Date().toISOString().slice(0, 10)}: ${machine()}, node ${process.version}`);
@@ -167,14 +169,14 @@ if (!haveMemcached && !opt.counts) console.log('memcached not installed: its row
 for (let round = 0; round < ROUNDS; round++) {
   for (const tenants of TENANTS) {
     for (const kind of kinds) {
-      if (kind === 'memcached' && (!haveMemcached || tenants !== TENANTS[0])) continue; // no tenants in memcached: one row
+      if (isMemcached(kind) && (!haveMemcached || tenants !== TENANTS[0])) continue; // no tenants in memcached: one row
       const server = await start(kind, tenants);
-      const before = kind === 'memcached' ? null : await stats(server.port);
+      const before = isMemcached(kind) ? null : await stats(server.port);
       const cpu0 = cpuSeconds(server.pid);
       const r = load(server.port);
       r.serverCpu = cpuSeconds(server.pid) - cpu0;
       r.cpuPerOp = r.serverCpu / r.ops; // seconds of server CPU per memaslap operation
-      const after = kind === 'memcached' ? null : await stats(server.port);
+      const after = isMemcached(kind) ? null : await stats(server.port);
       await server.stop();
       let perRequest = null;
       if (after) {
@@ -204,8 +206,8 @@ heading(opt.counts ? 'counts per request (exact)' : 'throughput (median of round
 console.log('  tenants  server            ops/s    vs off  CPU us/op  CPU vs off   gates  syscalls  PKRU writes  hw-key evictions  cache evictions');
 for (const tenants of TENANTS) {
   for (const kind of kinds) {
-    const mine = runs.filter((x) => x.kind === kind && (kind === 'memcached' || x.tenants === tenants));
-    if (mine.length === 0 || (kind === 'memcached' && tenants !== TENANTS[0])) continue;
+    const mine = runs.filter((x) => x.kind === kind && (isMemcached(kind) || x.tenants === tenants));
+    if (mine.length === 0 || (isMemcached(kind) && tenants !== TENANTS[0])) continue;
     const tps = median(mine.map((x) => x.tps));
     // The ratio per round (against isolation off in the same round), then the median.
     let ratio = null;
@@ -219,7 +221,7 @@ for (const tenants of TENANTS) {
     const p = mine[mine.length - 1].perRequest;
     rows.push({ tenants, kind, label: label[kind], tps, ratioToOff: ratio, cpuPerOp, cpuRatioToOff: cpuRatio, perRequest: p });
     console.log(
-      `  ${String(kind === 'memcached' ? '-' : tenants).padStart(7)}  ${label[kind].padEnd(16)} ${String(Math.round(tps)).padStart(7)}  ${ratio === null ? '     -' : `${ratio.toFixed(3)}x`}` +
+      `  ${String(isMemcached(kind) ? '-' : tenants).padStart(7)}  ${label[kind].padEnd(16)} ${String(Math.round(tps)).padStart(7)}  ${ratio === null ? '     -' : `${ratio.toFixed(3)}x`}` +
         // TCG times mean nothing: the guest's counts run shows no CPU time.
         `  ${(opt.counts ? '-' : (cpuPerOp * 1e6).toFixed(1)).padStart(9)}  ${cpuRatio === null ? '         -' : `${cpuRatio.toFixed(3)}x`.padStart(10)}` +
         `  ${f2(p?.gates).padStart(6)}  ${f2(p?.syscalls).padStart(8)}  ${f2(p?.pkruWrites).padStart(11)}  ${f2(p?.hwKeyEvictions).padStart(16)}  ${String(p?.cacheEvictions ?? '-').padStart(15)}`,
