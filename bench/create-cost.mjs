@@ -15,7 +15,6 @@
 //   API         rt.createKey() + key.alloc(): checks, Key, KeyState, Region, Set
 //
 //   node bench/create-cost.mjs
-import koffi from 'koffi';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -36,10 +35,8 @@ async function measure(backend) {
   const { open } = await dist('index.js');
   const { getNative } = await dist('native.js');
   const n = getNative();
-  const lib = koffi.load(n.path);
-  const out = (t) => koffi.out(koffi.pointer(t));
-  const keyCreate = lib.func('vmpk_key_create', 'int', ['uintptr_t', 'const char *', 'int', 'size_t', out('uint64_t')]);
-  const alloc = lib.func('vmpk_alloc', 'int', ['uintptr_t', 'uint64_t', 'size_t', out('void *')]);
+  // The bare koffi calls, as src/native.ts declares them.
+  const { vmpk_key_create: keyCreate, vmpk_alloc: alloc } = n.raw;
   const rtPointer = (rt) => rt.handle().pointer;
 
   const layers = {

@@ -38,17 +38,13 @@ export async function main() {
   const noop_begin = noopLib.func('noop_begin', 'int', ['uintptr_t', 'uint64_t', 'int']);
   const noop_end = noopLib.func('noop_end', 'int', ['uintptr_t', 'uint64_t']);
 
-  // The gate's own two koffi calls, declared as src/native.ts declares them,
-  // on a runtime opened through the C API (the JS API hides its handles).
-  const lib = koffi.load(library);
-  const OPTIONS = koffi.struct('bench_vmpk_options', { backend: 'int', max_hw_keys: 'int', window_size: 'size_t' });
-  const vmpk_open = lib.func('vmpk_open', 'int', [koffi.pointer(OPTIONS), koffi.out(koffi.pointer('uintptr_t'))]);
-  const vmpk_close = lib.func('vmpk_close', 'int', ['uintptr_t']);
-  const vmpk_key_create = lib.func('vmpk_key_create', 'int', ['uintptr_t', 'const char *', 'int', 'size_t', koffi.out(koffi.pointer('uint64_t'))]);
-  const vmpk_begin = lib.func('vmpk_begin', 'int', ['uintptr_t', 'uint64_t', 'int']);
-  const vmpk_end = lib.func('vmpk_end', 'int', ['uintptr_t', 'uint64_t']);
+  // The gate's own two koffi calls, as src/native.ts declares them (its raw
+  // functions, on the library the JS API loads), on a runtime opened through
+  // the C API (the JS API hides its handles).
+  const { getNative } = await import(pathToFileURL(join(ROOT, 'dist', 'native.js')).href);
+  const { vmpk_open, vmpk_close, vmpk_key_create, vmpk_begin, vmpk_end } = getNative(library).raw;
   const cell = [0];
-  if (vmpk_open({ backend: 1, max_hw_keys: 0, window_size: 0 }, cell) !== 0) throw new Error('gate: vmpk_open failed');
+  if (vmpk_open({ backend: 1, max_hw_keys: 0, window_size: 0, harden: 0 }, cell) !== 0) throw new Error('gate: vmpk_open failed');
   const rawRt = Number(cell[0]);
   if (vmpk_key_create(rawRt, null, 0, 0, cell) !== 0) throw new Error('gate: vmpk_key_create failed');
   const rawKey = Number(cell[0]);

@@ -33,7 +33,7 @@
 
 #include "os.h"
 #include "seccomp_linux.h"
-#include "syscall_x86.h"
+#include "rawsyscall.h"
 #include "vmpk.h"
 
 #define CHECK(call)                                                                        \
@@ -48,7 +48,7 @@
 /* --- 1. the filter's instructions per call ------------------------------- */
 
 /* Runs a classic BPF program on one seccomp_data; returns the instructions
- * executed, and the verdict in *ret. Only what seccomp_linux.c emits. */
+ * executed, and the verdict in *ret. Only what platform/x86_64/seccomp.c emits. */
 static int run_bpf(const struct sock_filter *f, int n, const struct seccomp_data *d, uint32_t *ret)
 {
     uint32_t a = 0, x = 0, m[16] = { 0 };

@@ -31,7 +31,7 @@ function count(n) {
 
 /**
  * Self cost per "file:function" (inlined code keeps its own file) and the
- * cost of the stub's PKRU lines in cpu_x86.h, from callgrind_annotate.
+ * cost of the stub's PKRU lines in native/src/platform/x86_64/cpu.h, from callgrind_annotate.
  */
 function annotate(out) {
   const text = sh('callgrind_annotate', ['--threshold=100', '--auto=yes', '--context=0', out]);
@@ -43,7 +43,7 @@ function annotate(out) {
   for (const m of text.matchAll(/^\s*([\d,]+) \(\s*[\d.]+%\)\s+static inline \w+ (rdpkru|wrpkru)\(.*vmpk__stub_pkru/gm)) {
     stub[m[2]] += Number(m[1].replaceAll(',', ''));
   }
-  // The checked writes (cpu_x86.h) store the stub variable inline.
+  // The checked writes (x86_64/cpu.h) store the stub variable inline.
   for (const m of text.matchAll(/^\s*([\d,]+) \(\s*[\d.]+%\)\s+vmpk__stub_pkru = /gm)) {
     stub.wrpkru += Number(m[1].replaceAll(',', ''));
   }
@@ -107,7 +107,7 @@ const ITEMS = [
   ['meta mode dispatch', null, /vmpk__meta\.mode [!=]= META_PKEY/],
   ['WRPKRU stand-ins (stub TLS stores)', null, /vmpk__stub_pkru = /],
   ['check: thread struct validated', 'meta.h', /threads_lo|threads_len/],
-  ['check: thread struct validated', 'cpu_x86.h', /= vmpk__self;/],
+  ['check: thread struct validated', 'cpu.h', /= vmpk__self;/],
   ['check: PKRU read back and compared', null, /PKRU_STUB_CHECK\(!\(~vmpk__stub_pkru/],
   ['expected PKRU stored', null, /v \|= vmpk__meta\.m_wd|t->pkru_expect = /],
   ['handle decode and validation', null, /key & \(\(1u << SLOT_BITS\)|key >> \(SLOT_BITS \+ GEN_BITS\)|id >= VMPK_MAX_RUNTIMES|&rt->nslots|access != VMPK_READ && access != VMPK_RW/],
@@ -116,8 +116,8 @@ const ITEMS = [
   ['generation check', null, /key >> SLOT_BITS\)|&v->gen/],
   ['gate record push/pop, nesting', 'gate.h', /./],
   ['gate record push/pop, nesting', null, /i-- > 0;|&rt->hw\[g->hw\]|t->depth--/],
-  ['thread-birth stamp and check', 'tasks.h', /./],
-  ['thread-birth stamp and check', null, /tasks_births\(\) != g->births/],
+  ['thread-birth stamp and check', 'births.h', /./],
+  ['thread-birth stamp and check', null, /births_now\(\) != g->births/],
   ['cache use counter', null, /&k->uses/],
   ['deferred gate bits (sync_*)', null, /meta_sync_on_leave\(t, rt->id|t->sync_(v|pkey|gate|counter) = |= t->sync_v;|^if \(sv\) \{$/],
   ['PKRU arithmetic', 'pkru.h', /./],

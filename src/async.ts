@@ -29,7 +29,7 @@ import { closedNow, type KeyState, type RuntimeState } from './internal.js';
 import { AsyncLocalStorageGetStore, AsyncLocalStorageRun, executionAsyncResource, isPromise, uncurryThis } from './primordials.js';
 import { checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
 
-const E_KEYS_PINNED = -5;
+import { E_KEYS_PINNED } from './codes.js';
 
 /** One key.withAsync() call. */
 interface Frame {

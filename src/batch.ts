@@ -5,7 +5,8 @@
 import { parseAccess, type Access } from './access.js';
 import { describe, invalidArgument, type VmpkError } from './errors.js';
 import { INTERNAL, notConstructible, type KeyState, type RuntimeState } from './internal.js';
-import { Key, checkWindowSize, MAX_WINDOW_SIZE } from './key.js';
+import { Key, checkWindowSize } from './key.js';
+import { MAX_WINDOW_SIZE } from './codes.js';
 import { Region } from './region.js';
 import { checkInteger, checkOptionsObject, rejectUnknownOptions } from './validate.js';
 
@@ -30,12 +31,9 @@ const KEYS_ALIASES: Readonly<Record<string, string>> = {
   bytes: 'regionSize',
 };
 
-/** Live vkeys one runtime can hold (MAX_SLOTS in native/src/internal.h). */
-export const MAX_KEYS = 2 ** 24 - 2;
-
-const E_NOMEM = -3;
-const E_WINDOW_FULL = -8;
-const E_TOO_MANY = -13;
+import { E_NOMEM, E_TOO_MANY, E_WINDOW_FULL, MAX_KEYS } from './codes.js';
+/** Live vkeys one runtime can hold (VMPK_MAX_KEYS). */
+export { MAX_KEYS };
 
 /**
  * The keys of one runtime.createKeys() call, by index. key(i) and region(i)

@@ -70,22 +70,24 @@ interface NativeCode {
   readonly advice: string;
 }
 
+import { E_BUSY, E_FILTERED, E_GATE_DEPTH, E_GATE_ORDER, E_INVALID, E_KEYS_PINNED, E_NOMEM, E_NOT_REGION, E_NO_HW_KEYS, E_STALE, E_SYSTEM, E_TOO_MANY, E_UNSUPPORTED, E_WINDOW_FULL, MAX_GATE_DEPTH, MAX_RUNTIMES } from './codes.js';
+
 /** enum vmpk_error -> code. The single place where native codes are interpreted. */
 export const NATIVE_CODES: ReadonlyMap<number, NativeCode> = new Map<number, NativeCode>([
-  [-1, { code: 'INVALID_ARGUMENT', advice: 'the native core rejected an argument (access, size, name or options)' }],
-  [-2, { code: 'KEY_DESTROYED', advice: 'the key was destroyed (or its runtime closed); create a new key' }],
-  [-3, { code: 'OUT_OF_MEMORY', advice: 'out of memory or address space; free regions or destroy keys, or raise the limits (ulimit -v, vm.max_map_count)' }],
-  [-4, { code: 'UNSUPPORTED_BACKEND', advice: "the requested backend is not available here; use backend 'auto' or 'mprotect'" }],
-  [-5, { code: 'KEYS_EXHAUSTED', advice: 'every hardware key is pinned by an open gate; close a gate on another key first, nest fewer gates on distinct keys, or raise maxHardwareKeys' }],
-  [-6, { code: 'KEY_BUSY', advice: 'gates are open on it; wait until key.with() returns' }],
-  [-7, { code: 'GATE_ORDER', advice: "gates must close in the reverse order of opening, on the thread that opened them" }],
-  [-8, { code: 'WINDOW_FULL', advice: "the key's address window has no room left; free regions of this key, or create the key with a larger windowSize" }],
-  [-9, { code: 'NOT_A_REGION', advice: 'the address is not the start of a live region of this key' }],
-  [-10, { code: 'GATE_DEPTH', advice: 'gates are nested deeper than 32 on this thread; nest fewer key.with() calls' }],
-  [-11, { code: 'NO_HARDWARE_KEYS', advice: "the pku backend could not get a single hardware key (others in this process hold them all); use backend 'mprotect' or 'auto'" }],
-  [-12, { code: 'SYSTEM', advice: 'an unexpected system call failure' }],
-  [-14, { code: 'SECCOMP_FILTERED', advice: 'hardened mode refused: a seccomp filter already in place makes a system call vmpk needs fail; open without harden, or drop that filter' }],
-  [-13, { code: 'TOO_MANY', advice: 'too many live keys or open runtimes (at most 8 runtimes at once); destroy keys or close runtimes first' }],
+  [E_INVALID, { code: 'INVALID_ARGUMENT', advice: 'the native core rejected an argument (access, size, name or options)' }],
+  [E_STALE, { code: 'KEY_DESTROYED', advice: 'the key was destroyed (or its runtime closed); create a new key' }],
+  [E_NOMEM, { code: 'OUT_OF_MEMORY', advice: 'out of memory or address space; free regions or destroy keys, or raise the limits (ulimit -v, vm.max_map_count)' }],
+  [E_UNSUPPORTED, { code: 'UNSUPPORTED_BACKEND', advice: "the requested backend is not available here; use backend 'auto' or 'mprotect'" }],
+  [E_KEYS_PINNED, { code: 'KEYS_EXHAUSTED', advice: 'every hardware key is pinned by an open gate; close a gate on another key first, nest fewer gates on distinct keys, or raise maxHardwareKeys' }],
+  [E_BUSY, { code: 'KEY_BUSY', advice: 'gates are open on it; wait until key.with() returns' }],
+  [E_GATE_ORDER, { code: 'GATE_ORDER', advice: "gates must close in the reverse order of opening, on the thread that opened them" }],
+  [E_WINDOW_FULL, { code: 'WINDOW_FULL', advice: "the key's address window has no room left; free regions of this key, or create the key with a larger windowSize" }],
+  [E_NOT_REGION, { code: 'NOT_A_REGION', advice: 'the address is not the start of a live region of this key' }],
+  [E_GATE_DEPTH, { code: 'GATE_DEPTH', advice: `gates are nested deeper than ${MAX_GATE_DEPTH} on this thread; nest fewer key.with() calls` }],
+  [E_NO_HW_KEYS, { code: 'NO_HARDWARE_KEYS', advice: "the pku backend could not get a single hardware key (others in this process hold them all); use backend 'mprotect' or 'auto'" }],
+  [E_SYSTEM, { code: 'SYSTEM', advice: 'an unexpected system call failure' }],
+  [E_FILTERED, { code: 'SECCOMP_FILTERED', advice: 'hardened mode refused: a seccomp filter already in place makes a system call vmpk needs fail; open without harden, or drop that filter' }],
+  [E_TOO_MANY, { code: 'TOO_MANY', advice: `too many live keys or open runtimes (at most ${MAX_RUNTIMES} runtimes at once); destroy keys or close runtimes first` }],
 ]);
 
 /**

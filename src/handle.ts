@@ -5,6 +5,7 @@
 // Views cannot travel (an ArrayBuffer over native memory belongs to one
 // thread's heap): the adopting thread makes its own with region.bytes.
 import { accessName, parseAccess, type Access } from './access.js';
+import { E_INVALID, E_NOT_REGION, E_STALE } from './codes.js';
 import { VmpkError, describe, invalidArgument, nativeError, runtimeClosed } from './errors.js';
 import { INTERNAL, closedNow, knownRuntimes, type KeyState, type RuntimeState } from './internal.js';
 import { Key, checkKeyName } from './key.js';
@@ -77,9 +78,6 @@ export function makeKeyHandle(ks: KeyState): KeyHandle {
 }
 
 const WHERE = 'adopt()';
-const E_INVALID = -1;
-const E_STALE = -2;
-const E_NOT_REGION = -9;
 
 function field(o: Record<string, unknown>, name: string, ok: (v: unknown) => boolean, what: string, path: string): unknown {
   const v = o[name];

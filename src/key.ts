@@ -10,9 +10,7 @@ import { Region, endKeyViews } from './region.js';
 import type { Runtime } from './runtime.js';
 import { badNameCharacter, checkInteger } from './validate.js';
 
-const E_STALE = -2;
-const E_BUSY = -6;
-const E_SYSTEM = -12;
+import { E_BUSY, E_GATE_DEPTH, E_KEYS_PINNED, E_NO_HW_KEYS, E_STALE, E_SYSTEM, E_WINDOW_FULL, MAX_GATE_DEPTH, MAX_NAME_BYTES, MAX_WINDOW_SIZE } from './codes.js';
 
 const NO_WAIT_OPTIONS = Object.freeze({ timeout: undefined, signal: undefined });
 
@@ -108,7 +106,7 @@ export class Key {
     const rc = ks.rs.n.alloc(ks.rs.rt, ks.handle, bytes, out);
     if (rc !== 0) {
       const advice =
-        rc === -8
+        rc === E_WINDOW_FULL
           ? `key ${quoteName(ks.name)} has no room left for ${bytes} bytes in its address window; free regions of this key, or create the key with a larger windowSize (runtime.capabilities.windowSize is the default)`
           : undefined;
       throw this.#fail(rc, `key.alloc(${bytes})`, advice);
@@ -252,12 +250,12 @@ function keyError(ks: KeyState, rc: number, where: string, advice?: string): Vmp
 }
 
 export function gateError(ks: KeyState, rc: number, where: string): VmpkError {
-  if (rc === -5) {
+  if (rc === E_KEYS_PINNED) {
     const hw = ks.rs.runtime.capabilities.hardwareKeys;
     return keyError(ks, rc, where, `every hardware key (${hw}) is pinned by an open gate, so key ${quoteName(ks.name)} cannot be made resident; nest gates on fewer distinct keys, or open the runtime with a larger maxHardwareKeys (key.withAsync() waits for a key instead)`);
   }
-  if (rc === -10) return keyError(ks, rc, where, 'gates are nested deeper than 32 on this thread; nest fewer key.with() calls');
-  if (rc === -11) return keyError(ks, rc, where, "this runtime could not get a single hardware key: other runtimes of the process (or other code) hold them all; close those runtimes, or open this one with backend 'mprotect'");
+  if (rc === E_GATE_DEPTH) return keyError(ks, rc, where, `gates are nested deeper than ${MAX_GATE_DEPTH} on this thread; nest fewer key.with() calls`);
+  if (rc === E_NO_HW_KEYS) return keyError(ks, rc, where, "this runtime could not get a single hardware key: other runtimes of the process (or other code) hold them all; close those runtimes, or open this one with backend 'mprotect'");
   return keyError(ks, rc, where);
 }
 
@@ -266,14 +264,14 @@ export function checkKeyName(value: unknown, where: string): string | null {
   if (value === undefined) return null;
   if (typeof value !== 'string') throw invalidArgument(`${where}: name must be a string, got ${describe(value)}`);
   const bytes = Buffer.byteLength(value, 'utf8');
-  if (bytes > 63) throw invalidArgument(`${where}: name must be at most 63 bytes of UTF-8 (it is kept for fault reports), got ${bytes} bytes`);
+  if (bytes > MAX_NAME_BYTES) throw invalidArgument(`${where}: name must be at most ${MAX_NAME_BYTES} bytes of UTF-8 (it is kept for fault reports), got ${bytes} bytes`);
   const bad = badNameCharacter(value);
   if (bad !== undefined) throw invalidArgument(`${where}: name must not contain ${bad}: it is printed on one line in fault reports; got ${describe(value)}`);
   return value;
 }
 
 /** The most address space one window may take: all of vmpk's arena (4 TiB). */
-export const MAX_WINDOW_SIZE = 2 ** 42;
+export { MAX_WINDOW_SIZE };
 
 /** Window sizes: whole bytes, 1 to 4 TiB; the core rounds up to whole MiB. */
 export function checkWindowSize(value: unknown, what: string, where: string): number {

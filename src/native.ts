@@ -136,6 +136,12 @@ export interface Native {
   /** Parses (and keeps) the function type; throws koffi's error for a bad one. */
   checkSignature(signature: string): void;
   /**
+   * The koffi functions themselves, by their C name, for the benchmarks
+   * (bench/*.mjs measure a bare koffi call against the API): declared once,
+   * here, against vmpk.h's structs.
+   */
+  readonly raw: Readonly<Record<'vmpk_open' | 'vmpk_close' | 'vmpk_key_create' | 'vmpk_alloc' | 'vmpk_begin' | 'vmpk_end' | 'vmpk_enter' | 'vmpk_leave', (...args: unknown[]) => unknown>>;
+  /**
    * vmpk_view_hold: counts a view of the window holding `address` (delta 1)
    * or releases one (-1); a destroyed key's window is reused by no later key
    * while a view of it is counted. delta 0: the number of quarantined windows.
@@ -151,7 +157,7 @@ export interface NativeCode {
 }
 
 /** vmpk_key_create's flag for executable keys (VMPK_KEY_EXEC in vmpk.h). */
-export const KEY_EXEC = 0x100;
+export { KEY_EXEC } from './codes.js';
 
 const STATS_FIELDS = [
   ['gates', 'gates'],
@@ -255,6 +261,8 @@ function load(path: string): Native {
   const vmpk_strerror = lib.func('vmpk_strerror', 'const char *', ['int']);
   const vmpk_last_errno = lib.func('vmpk_last_errno', 'int', []);
   const vmpk_pku_supported = lib.func('vmpk_pku_supported', 'int', []);
+  const vmpk_begin = lib.func('vmpk_begin', 'int', ['uintptr_t', 'uint64_t', 'int']);
+  const vmpk_end = lib.func('vmpk_end', 'int', ['uintptr_t', 'uint64_t']);
   const vmpk_view_hold = lib.func('vmpk_view_hold', 'int', ['const void *', 'int']);
   // Function types by signature: koffi registers a named prototype for good,
   // so a second proto() of 'int f(int)' would fail; one per signature is kept.
@@ -271,6 +279,7 @@ function load(path: string): Native {
 
   return {
     path,
+    raw: { vmpk_open, vmpk_close, vmpk_key_create, vmpk_alloc, vmpk_begin, vmpk_end, vmpk_enter, vmpk_leave },
     identity: koffi.address(lib.symbol('vmpk_open')),
     open(o, outRt) {
       const cell: [number | bigint] = [0];

@@ -44,17 +44,10 @@ const OPEN_ALIASES: Readonly<Record<string, string>> = {
   seccomp: 'harden',
 };
 
-const BACKENDS: Readonly<Record<string, number>> = { auto: 0, pku: 1, mprotect: 2 };
+const BACKENDS: Readonly<Record<string, number>> = { auto: AUTO, pku: PKU, mprotect: MPROTECT };
 const BACKEND_LIST = "'auto', 'pku' or 'mprotect'";
 
-const AUTO = 0;
-const PKU = 1;
-const MPROTECT = 2;
-const E_INVALID = -1;
-const E_UNSUPPORTED = -4;
-const E_SYSTEM = -12;
-const E_TOO_MANY = -13;
-const E_FILTERED = -14;
+import { BACKEND_AUTO as AUTO, BACKEND_MPROTECT as MPROTECT, BACKEND_PKU as PKU, E_FILTERED, E_INVALID, E_SYSTEM, E_TOO_MANY, E_UNSUPPORTED } from './codes.js';
 
 function resolveHarden(option: unknown): boolean {
   if (option !== undefined) {

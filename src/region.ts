@@ -3,6 +3,7 @@ import { kMaxLength } from 'node:buffer';
 import { VmpkError, keyDestroyed, nativeError, runtimeClosed } from './errors.js';
 import { INTERNAL, closedNow, notConstructible, type KeyState, type RuntimeState } from './internal.js';
 import type { Key } from './key.js';
+import { E_SYSTEM } from './codes.js';
 import type { Native } from './native.js';
 
 /**
@@ -222,7 +223,7 @@ export class Region {
     if (ks.destroyed) throw keyDestroyed(where, ks.name);
     if (this.#freed) throw new VmpkError('DOUBLE_FREE', `${where}: the region at 0x${this.#address.toString(16)} was already freed`);
     const rc = ks.rs.n.free(ks.rs.rt, ks.handle, this.#address);
-    if (rc !== 0) throw nativeError(rc, where, undefined, rc === -12 ? ks.rs.n.lastErrno() : undefined);
+    if (rc !== 0) throw nativeError(rc, where, undefined, rc === E_SYSTEM ? ks.rs.n.lastErrno() : undefined);
     this.#freed = true;
     this.#dropView();
     ks.regions?.delete(this);

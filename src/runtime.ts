@@ -51,8 +51,7 @@ const KEY_ALIASES: Readonly<Record<string, string>> = {
   size: 'windowSize',
 };
 
-const E_BUSY = -6;
-const E_SYSTEM = -12;
+import { E_BUSY, E_NOMEM, E_SYSTEM } from './codes.js';
 
 /** probe()'s access and offset checks, for an answer known without probing: true when they pass. */
 function checkProbeArgs(access: unknown, offset: unknown, limit: number, where: string): boolean {
@@ -131,7 +130,7 @@ export class Runtime {
     const out: [number] = [0];
     const rc = rs.n.keyCreate(rs.rt, name, access, windowSize, out);
     if (rc !== 0) {
-      const advice = rc === -3 ? `no room for another window of ${windowSize || this.#capabilities.windowSize} bytes in vmpk's address-space arena (4 TiB for all keys of the process); destroy keys, or use smaller windows` : undefined;
+      const advice = rc === E_NOMEM ? `no room for another window of ${windowSize || this.#capabilities.windowSize} bytes in vmpk's address-space arena (4 TiB for all keys of the process); destroy keys, or use smaller windows` : undefined;
       throw this.#fail(rc, where, advice);
     }
     const ks: KeyState = { rs, handle: out[0], name, key: undefined as unknown as Key, destroyed: false, access, regions: undefined, shared: false };

@@ -106,6 +106,8 @@ enum vmpk_error {
 #define VMPK_MAX_GATE_DEPTH 32       /* nested gates per thread */
 #define VMPK_MAX_RUNTIMES   8        /* runtimes open at once in a process */
 #define VMPK_MAX_NAME       63       /* bytes of a key's name kept for reports */
+#define VMPK_MAX_WINDOW_SIZE ((size_t)1 << 42) /* a key's window: the whole arena at most */
+#define VMPK_MAX_KEYS       16777214 /* live vkeys in one runtime */
 
 struct vmpk_options {
     int backend;             /* enum vmpk_backend; VMPK_BACKEND_AUTO if 0, which

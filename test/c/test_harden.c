@@ -25,7 +25,7 @@
 #include "meta.h"
 #include "os.h"
 #include "seccomp_linux.h"
-#include "syscall_x86.h"
+#include "rawsyscall.h"
 
 /* Runs fn in a child; returns its failure count (exit status), or 100 + the
  * signal that killed it. */

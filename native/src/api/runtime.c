@@ -1,0 +1,581 @@
+/*
+ * The public API: argument checks, locking, and the calls into the vkey
+ * table, the arena, the regions and the backend.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "enter.h"
+#include "gate.h"
+#include "harden.h"
+#include "internal.h"
+#include "os.h"
+
+/* Each public call that changes state opens meta first and closes it on
+ * every path out (enter.h). Runtimes live at fixed places in the runtimes
+ * meta area, one per id, kept after close and reused by the next open of
+ * the id, so a handler that races with close() never reads freed memory. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t next_id;
+
+/* The body of an entry point on rt: meta open, rt checked, then `expr`.
+ * `counted`: the meta switches count in rt's stats when expr succeeds
+ * (stats, lookup and close leave them out, so that reading changes
+ * nothing and a closed runtime counts nothing). */
+#define ENTRY(rt, counted, expr)                                                           \
+    do {                                                                                   \
+        struct vmpk_thread *t_ = meta_enter();                                             \
+        if (!t_)                                                                           \
+            return VMPK_E_NOMEM;                                                           \
+        int id_ = runtime_id_of(rt);                                                       \
+        int err_ = id_ < 0 ? VMPK_E_INVALID : (expr);                                      \
+        meta_leave(t_, (counted) && !err_ ? id_ : -1);                                     \
+        return err_;                                                                       \
+    } while (0)
+
+int vmpk_last_errno(void)
+{
+    return vmpk__last_errno();
+}
+
+int vmpk_pku_supported(void)
+{
+    return os_pkey_supported();
+}
+
+/* Takes a free id and its runtime memory (kept from an earlier open). */
+static int runtime_take(struct vmpk_runtime **out)
+{
+    int err = VMPK_E_TOO_MANY;
+    pthread_mutex_lock(&registry_lock);
+    for (int i = 0; i < VMPK_MAX_RUNTIMES; i++) {
+        uint8_t id = (uint8_t)((next_id + i) % VMPK_MAX_RUNTIMES);
+        if (atomic_load(&vmpk__runtimes[id]))
+            continue;
+        struct vmpk_runtime *rt =
+            (struct vmpk_runtime *)(vmpk__meta.runtimes_area + (size_t)id * RT_STRIDE);
+        if (!vmpk__meta.rt_committed[id]) {
+            if (vmpk__meta_commit(NULL, rt, RT_STRIDE)) {
+                err = VMPK_E_NOMEM;
+                break;
+            }
+            rt->id = id;
+            vmpk__slots_init(rt);
+            vmpk__meta.rt_committed[id] = true;
+        }
+        next_id = (uint8_t)(id + 1); /* rotate ids, so old handles rarely alias */
+        *out = rt;
+        err = 0;
+        break;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return err;
+}
+
+static int open_in(const struct backend *be, const struct vmpk_options *opts,
+                   vmpk_runtime **out);
+
+int vmpk_open(const struct vmpk_options *opts, vmpk_runtime **out)
+{
+    struct vmpk_options o = opts ? *opts : (struct vmpk_options){ 0 };
+    const struct backend *be;
+    if (!out || o.max_hw_keys < 0 || o.max_hw_keys > MAX_HW_KEYS ||
+        o.window_size > (size_t)UINT32_MAX * GRANULE || (o.harden != 0 && o.harden != 1))
+        return VMPK_E_INVALID;
+    int err = vmpk__backend_choose(o.backend, &be);
+    if (err)
+        return err;
+    /* The band first, so that the metadata's reservation lies in it too;
+     * the probe and the filter before the first write to the metadata: a
+     * filter that fakes mprotect would make that write fault. */
+    if (o.harden && (err = vmpk__harden_prepare()))
+        return err;
+    if ((err = vmpk__fault_install()))
+        return err;
+    if (o.harden && (err = vmpk__harden(be->kind == VMPK_BACKEND_PKU)))
+        return err;
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return VMPK_E_NOMEM;
+    err = open_in(be, &o, out);
+    meta_leave(t, -1);
+    return err;
+}
+
+static int open_in(const struct backend *be, const struct vmpk_options *opts,
+                   vmpk_runtime **out)
+{
+    struct vmpk_options o = *opts;
+    struct vmpk_runtime *rt;
+    int err;
+    if ((err = runtime_take(&rt)))
+        return err;
+
+    /* Reset everything but the id and the slot reservation, which are kept
+     * (committed slot pages stay committed). */
+    struct vkey *slots = rt->slots;
+    uint32_t committed = rt->slots_committed;
+    uint8_t id = rt->id;
+    memset(rt, 0, sizeof *rt);
+    rt->slots = slots;
+    rt->slots_committed = committed;
+    rt->id = id;
+    pthread_mutex_init(&rt->lock, NULL);
+    rt->be = be;
+    rt->page = os_page_size();
+    rt->window_granules = o.window_size ? (uint32_t)((o.window_size + GRANULE - 1) / GRANULE) : 1;
+    if ((err = be->setup(rt, o.max_hw_keys)))
+        return err;
+    vmpk__thread_counters(id, &rt->base);
+    atomic_store(&vmpk__runtimes[id], rt);
+    *out = rt;
+    return 0;
+}
+
+static bool gates_open(const struct vmpk_runtime *rt)
+{
+    if (rt->be->gates_open(rt))
+        return true;
+    for (uint32_t s = 0; s < rt->nslots; s++)
+        if (rt->slots[s].live && rt->slots[s].pins)
+            return true;
+    return false;
+}
+
+static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot);
+
+static int close_in(struct vmpk_runtime *rt, char **names, uint32_t room);
+
+/* The names are freed after meta is closed again (see vmpk_key_create):
+ * close_in hands them over in names[], made before meta opens. */
+int vmpk_close(vmpk_runtime *rt)
+{
+    if (runtime_id_of(rt) < 0)
+        return VMPK_E_INVALID;
+    uint32_t room = atomic_load(&rt->nslots);
+    char **names = room ? calloc(room, sizeof *names) : NULL;
+    struct vmpk_thread *t = meta_enter();
+    if (!t) {
+        free(names);
+        return VMPK_E_NOMEM;
+    }
+    int err = runtime_id_of(rt) < 0 ? VMPK_E_INVALID : close_in(rt, names, names ? room : 0);
+    meta_leave(t, -1);
+    for (uint32_t i = 0; names && i < room; i++)
+        free(names[i]);
+    free(names);
+    return err;
+}
+
+static int close_in(struct vmpk_runtime *rt, char **names, uint32_t room)
+{
+    pthread_mutex_lock(&rt->lock);
+    if (gates_open(rt)) {
+        pthread_mutex_unlock(&rt->lock);
+        return VMPK_E_BUSY;
+    }
+    int err = 0;
+    for (uint32_t s = 0; s < rt->nslots; s++) {
+        if (!rt->slots[s].live)
+            continue;
+        int r = destroy_locked(rt, s);
+        err = err ? err : r;
+    }
+    if (err) { /* the keys left alive stay usable; close can be retried */
+        pthread_mutex_unlock(&rt->lock);
+        return err;
+    }
+    rt->be->teardown(rt);
+    for (uint32_t s = 0; s < rt->nslots; s++) {
+        if (s < room)
+            names[s] = rt->slots[s].name;
+        else
+            free(rt->slots[s].name); /* slots made since, or no memory for names[] */
+        rt->slots[s].name = NULL;
+    }
+    atomic_store(&vmpk__runtimes[rt->id], NULL);
+    pthread_mutex_unlock(&rt->lock);
+    return 0;
+}
+
+int vmpk_info(const vmpk_runtime *rt, struct vmpk_info *out)
+{
+    if (runtime_id_of(rt) < 0 || !out)
+        return VMPK_E_INVALID;
+    *out = (struct vmpk_info){
+        .backend = rt->be->kind,
+        .thread_local = rt->be->thread_local,
+        .hw_keys_budget = rt->be->hw_budget(rt),
+        .page_size = rt->page,
+        .window_size = (size_t)rt->window_granules * GRANULE,
+#ifdef VMPK_PKRU_STUB
+        .pkru_stubbed = rt->be->kind == VMPK_BACKEND_PKU,
+#endif
+    };
+    return 0;
+}
+
+static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out);
+
+int vmpk_stats(const vmpk_runtime *rt, struct vmpk_stats *out)
+{
+    ENTRY(rt, false, out ? stats_in(rt, out) : VMPK_E_INVALID);
+}
+
+static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
+{
+    struct thread_counters t;
+    vmpk__thread_counters(rt->id, &t);
+    struct vmpk_runtime *m = (struct vmpk_runtime *)rt; /* the lock only */
+    pthread_mutex_lock(&m->lock);
+    uint32_t n;
+    uint64_t resident, names = 0, ranges = 0, pins = 0;
+    rt->be->hw_stats(rt, &n, &resident);
+    for (uint32_t s = 0; s < rt->nslots; s++) {
+        const struct vkey *v = &rt->slots[s];
+        names += v->name ? strnlen(v->name, VMPK_MAX_NAME) + 1 : 0;
+        pins += v->live ? v->pins : 0;
+        ranges += vmpk__regions_bytes(v);
+    }
+    *out = (struct vmpk_stats){
+        .gates = t.hits - rt->base.hits + atomic_load(&rt->c.misses),
+        .hits = t.hits - rt->base.hits,
+        .misses = atomic_load(&rt->c.misses),
+        .evictions = atomic_load(&rt->c.evictions),
+        .pkey_mprotect_calls = atomic_load(&rt->c.pkey_mprotect_calls),
+        .mprotect_calls = atomic_load(&rt->c.mprotect_calls),
+        .syscalls = atomic_load(&rt->c.syscalls),
+        .pkru_writes = t.pkru_writes - rt->base.pkru_writes,
+        .meta_pkru_writes = t.meta_pkru_writes - rt->base.meta_pkru_writes,
+        .meta_mprotect_calls = atomic_load(&rt->c.meta_mprotect_calls),
+        .faults_repaired = atomic_load(&rt->c.faults_repaired),
+        .shootdowns = atomic_load(&rt->c.shootdowns),
+        .live_vkeys = rt->live,
+        .resident_vkeys = resident,
+        .hw_keys_held = n,
+        .regions = rt->regions,
+        .mapped_bytes = rt->used_pages * rt->page,
+        .metadata_bytes = (uint64_t)rt->nslots * sizeof(struct vkey) + names + ranges +
+                          (uint64_t)rt->nslots * sizeof(uint32_t), /* owner entries */
+        .shootdown_signals = atomic_load(&rt->c.shootdown_signals),
+        .pins = pins,
+    };
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
+static int key_create_in(struct vmpk_runtime *rt, char *copy, int access, size_t window_size,
+                         vmpk_key *out, char **old);
+
+int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t window_size,
+                    vmpk_key *out)
+{
+    /* malloc and free run with meta closed: a heap whose chunks a stray
+     * write forged may make malloc return, or free write to, any address,
+     * meta included, and with meta open that would land. */
+    size_t name_len = name ? strnlen(name, VMPK_MAX_NAME + 1) : 0;
+    if (name_len > VMPK_MAX_NAME || !vmpk__name_valid(name, name_len))
+        return VMPK_E_INVALID;
+    char *copy = NULL, *old = NULL;
+    /* The whole buffer, zero-filled: a fault report reads all of it. */
+    if (name_len && !(copy = calloc(1, VMPK_MAX_NAME + 1)))
+        return VMPK_E_NOMEM;
+    if (name_len)
+        memcpy(copy, name, name_len);
+    struct vmpk_thread *t = meta_enter();
+    if (!t) {
+        free(copy);
+        return VMPK_E_NOMEM;
+    }
+    int id = runtime_id_of(rt);
+    int err = id < 0 ? VMPK_E_INVALID
+                     : key_create_in(rt, copy, access, window_size, out, &old);
+    meta_leave(t, !err ? id : -1);
+    if (err)
+        free(copy);
+    free(old);
+    return err;
+}
+
+static int key_create_in(struct vmpk_runtime *rt, char *copy, int access, size_t window_size,
+                         vmpk_key *out, char **old)
+{
+    bool exec = access & VMPK_KEY_EXEC;
+    access &= ~VMPK_KEY_EXEC;
+    if (!out || !access_valid(access) || (exec && access != VMPK_READ) ||
+        window_size > (size_t)UINT32_MAX * GRANULE)
+        return VMPK_E_INVALID;
+    uint32_t granules = window_size ? (uint32_t)((window_size + GRANULE - 1) / GRANULE)
+                                    : rt->window_granules;
+
+    pthread_mutex_lock(&rt->lock);
+    uint32_t slot, granule;
+    int err = vmpk__slot_new(rt, &slot);
+    if (!err && (err = vmpk__arena_window_new(OWNER(rt->id, slot), granules, &granule)))
+        vmpk__slot_release(rt, slot);
+    if (!err) {
+        struct vkey *v = &rt->slots[slot];
+        *old = v->name; /* the name of the slot's previous, destroyed vkey */
+        v->name = copy;
+        v->granule = granule;
+        v->granules = granules;
+        v->used = 0;
+        v->nregions = v->cap = 0;
+        v->be.zero = 0;
+        v->exec = exec;
+        atomic_store(&v->access, (uint8_t)access);
+        atomic_store(&v->hw, HW_NONE);
+        v->live = true;
+        rt->live++;
+        *out = vmpk__handle(rt, slot, atomic_load(&v->gen));
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return err;
+}
+
+/* Under rt->lock, meta open. */
+static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot)
+{
+    REQUIRE_LOCKED(rt);
+    REQUIRE_META_OPEN();
+    struct vkey *v = &rt->slots[slot];
+    if (v->pins)
+        return VMPK_E_BUSY;
+    int err = rt->be->retire(rt, slot); /* pages now PROT_NONE on pkey 0 */
+    if (err)
+        return err;
+    if (v->used)
+        os_discard(&rt->c, window_base(v), (size_t)v->used * rt->page);
+    vmpk__arena_window_free(v->granule, v->granules);
+    rt->regions -= v->nregions;
+    rt->used_pages -= v->used;
+    vmpk__regions_clear(v);
+    vmpk__slot_release(rt, slot);
+    rt->live--;
+    return 0;
+}
+
+/* An entry point on one key: `body` under rt->lock, `slot` the key's. */
+#define WITH_SLOT(rt, key, slot, body)                                                     \
+    ENTRY(rt, true, ({                                                                     \
+              pthread_mutex_lock(&(rt)->lock);                                             \
+              int64_t slot = vmpk__slot_of((rt), (key));                                   \
+              int r_ = slot < 0 ? (int)slot : (body);                                      \
+              pthread_mutex_unlock(&(rt)->lock);                                           \
+              r_;                                                                          \
+          }))
+
+int vmpk_key_destroy(vmpk_runtime *rt, vmpk_key key)
+{
+    WITH_SLOT(rt, key, slot, destroy_locked(rt, (uint32_t)slot));
+}
+
+static int alloc_locked(struct vmpk_runtime *rt, uint32_t slot, uint32_t pages, void **out)
+{
+    struct vkey *v = &rt->slots[slot];
+    uint32_t page;
+    int err = vmpk__region_alloc(rt, v, pages, &page);
+    if (err)
+        return err;
+    if (page + pages > v->used) {
+        if ((err = rt->be->grow(rt, slot, v->used, page + pages))) {
+            uint32_t ignored;
+            vmpk__region_free(v, page, &ignored);
+            return err;
+        }
+        rt->used_pages += page + pages - v->used;
+        v->used = page + pages;
+    }
+    rt->regions++;
+    *out = window_base(v) + (size_t)page * rt->page;
+    return 0;
+}
+
+int vmpk_alloc(vmpk_runtime *rt, vmpk_key key, size_t size, void **out)
+{
+    size_t page = os_page_size();
+    if (!out || size == 0 || size > (size_t)UINT32_MAX * page)
+        return VMPK_E_INVALID;
+    uint32_t pages = (uint32_t)((size + page - 1) / page);
+    WITH_SLOT(rt, key, slot, alloc_locked(rt, (uint32_t)slot, pages, out));
+}
+
+static int free_locked(struct vmpk_runtime *rt, uint32_t slot, void *region)
+{
+    struct vkey *v = &rt->slots[slot];
+    uintptr_t base = (uintptr_t)window_base(v), at = (uintptr_t)region;
+    if (at < base || at >= base + (uintptr_t)v->used * rt->page || (at - base) % rt->page)
+        return VMPK_E_NOT_REGION;
+    uint32_t pages;
+    int err = vmpk__region_free(v, (uint32_t)((at - base) / rt->page), &pages);
+    if (err)
+        return err;
+    /* The pages stay in the key's domain, zeroed, for its next alloc. */
+    os_discard(&rt->c, region, (size_t)pages * rt->page);
+    rt->regions--;
+    return 0;
+}
+
+int vmpk_free(vmpk_runtime *rt, vmpk_key key, void *region)
+{
+    WITH_SLOT(rt, key, slot, free_locked(rt, (uint32_t)slot, region));
+}
+
+int vmpk_protect(vmpk_runtime *rt, vmpk_key key, int access)
+{
+    if (!access_valid(access))
+        return VMPK_E_INVALID;
+    WITH_SLOT(rt, key, slot,
+              rt->slots[slot].exec && access != VMPK_READ
+                  ? VMPK_E_INVALID /* code stays readable, and unwritable outside gates */
+                  : rt->be->protect(rt, (uint32_t)slot, access));
+}
+
+/* The backend's begin and end are entry points themselves (the gate path
+ * is the hot one). They trust rt only once it matches the key's runtime in
+ * meta (begin) or an open gate's record (end): a forged struct may lend
+ * them a backend to call, but never while meta is open. */
+int vmpk_begin(vmpk_runtime *rt, vmpk_key key, int access)
+{
+    return rt ? rt->be->begin(rt, key, access) : VMPK_E_INVALID;
+}
+
+int vmpk_end(vmpk_runtime *rt, vmpk_key key)
+{
+    return rt ? rt->be->end(rt, key) : VMPK_E_INVALID;
+}
+
+static struct vmpk_runtime *runtime_of(vmpk_key key)
+{
+    return atomic_load_explicit(&vmpk__runtimes[handle_rt(key) & (VMPK_MAX_RUNTIMES - 1)],
+                                memory_order_acquire);
+}
+
+int vmpk_enter(vmpk_key key, int access)
+{
+    struct vmpk_runtime *rt = runtime_of(key);
+    return rt ? rt->be->begin(rt, key, access) : key ? VMPK_E_STALE : VMPK_E_INVALID;
+}
+
+int vmpk_leave(vmpk_key key)
+{
+    struct vmpk_runtime *rt = runtime_of(key);
+    return rt ? rt->be->end(rt, key) : VMPK_E_GATE_ORDER;
+}
+
+static int pin_locked(struct vmpk_runtime *rt, uint32_t slot)
+{
+    int err = rt->be->pin(rt, slot);
+    if (!err)
+        rt->slots[slot].pins++;
+    return err;
+}
+
+static int unpin_locked(struct vmpk_runtime *rt, uint32_t slot)
+{
+    if (!rt->slots[slot].pins)
+        return VMPK_E_INVALID;
+    rt->be->unpin(rt, slot);
+    rt->slots[slot].pins--;
+    return 0;
+}
+
+int vmpk_pin(vmpk_runtime *rt, vmpk_key key)
+{
+    WITH_SLOT(rt, key, slot, pin_locked(rt, (uint32_t)slot));
+}
+
+int vmpk_unpin(vmpk_runtime *rt, vmpk_key key)
+{
+    WITH_SLOT(rt, key, slot, unpin_locked(rt, (uint32_t)slot));
+}
+
+static int lookup_in(const struct vmpk_runtime *rt, const void *addr, vmpk_key *key,
+                     void **region, size_t *region_size);
+
+int vmpk_lookup(const vmpk_runtime *rt, const void *addr, vmpk_key *key, void **region,
+                size_t *region_size)
+{
+    ENTRY(rt, false, lookup_in(rt, addr, key, region, region_size));
+}
+
+static int lookup_in(const struct vmpk_runtime *rt, const void *addr, vmpk_key *key,
+                     void **region, size_t *region_size)
+{
+    uint32_t owner = vmpk__arena_owner((uintptr_t)addr, NULL);
+    if (!owner || (owner & OWNER_FREED) || OWNER_RT(owner) != rt->id)
+        return VMPK_E_NOT_REGION;
+    struct vmpk_runtime *m = (struct vmpk_runtime *)rt;
+    pthread_mutex_lock(&m->lock);
+    uint32_t slot = OWNER_SLOT1(owner) - 1;
+    const struct vkey *v = &rt->slots[slot];
+    size_t off = (size_t)((const uint8_t *)addr - window_base(v));
+    const struct range *r = v->live ? vmpk__region_containing(v, (uint32_t)(off / rt->page)) : NULL;
+    if (r) {
+        if (key)
+            *key = vmpk__handle(rt, slot, atomic_load(&v->gen));
+        if (region)
+            *region = window_base(v) + (size_t)r->page * rt->page;
+        if (region_size)
+            *region_size = (size_t)r->pages * rt->page;
+    }
+    pthread_mutex_unlock(&m->lock);
+    return r ? 0 : VMPK_E_NOT_REGION;
+}
+
+const char *vmpk_strerror(int err)
+{
+    switch (err) {
+    case VMPK_OK: return "success";
+    case VMPK_E_INVALID: return "invalid argument";
+    case VMPK_E_STALE: return "the key was destroyed or does not belong to this runtime";
+    case VMPK_E_NOMEM: return "out of memory or address space";
+    case VMPK_E_UNSUPPORTED: return "the requested backend is not available on this machine";
+    case VMPK_E_KEYS_PINNED: return "every hardware key is pinned by an open gate";
+    case VMPK_E_BUSY: return "gates are open on the key";
+    case VMPK_E_GATE_ORDER: return "end() does not match the innermost gate of this thread";
+    case VMPK_E_WINDOW_FULL: return "the key's address window is full";
+    case VMPK_E_NOT_REGION: return "not the start of a live region of this key";
+    case VMPK_E_GATE_DEPTH: return "gates nested too deeply";
+    case VMPK_E_NO_HW_KEYS: return "no hardware protection key could be allocated";
+    case VMPK_E_SYSTEM: return "unexpected operating system error";
+    case VMPK_E_TOO_MANY: return "too many live keys or runtimes";
+    case VMPK_E_FILTERED: return "a seccomp filter in place stops a system call vmpk needs";
+    default: return "unknown error";
+    }
+}
+
+/* Under the runtime's lock, so the key cannot be destroyed, nor its window
+ * handed to another key, between the check and the access. The probe
+ * itself takes no lock: a fault goes to the lock-free handler. */
+static int probe_key_in(struct vmpk_runtime *rt, vmpk_key key, const void *addr, int access)
+{
+    pthread_mutex_lock(&rt->lock);
+    int64_t slot = vmpk__slot_of(rt, key);
+    int r;
+    if (slot < 0) {
+        r = 0; /* destroyed: whoever holds the window now is another key */
+    } else {
+        const struct vkey *v = &rt->slots[slot];
+        uintptr_t off = (uintptr_t)addr - (uintptr_t)window_base(v);
+        if (off >= (uintptr_t)v->granules * GRANULE)
+            r = VMPK_E_NOT_REGION;
+        else
+            r = access == VMPK_NONE ? 1 : vmpk_probe(addr, access);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return r;
+}
+
+int vmpk_probe_key(vmpk_key key, const void *addr, int access)
+{
+    if (!access_valid(access) || handle_malformed(key))
+        return VMPK_E_INVALID;
+    struct vmpk_runtime *rt = runtime_of(key);
+    if (!rt)
+        return 0; /* its runtime was closed, and the key with it */
+    ENTRY(rt, false, probe_key_in(rt, key, addr, access));
+}

@@ -1,0 +1,210 @@
+/*
+ * The mprotect backend: the same API on any Linux, with page protection
+ * doing the work of PKRU. A gate therefore opens the vkey's pages to every
+ * thread while it is open (vmpk_info says thread_local = 0).
+ *
+ * The page protection of a vkey's used pages is always
+ *     perm | (write gates open ? RW : read gates open ? R : NONE)
+ * over the gates of all threads, and a gate costs a syscall only when it
+ * changes that. An exec key keeps W^X (prot_of_vkey): R+X, or R+W without
+ * X while a write gate is open, so no thread runs its code during an emit.
+ */
+#include <stdlib.h>
+
+#include "enter.h"
+#include "gate.h"
+#include "internal.h"
+#include "os.h"
+
+static int effective(const struct vkey *v)
+{
+    int gates = v->be.mprotect.open_write ? VMPK_RW : v->be.mprotect.open_read ? VMPK_READ : VMPK_NONE;
+    return gates | atomic_load(&v->access);
+}
+
+/* Applies the protection the vkey's state now asks for, if it changed. */
+static int apply(struct vmpk_runtime *rt, struct vkey *v, int before)
+{
+    int after = effective(v);
+    if (after == before || !v->used)
+        return 0;
+    int r = os_mprotect(&rt->c, window_base(v), (size_t)v->used * rt->page,
+                        prot_of_vkey(v, after));
+    return r == 0 ? 1 : vmpk__os_error(r);
+}
+
+static void count_gate(struct vkey *v, int access, int delta)
+{
+    if (access == VMPK_RW)
+        v->be.mprotect.open_write += delta;
+    else
+        v->be.mprotect.open_read += delta;
+}
+
+static int mp_setup(struct vmpk_runtime *rt, int max_hw_keys)
+{
+    (void)rt, (void)max_hw_keys;
+    return 0;
+}
+
+static void mp_teardown(struct vmpk_runtime *rt)
+{
+    (void)rt;
+}
+
+/* vmpk_begin */
+static int mp_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
+{
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return VMPK_E_NOMEM;
+    uint32_t slot;
+    int r = vmpk__gate_prepare(rt, key, access, t, &slot);
+    if (r) {
+        meta_leave(t, -1);
+        return r;
+    }
+    struct vkey *v = &rt->slots[slot];
+    pthread_mutex_lock(&rt->lock);
+    r = VMPK_E_STALE;
+    if (v->live && atomic_load(&v->gen) == vmpk__gen_of(key)) {
+        int before = effective(v);
+        count_gate(v, access, +1);
+        r = apply(rt, v, before);
+        if (r < 0)
+            count_gate(v, access, -1);
+        else
+            gate_push(t, rt, key, slot, HW_NONE, access);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    if (r == 0)
+        counter_add(&t->counters[rt->id].hits, 1);
+    else if (r == 1)
+        atomic_fetch_add(&rt->c.misses, 1);
+    meta_leave(t, r < 0 ? -1 : rt->id);
+    return r < 0 ? r : 0;
+}
+
+static int mp_end_in(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key key)
+{
+    struct gate *g = gate_top(t, rt, key);
+    if (!g)
+        return VMPK_E_GATE_ORDER;
+    struct vkey *v = &rt->slots[g->slot];
+    pthread_mutex_lock(&rt->lock);
+    int before = effective(v);
+    count_gate(v, g->access, -1);
+    t->depth--;
+    /* A failure here would leave the pages more open than asked: there is
+     * no safe way on, so stop. */
+    if (apply(rt, v, before) < 0)
+        abort();
+    pthread_mutex_unlock(&rt->lock);
+    return 0;
+}
+
+/* vmpk_end */
+static int mp_end(struct vmpk_runtime *rt, vmpk_key key)
+{
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return VMPK_E_GATE_ORDER; /* no struct, so no gate */
+    int r = mp_end_in(rt, t, key);
+    meta_leave(t, r ? -1 : rt->id);
+    return r;
+}
+
+static int mp_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
+{
+    struct vkey *v = &rt->slots[slot];
+    int before = effective(v);
+    int old = atomic_load(&v->access);
+    atomic_store(&v->access, (uint8_t)access);
+    int r = apply(rt, v, before);
+    if (r < 0)
+        atomic_store(&v->access, (uint8_t)old);
+    return r < 0 ? r : 0;
+}
+
+static int mp_grow(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32_t to)
+{
+    struct vkey *v = &rt->slots[slot];
+    int access = effective(v);
+    if (access == VMPK_NONE) /* fresh pages are PROT_NONE already */
+        return 0;
+    int r = os_mprotect(&rt->c, window_base(v) + (size_t)from * rt->page,
+                        (size_t)(to - from) * rt->page, prot_of_vkey(v, access));
+    return vmpk__os_error(r);
+}
+
+static int mp_retire(struct vmpk_runtime *rt, uint32_t slot)
+{
+    struct vkey *v = &rt->slots[slot];
+    if (v->be.mprotect.open_read || v->be.mprotect.open_write)
+        return VMPK_E_BUSY;
+    int before = effective(v);
+    atomic_store(&v->access, VMPK_NONE);
+    int r = apply(rt, v, before);
+    return r < 0 ? r : 0;
+}
+
+/* Nothing to keep resident: the runtime counts the pins. */
+static int mp_pin(struct vmpk_runtime *rt, uint32_t slot)
+{
+    (void)rt, (void)slot;
+    return 0;
+}
+
+static void mp_unpin(struct vmpk_runtime *rt, uint32_t slot)
+{
+    (void)rt, (void)slot;
+}
+
+static bool mp_gates_open(const struct vmpk_runtime *rt)
+{
+    for (uint32_t s = 0; s < rt->nslots; s++) {
+        const struct vkey *v = &rt->slots[s];
+        if (v->live && (v->be.mprotect.open_read || v->be.mprotect.open_write))
+            return true;
+    }
+    return false;
+}
+
+static bool mp_write_held(const struct vmpk_runtime *rt, uint32_t slot)
+{
+    return rt->slots[slot].be.mprotect.open_write != 0;
+}
+
+static int mp_hw_budget(const struct vmpk_runtime *rt)
+{
+    (void)rt;
+    return 0;
+}
+
+static void mp_hw_stats(const struct vmpk_runtime *rt, uint32_t *held, uint64_t *resident)
+{
+    (void)rt;
+    *held = 0;
+    *resident = 0;
+}
+
+const struct backend vmpk__backend_mprotect = {
+    .name = "mprotect",
+    .kind = VMPK_BACKEND_MPROTECT,
+    .thread_local = false,
+    .setup = mp_setup,
+    .teardown = mp_teardown,
+    .begin = mp_begin,
+    .end = mp_end,
+    .end_in = mp_end_in,
+    .protect = mp_protect,
+    .grow = mp_grow,
+    .retire = mp_retire,
+    .pin = mp_pin,
+    .unpin = mp_unpin,
+    .gates_open = mp_gates_open,
+    .write_held = mp_write_held,
+    .thread_pkru = NULL,
+    .hw_budget = mp_hw_budget,
+    .hw_stats = mp_hw_stats,
+};

@@ -1,0 +1,428 @@
+/*
+ * The pku backend: vkeys cached on hardware keys.
+ *
+ * Page states of a vkey's used window pages:
+ *   resident on pkey k   PROT_READ|PROT_WRITE, tagged k; each thread's PKRU
+ *                        bits for k say what that thread may do
+ *   not resident         tagged 0, page protection = the vkey's perm
+ * An exec key's pages add PROT_EXEC in both states (prot_resident,
+ * prot_of_vkey): its perm is read-only, so every thread may run its code
+ * and only an RW gate's PKRU bits let a thread write it.
+ * A miss evicts the unpinned vkey cache.h picks (one pkey_mprotect back to pkey 0 with
+ * its perm) and tags the new one (one pkey_mprotect): two syscalls, whatever
+ * the number of regions, because each vkey is one window.
+ *
+ * A thread's ideal bits for a resident vkey's pkey are the union of its own
+ * gates on it and the vkey's perm; for a pkey that serves no vkey, closed.
+ * Each thread sets its own bits in its gates. Others' bits catch up lazily
+ * where that only widens them (a PKU fault the perm allows is repaired in
+ * the fault handler), and by shootdown where they must narrow at once:
+ * before a pkey serves another vkey, and when protect() narrows the perm of
+ * a vkey that gates pin. The hw key's open_elsewhere flag says whether any
+ * thread can hold wider bits than its own gates, so that the shootdown is
+ * paid only then.
+ *
+ * Every entry point runs with meta open (enter.h): a gate opens it with one
+ * checked WRPKRU and closes it with one that also sets the gate's bits
+ * (t->sync_*), while the gate still pins its hw key.
+ */
+#include <stdlib.h>
+
+#include "cache.h"
+#include "enter.h"
+#include "gate.h"
+#include "cpu.h"
+#include "os.h"
+#include "pkru.h"
+#include "shootdown.h"
+#include "births.h"
+#include "tasks.h"
+
+/* pkeys that closed runtimes held (in the meta page). They are never given
+ * back to the kernel (some thread's PKRU may still open them), only to
+ * later runtimes. */
+#define pool (vmpk__meta.pool)
+
+/* The meta pkey takes one of the 15. */
+#define VKEY_HW_KEYS (MAX_HW_KEYS - (vmpk__meta.mode == META_PKEY))
+
+static int pku_setup(struct vmpk_runtime *rt, int max_hw_keys)
+{
+    if (!os_pkey_supported())
+        return VMPK_E_UNSUPPORTED;
+    rt->hw_budget = max_hw_keys > 0 && max_hw_keys < VKEY_HW_KEYS ? max_hw_keys : VKEY_HW_KEYS;
+    atomic_store(&rt->nhw, 0);
+    return 0;
+}
+
+static void pku_teardown(struct vmpk_runtime *rt)
+{
+    struct vmpk_thread *t = vmpk__self;
+    uint32_t n = atomic_load(&rt->nhw);
+    pthread_mutex_lock(&pool.lock);
+    for (uint32_t h = 0; h < n; h++) {
+        meta_set_now(t, rt->id, rt->hw[h].pkey, VMPK_NONE);
+        pool.pkeys[pool.n++] = rt->hw[h].pkey;
+    }
+    pthread_mutex_unlock(&pool.lock);
+    atomic_store(&rt->nhw, 0);
+}
+
+/* A pkey from the pool or the kernel; -1 when none can be had. A pooled
+ * pkey may still be open in threads of its last runtime: *stale says so. */
+static int take_pkey(struct vmpk_runtime *rt, bool *stale)
+{
+    int pkey = -1;
+    pthread_mutex_lock(&pool.lock);
+    if (pool.n)
+        pkey = pool.pkeys[--pool.n];
+    *stale = pkey >= 0;
+    if (pkey < 0 && !pool.kernel_has_none) {
+        pkey = os_pkey_alloc(&rt->c);
+        pool.kernel_has_none = pkey < 0;
+        if (pkey >= 0)
+            vmpk__meta_own(pkey);
+    }
+    pthread_mutex_unlock(&pool.lock);
+    return pkey < 0 ? -1 : pkey;
+}
+
+static int retag(struct vmpk_runtime *rt, struct vkey *v, int prot, int pkey)
+{
+    if (!v->used)
+        return 0;
+    int r = os_pkey_mprotect(&rt->c, window_base(v), (size_t)v->used * rt->page, prot, pkey);
+    return vmpk__os_error(r);
+}
+
+/* Unbinds hw h's vkey (unpinned) and gives its pages pkey 0 with its perm. */
+static int evict(struct vmpk_runtime *rt, int h)
+{
+    uint32_t slot = HW_SLOT1(atomic_load(&rt->hw[h].state)) - 1;
+    struct vkey *w = &rt->slots[slot];
+    if (!hw_unbind(&rt->hw[h], slot))
+        return VMPK_E_BUSY; /* pinned since it was picked */
+    atomic_store(&w->hw, HW_NONE);
+    return retag(rt, w, prot_of_vkey(w, atomic_load(&w->access)), 0);
+}
+
+/* Makes slot resident, pinned once. Under rt->lock, meta open. */
+static int bind(struct vmpk_runtime *rt, uint32_t slot, uint8_t *out)
+{
+    REQUIRE_LOCKED(rt);
+    REQUIRE_META_OPEN();
+    struct vkey *v = &rt->slots[slot];
+    uint8_t h = atomic_load(&v->hw);
+    if (h != HW_NONE) { /* bound by another thread since our hit path looked */
+        atomic_fetch_add(&rt->hw[h].state, 1);
+        *out = h;
+        return 0;
+    }
+    for (;;) {
+        uint32_t n = atomic_load(&rt->nhw);
+        int pick = cache_pick(rt, n);
+        if ((pick < 0 || atomic_load(&rt->hw[pick].state) != 0) && (int)n < rt->hw_budget) {
+            bool stale;
+            int pkey = take_pkey(rt, &stale);
+            if (pkey >= 0) {
+                rt->hw[n].pkey = pkey;
+                atomic_store(&rt->hw[n].state, 0);
+                atomic_store(&rt->hw[n].open_elsewhere, stale);
+                atomic_store(&rt->nhw, n + 1);
+                pick = (int)n;
+            }
+        }
+        if (pick < 0)
+            return atomic_load(&rt->nhw) ? VMPK_E_KEYS_PINNED : VMPK_E_NO_HW_KEYS;
+        if (atomic_load(&rt->hw[pick].state) != 0) {
+            int err = evict(rt, pick);
+            if (err == VMPK_E_BUSY)
+                continue;
+            atomic_fetch_add(&rt->c.evictions, 1);
+            if (err)
+                return err;
+        }
+        struct hwkey *k = &rt->hw[pick];
+        if (atomic_load(&k->open_elsewhere)) { /* invariant 2 */
+            int err = vmpk__shootdown(rt);
+            if (err)
+                return err;
+        }
+        int err = retag(rt, v, prot_resident(v), k->pkey);
+        if (err)
+            return err;
+        atomic_store(&k->open_elsewhere, atomic_load(&v->access) != VMPK_NONE);
+        hw_bind_pinned(k, slot);
+        atomic_store(&v->hw, (uint8_t)pick);
+        *out = (uint8_t)pick;
+        return 0;
+    }
+}
+
+/* Opens the gate: pushes it, counts the use; the bits are set on leaving,
+ * while the gate pins the hw key. */
+static ALWAYS_INLINE void open_gate(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key key,
+                                     uint32_t slot, uint8_t h, int access)
+{
+    gate_push(t, rt, key, slot, h, access);
+    hw_touch(&rt->hw[h]);
+    meta_sync_on_leave(t, rt->id, &rt->slots[slot], rt->hw[h].pkey, access);
+}
+
+/* Everything but a plain hit: checks every argument, and binds the vkey to
+ * a hw key (evicting the one cache.h picks) if it is not resident. */
+static __attribute__((noinline)) int begin_slow(struct vmpk_runtime *rt, struct vmpk_thread *t,
+                                                vmpk_key key, int access)
+{
+    uint32_t slot;
+    int err = vmpk__gate_prepare(rt, key, access, t, &slot);
+    if (err)
+        return err;
+    struct vkey *v = &rt->slots[slot];
+    uint32_t gen = vmpk__gen_of(key);
+    uint8_t h = atomic_load(&v->hw);
+    bool missed = false;
+    if (h == HW_NONE || !hw_pin_if_bound(&rt->hw[h], slot)) {
+        pthread_mutex_lock(&rt->lock);
+        bool valid = v->live && atomic_load(&v->gen) == gen;
+        h = atomic_load(&v->hw);
+        missed = valid && h == HW_NONE;
+        err = valid ? bind(rt, slot, &h) : VMPK_E_STALE;
+        pthread_mutex_unlock(&rt->lock);
+        if (err)
+            return err;
+    } else if (atomic_load(&v->gen) != gen) {
+        hw_unpin(&rt->hw[h]);
+        return VMPK_E_STALE;
+    }
+    open_gate(rt, t, key, slot, h, access);
+    if (missed)
+        atomic_fetch_add(&rt->c.misses, 1);
+    else
+        counter_add(&t->counters[rt->id].hits, 1);
+    return 0;
+}
+
+/* vmpk_begin. The hit path: no lock, no syscall; pin, check, and two
+ * checked WRPKRUs: meta open, then the gate's bits with meta closed. */
+static int pku_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
+{
+    struct vmpk_thread *t = meta_enter();
+    if (__builtin_expect(!t, 0))
+        return VMPK_E_NOMEM;
+    uint32_t slot = handle_slot(key);
+    uint64_t id = handle_rt(key);
+    int r;
+    if (__builtin_expect(id >= VMPK_MAX_RUNTIMES || vmpk__runtimes[id] != rt ||
+                             slot >= relaxed_load(&rt->nslots) ||
+                             (access != VMPK_READ && access != VMPK_RW) ||
+                             t->depth == VMPK_MAX_GATE_DEPTH, 0)) {
+        r = begin_slow(rt, t, key, access);
+        goto out;
+    }
+    struct vkey *v = &rt->slots[slot];
+    /* acquire: pairs with bind()'s store, made after the hw key was set up */
+    uint8_t h = atomic_load_explicit(&v->hw, memory_order_acquire);
+    if (__builtin_expect(h == HW_NONE || !hw_pin_if_bound(&rt->hw[h], slot), 0)) {
+        r = begin_slow(rt, t, key, access);
+        goto out;
+    }
+    if (__builtin_expect(atomic_load_explicit(&v->gen, memory_order_acquire) !=
+                             vmpk__gen_of(key), 0)) { /* destroyed and reused */
+        hw_unpin(&rt->hw[h]);
+        r = VMPK_E_STALE;
+        goto out;
+    }
+    open_gate(rt, t, key, slot, h, access);
+    counter_add(&t->counters[id].hits, 1);
+    meta_leave(t, (int)id);
+    return 0;
+out:
+    meta_leave(t, r ? -1 : runtime_id_of(rt));
+    return r;
+}
+
+/* A thread created inside a gate copied the gate's bits: take them back
+ * while the gate still pins the vkey. */
+static __attribute__((noinline)) void revoke_copies(struct vmpk_runtime *rt, struct hwkey *k)
+{
+    atomic_store(&k->open_elsewhere, true);
+    if (vmpk__shootdown(rt))
+        abort(); /* some thread would keep the gate's access */
+}
+
+/* Closes the innermost gate, meta open. The bits are set now, before the
+ * pin goes: once unpinned, the hw key may serve another vkey. */
+static int pku_end_in(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key key)
+{
+    struct gate *g = gate_top(t, rt, key);
+    if (__builtin_expect(!g, 0))
+        return VMPK_E_GATE_ORDER;
+    struct hwkey *k = &rt->hw[g->hw];
+    t->depth--; /* popped first: a shootdown from now on leaves it out */
+    uint64_t seen;
+    do {
+        seen = atomic_load(&vmpk__revocations);
+        meta_set_now(t, rt->id, k->pkey,
+                     access_union(g->outer, atomic_load(&rt->slots[g->slot].access)));
+    } while (atomic_load(&vmpk__revocations) != seen);
+    if (__builtin_expect(births_now() != g->births, 0))
+        revoke_copies(rt, k);
+    hw_unpin(k);
+    return 0;
+}
+
+/* vmpk_end: meta open, the gate's bits narrowed, unpin, meta closed. */
+static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
+{
+    struct vmpk_thread *t = meta_enter();
+    if (__builtin_expect(!t, 0))
+        return VMPK_E_GATE_ORDER; /* no struct, so no gate */
+    int r = pku_end_in(rt, t, key);
+    meta_leave(t, r ? -1 : rt->id);
+    return r;
+}
+
+static int pku_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
+{
+    struct vkey *v = &rt->slots[slot];
+    int old = atomic_load(&v->access);
+    uint8_t h = atomic_load(&v->hw);
+    atomic_store(&v->access, (uint8_t)access);
+    if (h == HW_NONE) {
+        int r = v->used ? os_mprotect(&rt->c, window_base(v), (size_t)v->used * rt->page,
+                                      prot_of_vkey(v, access))
+                        : 0;
+        if (r)
+            atomic_store(&v->access, (uint8_t)old);
+        return vmpk__os_error(r);
+    }
+    /* Resident. A narrowing while no gate pins it: leave the hw key, so the
+     * page protection enforces it for every thread at once. */
+    if ((access & ~old) == 0 && access != old && hw_unbind(&rt->hw[h], slot)) {
+        atomic_store(&v->hw, HW_NONE);
+        int err = retag(rt, v, prot_of_vkey(v, access), 0);
+        if (err)
+            atomic_store(&v->access, (uint8_t)old);
+        return err;
+    }
+    struct vmpk_thread *t = vmpk__self;
+    meta_set_now(t, rt->id, rt->hw[h].pkey,
+                 access_union(vmpk__thread_gate_access(t, rt, slot), access));
+    struct hwkey *k = &rt->hw[h];
+    if ((old & ~access) && atomic_load(&k->open_elsewhere)) {
+        int err = vmpk__shootdown(rt); /* gates pin it: narrow every thread */
+        if (err) {
+            atomic_store(&v->access, (uint8_t)old);
+            return err;
+        }
+    }
+    atomic_store(&k->open_elsewhere, access != VMPK_NONE);
+    return 0;
+}
+
+static int pku_grow(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32_t to)
+{
+    struct vkey *v = &rt->slots[slot];
+    uint8_t *at = window_base(v) + (size_t)from * rt->page;
+    size_t len = (size_t)(to - from) * rt->page;
+    uint8_t h = atomic_load(&v->hw);
+    int r = 0;
+    if (h != HW_NONE)
+        r = os_pkey_mprotect(&rt->c, at, len, prot_resident(v), rt->hw[h].pkey);
+    else if (atomic_load(&v->access) != VMPK_NONE) /* fresh pages are PROT_NONE, pkey 0 */
+        r = os_mprotect(&rt->c, at, len, prot_of_vkey(v, atomic_load(&v->access)));
+    return vmpk__os_error(r);
+}
+
+static int pku_retire(struct vmpk_runtime *rt, uint32_t slot)
+{
+    struct vkey *v = &rt->slots[slot];
+    uint8_t h = atomic_load(&v->hw);
+    if (h != HW_NONE) {
+        if (!hw_unbind(&rt->hw[h], slot))
+            return VMPK_E_BUSY;
+        atomic_store(&v->hw, HW_NONE);
+        return retag(rt, v, PROT_NONE, 0);
+    }
+    if (atomic_load(&v->access) == VMPK_NONE || !v->used)
+        return 0;
+    int r = os_mprotect(&rt->c, window_base(v), (size_t)v->used * rt->page, PROT_NONE);
+    return vmpk__os_error(r);
+}
+
+static int pku_pin(struct vmpk_runtime *rt, uint32_t slot)
+{
+    uint8_t h;
+    int err = bind(rt, slot, &h);
+    if (!err)
+        hw_touch(&rt->hw[h]);
+    return err;
+}
+
+static void pku_unpin(struct vmpk_runtime *rt, uint32_t slot)
+{
+    hw_unpin(&rt->hw[atomic_load(&rt->slots[slot].hw)]);
+}
+
+static bool pku_gates_open(const struct vmpk_runtime *rt)
+{
+    uint32_t n = atomic_load(&rt->nhw);
+    for (uint32_t h = 0; h < n; h++)
+        if (HW_PINS(atomic_load(&rt->hw[h].state)))
+            return true;
+    return false;
+}
+
+/* The calling thread's ideal bits for this runtime's pkeys (see the top of
+ * this file), for the shootdown handler: no locks, reads only. */
+static uint32_t pku_thread_pkru(const struct vmpk_runtime *rt, uint32_t pkru,
+                                const struct vmpk_thread *t)
+{
+    uint32_t n = atomic_load(&rt->nhw);
+    for (uint32_t h = 0; h < n; h++) {
+        uint32_t slot1 = HW_SLOT1(atomic_load(&rt->hw[h].state));
+        int access = VMPK_NONE;
+        if (slot1) {
+            int gate = t ? vmpk__thread_gate_access(t, rt, slot1 - 1) : VMPK_NONE;
+            access = access_union(gate, atomic_load(&rt->slots[slot1 - 1].access));
+        }
+        pkru = pkru_with(pkru, rt->hw[h].pkey, pkru_bits_for(access));
+    }
+    return pkru;
+}
+
+static int pku_hw_budget(const struct vmpk_runtime *rt)
+{
+    return rt->hw_budget;
+}
+
+static void pku_hw_stats(const struct vmpk_runtime *rt, uint32_t *held, uint64_t *resident)
+{
+    uint32_t n = atomic_load(&rt->nhw);
+    *held = n;
+    *resident = 0;
+    for (uint32_t h = 0; h < n; h++)
+        *resident += atomic_load(&rt->hw[h].state) != 0;
+}
+
+const struct backend vmpk__backend_pku = {
+    .name = "pku",
+    .kind = VMPK_BACKEND_PKU,
+    .thread_local = true,
+    .setup = pku_setup,
+    .teardown = pku_teardown,
+    .begin = pku_begin,
+    .end = pku_end,
+    .end_in = pku_end_in,
+    .protect = pku_protect,
+    .grow = pku_grow,
+    .retire = pku_retire,
+    .pin = pku_pin,
+    .unpin = pku_unpin,
+    .gates_open = pku_gates_open,
+    .write_held = NULL,
+    .thread_pkru = pku_thread_pkru,
+    .hw_budget = pku_hw_budget,
+    .hw_stats = pku_hw_stats,
+};

@@ -1,0 +1,381 @@
+/*
+ * vmpk internals.
+ *
+ * Glossary (two key spaces, never mixed up in names):
+ *   vkey      a virtual key: a protection domain. Unlimited in number.
+ *   slot      a vkey's entry in the runtime's vkey table. A handle (vmpk_key)
+ *             names a slot and the slot's generation at creation.
+ *   pkey      a hardware protection key number (1..15) as the kernel knows it.
+ *   hw        an index into rt->hw[], the hardware keys this runtime holds;
+ *             rt->hw[h].pkey is the pkey.
+ *   resident  a vkey bound to a hw key: its pages are tagged with that pkey.
+ *   pin       an open gate (on any thread) keeps its vkey resident.
+ *   window    the contiguous address space of one vkey; its regions are
+ *             carved from it, so retagging a vkey is one syscall.
+ *   used      the prefix of a window that regions have reached; only it is
+ *             ever tagged or made accessible, the rest stays PROT_NONE.
+ *   granule   the arena's unit (1 MiB): a window is whole granules, and
+ *             the owner table maps a granule to its runtime and slot.
+ *   gate      a begin/end pair on one thread: thread-local access on pku.
+ *   perm      a vkey's process-wide access (vmpk_protect).
+ *
+ * Locking: rt->lock guards every slow path. The pku gate hit path takes no
+ * lock: it pins the hw key with a CAS and then checks the handle's generation.
+ */
+#ifndef VMPK_INTERNAL_H
+#define VMPK_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include "vmpk.h"
+
+#define MAX_HW_KEYS 15
+#define GRANULE ((size_t)1 << 20) /* 1 MiB: the arena unit, the smallest window */
+#define HW_NONE 0xff
+#define SLOT_BITS 24          /* slot index + 1 in a handle */
+#define GEN_BITS 21
+#define RT_BITS 3             /* runtime id: VMPK_MAX_RUNTIMES == 1 << RT_BITS */
+#define MAX_SLOTS ((1u << SLOT_BITS) - 2)
+#define GEN_RETIRED ((1u << GEN_BITS) - 1) /* a slot whose generations ran out */
+
+#define relaxed_load(p) atomic_load_explicit((p), memory_order_relaxed)
+#define relaxed_store(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+/* A counter owned by one writer: a plain add, readable by others. */
+#define counter_add(p, n) relaxed_store((p), relaxed_load(p) + (n))
+
+/* Pages [page, page + pages) of a window, as offsets from the window base. */
+struct range {
+    uint32_t page;
+    uint32_t pages;
+};
+
+/* Per-key state private to a backend (struct vkey's `be`). */
+union backend_vkey {
+    uint32_t zero;            /* what a new key starts from */
+    struct {
+        uint16_t open_read;   /* gates open, all threads */
+        uint16_t open_write;
+    } mprotect;
+};
+
+struct vkey {
+    _Atomic uint32_t gen;     /* generation handles must carry; bumped on destroy */
+    _Atomic uint8_t access;   /* perm: process-wide vmpk_access */
+    _Atomic uint8_t hw;       /* hw index while resident, else HW_NONE */
+    bool live;
+    bool exec;                /* VMPK_KEY_EXEC: its pages also execute */
+    uint32_t granule;         /* the window's first granule */
+    uint32_t granules;        /* the window's size in granules */
+    uint32_t used;            /* pages of the window in use (tagged) */
+    uint32_t nregions;
+    /* Entries of the window's region table (regions.c) committed for this
+     * key; 0 while `one` holds its region. */
+    uint32_t cap;
+    /* The backend's own per-key state: backend_<name>.c reads and writes
+     * it, other files reach it only through struct backend. A new key's
+     * starts at zero. */
+    union backend_vkey be;
+    struct range one;         /* the live region while cap == 0 */
+    /* NULL when unnamed; kept until the slot is reused. A buffer of
+     * VMPK_MAX_NAME + 1 bytes in malloc, writable by anyone: it only ever
+     * reaches a fault report, which reads the whole buffer and checks it
+     * again (fault.c); it never decides anything. */
+    char *name;
+    uint32_t next_free;       /* free slot list, slot + 1 */
+    uint32_t pins;            /* vmpk_pin, not yet unpinned */
+};
+
+/* A hardware key held by the runtime. `state` packs the binding and the pins
+ * so that the gate hit path can pin with one CAS:
+ *   bits 63..32  slot + 1 of the resident vkey, 0 when unbound
+ *   bits 31..0   pins (open gates, any thread) */
+struct hwkey {
+    _Atomic uint64_t state;
+    _Atomic uint32_t uses;    /* gates since a miss last folded them into
+                               * the sketch (cache.c); speed only */
+    int pkey;
+    /* Some thread may hold bits for pkey wider than its own gates: the perm
+     * of the vkey it serves (lazy grants), or a gate's bits copied into a
+     * thread created inside the gate. Reusing the pkey then needs a
+     * shootdown first (invariant 2); otherwise it is free. */
+    _Atomic bool open_elsewhere;
+};
+
+/* The cache's memory of how often each vkey is used, resident or not: a
+ * count-min sketch over slots (cache.c), written on the miss path only,
+ * under rt->lock. Speed only: a wrong count costs hits, never protection. */
+#define SKETCH_ROWS 4
+#define SKETCH_WIDTH 512      /* a power of two */
+struct cache_sketch {
+    uint8_t count[SKETCH_ROWS][SKETCH_WIDTH];
+    uint32_t added;           /* uses added since the last halving */
+};
+
+#define HW_STATE(slot, pins) (((uint64_t)(slot) + 1) << 32 | (pins))
+#define HW_SLOT1(state) ((uint32_t)((state) >> 32))
+#define HW_PINS(state) ((uint32_t)(state))
+
+/* One open gate on the calling thread. */
+struct gate {
+    struct vmpk_runtime *rt;
+    vmpk_key key;
+    uint32_t slot;
+    uint8_t hw;               /* pku: the hw key pinned */
+    uint8_t access;           /* what this gate grants */
+    uint8_t outer;            /* what an enclosing gate on the same vkey grants */
+    unsigned births;          /* births_now() at begin: a clone copies PKRU */
+};
+
+/* Per-runtime counters kept by each thread, so the hot path never shares a
+ * cache line with other threads. */
+struct thread_counters {
+    _Atomic uint64_t hits;
+    _Atomic uint64_t pkru_writes;
+    _Atomic uint64_t meta_pkru_writes; /* WRPKRUs that only opened or closed meta */
+};
+
+/* Lives in the threads meta area (meta.h), so its gate stack, from which
+ * the handlers compute the thread's PKRU, cannot be forged. */
+struct vmpk_thread {
+    /* The checked PKRU writes read these two (cpu.h). */
+    void *self;               /* &vmpk__self of its thread */
+    uint32_t pkru_expect;     /* PKRU this thread should hold (vmpk's bits) */
+    /* A shootdown ran while this thread was inside vmpk: recompute every
+     * bit before leaving. */
+    _Atomic bool resync;
+    uint32_t depth;
+    struct gate gates[VMPK_MAX_GATE_DEPTH];
+    struct thread_counters counters[VMPK_MAX_RUNTIMES];
+    /* The bits to set on leaving: the union of gate and the vkey's perm on
+     * pkey (pku). sync_v is NULL when there is nothing to set. */
+    const struct vkey *sync_v;
+    int sync_pkey;
+    int sync_gate;
+    uint32_t sync_counter;    /* runtime id whose pkru_writes counts it */
+    int mp_calls;             /* META_MPROTECT: mprotect calls of the entry */
+    struct vmpk_thread *next; /* registry, under the registry lock */
+};
+
+struct runtime_counters {
+    _Atomic uint64_t misses, evictions, pkey_mprotect_calls, mprotect_calls,
+        syscalls, faults_repaired, shootdowns, shootdown_signals, meta_mprotect_calls;
+};
+
+struct backend;
+
+struct vmpk_runtime {
+    pthread_mutex_t lock;
+    const struct backend *be;
+    uint8_t id;
+    size_t page;
+
+    /* vkey table: reserved once, committed as it grows, never moves. */
+    struct vkey *slots;
+    _Atomic uint32_t nslots;  /* slots ever used; read unlocked by the gate path */
+    uint32_t slots_committed;
+    uint32_t free_slots;      /* free list head, slot + 1 */
+    uint32_t live;
+    uint32_t regions;
+    uint64_t used_pages;
+
+    uint32_t window_granules; /* default window of a new key */
+
+    /* pku backend */
+    struct hwkey hw[MAX_HW_KEYS];
+    _Atomic uint32_t nhw;
+    int hw_budget;
+    struct cache_sketch sketch;
+
+    struct runtime_counters c;
+    struct thread_counters base; /* thread counters at open, for this id */
+};
+
+/* The backend contract. Every entry is called with rt->lock held except:
+ * setup, which runs before vmpk_open publishes the runtime (nothing else can
+ * reach it yet); begin and end, which are vmpk_begin and vmpk_end themselves
+ * (the gate path is the hot one, so each backend owns it whole) and lock where
+ * they need; and end_in, which a thread's exit runs like end, meta open. */
+struct backend {
+    const char *name;
+    int kind;                 /* enum vmpk_backend */
+    bool thread_local;
+    int (*setup)(struct vmpk_runtime *rt, int max_hw_keys);
+    void (*teardown)(struct vmpk_runtime *rt);
+    int (*begin)(struct vmpk_runtime *rt, vmpk_key key, int access);
+    int (*end)(struct vmpk_runtime *rt, vmpk_key key);
+    /* end with meta open (a thread's exit closing its gates); the bits it
+     * leaves go to t->sync_* or are set already. */
+    int (*end_in)(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key key);
+    int (*protect)(struct vmpk_runtime *rt, uint32_t slot, int access);
+    /* Pages [from, to) of the window came into use. */
+    int (*grow)(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32_t to);
+    /* The vkey is being destroyed: unbind it. VMPK_E_BUSY if gates pin it. */
+    int (*retire)(struct vmpk_runtime *rt, uint32_t slot);
+    /* vmpk_pin / vmpk_unpin: keep the vkey resident, or stop. */
+    int (*pin)(struct vmpk_runtime *rt, uint32_t slot);
+    void (*unpin)(struct vmpk_runtime *rt, uint32_t slot);
+    /* Whether any thread has a gate of this runtime open (vmpk_close
+     * refuses then). vmpk_pin's pins are the core's, counted apart. */
+    bool (*gates_open)(const struct vmpk_runtime *rt);
+    /* For a fault report, in the signal handler (reads only): whether an
+     * RW gate holds the vkey's pages writable and not executable for every
+     * thread (W^X). NULL where a gate is the thread's own. */
+    bool (*write_held)(const struct vmpk_runtime *rt, uint32_t slot);
+    /* The calling thread's PKRU with this runtime's pkeys at their ideal
+     * bits, for the shootdown handler and meta's slow leave: no locks,
+     * reads only. NULL for a backend that holds no pkey. */
+    uint32_t (*thread_pkru)(const struct vmpk_runtime *rt, uint32_t pkru,
+                            const struct vmpk_thread *t);
+    /* vmpk_info's and vmpk_stats' hardware-key figures: the most keys it
+     * may hold; those it holds, and those serving a vkey now (all 0
+     * without pkeys). */
+    int (*hw_budget)(const struct vmpk_runtime *rt);
+    void (*hw_stats)(const struct vmpk_runtime *rt, uint32_t *held, uint64_t *resident);
+};
+
+extern const struct backend vmpk__backend_pku;
+extern const struct backend vmpk__backend_mprotect;
+/* The backend vmpk_open's options ask for, VMPK_BACKEND read from the
+ * environment for AUTO: 0, VMPK_E_INVALID or VMPK_E_UNSUPPORTED (select.c). */
+int vmpk__backend_choose(int asked, const struct backend **out);
+
+/* handles (vkeys.c) */
+vmpk_key vmpk__handle(const struct vmpk_runtime *rt, uint32_t slot, uint32_t gen);
+/* Slot of a live vkey named by `key`, or a negative vmpk_error. */
+int64_t vmpk__slot_of(const struct vmpk_runtime *rt, vmpk_key key);
+/* The fields of a handle (layout in vkeys.c). None of them is checked. */
+static inline uint32_t vmpk__gen_of(vmpk_key key)
+{
+    return (uint32_t)(key >> SLOT_BITS) & ((1u << GEN_BITS) - 1);
+}
+
+/* The slot; a zero slot field gives UINT32_MAX, past every table. */
+static inline uint32_t handle_slot(vmpk_key key)
+{
+    return ((uint32_t)key & ((1u << SLOT_BITS) - 1)) - 1;
+}
+
+/* The runtime id, with any bits above it: equal to an id only if well formed. */
+static inline uint64_t handle_rt(vmpk_key key)
+{
+    return key >> (SLOT_BITS + GEN_BITS);
+}
+
+static inline bool handle_malformed(vmpk_key key)
+{
+    return key == 0 || key >> (SLOT_BITS + GEN_BITS + RT_BITS);
+}
+void vmpk__slots_init(struct vmpk_runtime *rt);
+int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *slot);
+void vmpk__slot_release(struct vmpk_runtime *rt, uint32_t slot);
+
+/* regions inside a window (regions.c) */
+int vmpk__region_alloc(struct vmpk_runtime *rt, struct vkey *v, uint32_t pages, uint32_t *page);
+int vmpk__region_free(struct vkey *v, uint32_t page, uint32_t *pages);
+const struct range *vmpk__region_containing(const struct vkey *v, uint32_t page);
+void vmpk__regions_clear(struct vkey *v);
+size_t vmpk__regions_bytes(const struct vkey *v);
+/* The window's region table in the regions meta area. */
+struct range *vmpk__regions_table(uint32_t granule);
+
+/* names (runtime.c): printable UTF-8, no C0, DEL or C1 control character. */
+bool vmpk__name_valid(const char *name, size_t len);
+
+uint8_t *vmpk__arena_addr(uint32_t granule);
+static inline uint8_t *window_base(const struct vkey *v)
+{
+    return vmpk__arena_addr(v->granule);
+}
+
+/* per-thread state (thread.c) */
+extern __thread struct vmpk_thread *vmpk__self __attribute__((tls_model("initial-exec")));
+/* Registers the calling thread; meta open (enter.h makes it). */
+struct vmpk_thread *vmpk__thread_new(void);
+/* Before meta opens for a new thread: registers its exit destructor. */
+void vmpk__thread_prepare(void);
+/* Sum of every thread's counters for runtime id. */
+void vmpk__thread_counters(uint8_t id, struct thread_counters *sum);
+/* The access the calling thread's gates grant on (rt, slot). */
+static inline int vmpk__thread_gate_access(const struct vmpk_thread *t,
+                                           const struct vmpk_runtime *rt, uint32_t slot)
+{
+    for (uint32_t i = t->depth; i-- > 0;)
+        if (t->gates[i].rt == rt && t->gates[i].slot == slot)
+            return t->gates[i].access;
+    return VMPK_NONE;
+}
+
+/* Open runtimes by id, read lock-free by the signal handlers (meta.h). */
+#define vmpk__runtimes (vmpk__meta.runtimes)
+
+/* fault handling (fault.c) */
+int vmpk__fault_install(void);
+
+/* Records errno for vmpk_last_errno() and returns VMPK_E_SYSTEM. */
+int vmpk__system_error(int err);
+/* A -errno from os.h as a vmpk_error. */
+int vmpk__os_error(int r);
+
+/* Preconditions as checks (require.c): live in the san, stub and tsan builds,
+ * where the Makefile sets VMPK_CHECKS=1, compiled out of release. A failed
+ * one writes the condition and its place to stderr and aborts. Kept off the
+ * gate hit path, whose instruction count the stub build measures. */
+#ifndef VMPK_CHECKS
+#define VMPK_CHECKS 0
+#endif
+void vmpk__require_failed(const char *cond, const char *file, int line)
+    __attribute__((noreturn, cold));
+#define REQUIRE(cond)                                                                      \
+    do {                                                                                   \
+        if (VMPK_CHECKS && !(cond))                                                        \
+            vmpk__require_failed(#cond, __FILE__, __LINE__);                               \
+    } while (0)
+/* rt->lock is held: by the caller, as nothing else may then run this code
+ * (a trylock never blocks, and takes the lock only when the check fails). */
+#define REQUIRE_LOCKED(rt) REQUIRE(pthread_mutex_trylock(&(rt)->lock) == EBUSY)
+/* vmpk's metadata is writable for the calling thread (enter.h). */
+bool vmpk__meta_is_open(void);
+#define REQUIRE_META_OPEN() REQUIRE(vmpk__meta_is_open())
+/* Inside one of vmpk's signal handlers (meta_handler_enter..leave). */
+extern __thread int vmpk__signal_depth __attribute__((tls_model("initial-exec")));
+#define REQUIRE_IN_SIGNAL() REQUIRE(vmpk__signal_depth > 0)
+/* The errno of the calling thread's last VMPK_E_SYSTEM (errors.c). */
+int vmpk__last_errno(void);
+
+static inline int prot_of(int access)
+{
+    return access == VMPK_RW ? PROT_READ | PROT_WRITE
+           : access == VMPK_READ ? PROT_READ
+                                 : PROT_NONE;
+}
+
+/* The page protection that gives `access` to v's pages where page
+ * protection alone decides (mprotect, and pku pages off a hw key). An exec
+ * key's pages execute unless writable: W^X. Never PROT_EXEC alone, which
+ * plain mprotect would tag with the kernel's execute-only pkey. */
+static inline int prot_of_vkey(const struct vkey *v, int access)
+{
+    return v->exec && access == VMPK_READ ? PROT_READ | PROT_EXEC : prot_of(access);
+}
+
+/* pku: a resident vkey's pages, where PKRU decides. Instruction fetch
+ * ignores PKRU, so an exec key's pages are RWX: writes still need PKRU. */
+static inline int prot_resident(const struct vkey *v)
+{
+    return v->exec ? PROT_READ | PROT_WRITE | PROT_EXEC : PROT_READ | PROT_WRITE;
+}
+
+static inline int access_valid(int a)
+{
+    return a == VMPK_NONE || a == VMPK_READ || a == VMPK_RW;
+}
+
+#include "meta.h"
+
+#endif /* VMPK_INTERNAL_H */

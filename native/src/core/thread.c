@@ -1,0 +1,129 @@
+/*
+ * Per-thread state: the stack of open gates and the hot counters. Reached
+ * through one initial-exec TLS pointer, so the gate path pays a single load
+ * (a dlopen'd library gets a few bytes of static TLS, not a whole struct).
+ * The structs live in the threads meta area (meta.c), registered so stats()
+ * can sum their counters; a thread that exits with gates open has them
+ * closed, so its pins do not leak.
+ */
+#include <stdlib.h>
+
+#include "enter.h"
+#include "internal.h"
+
+__thread struct vmpk_thread *vmpk__self __attribute__((tls_model("initial-exec")));
+
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+
+static void add_counters(struct thread_counters *to, const struct thread_counters *from)
+{
+    counter_add(&to->hits, relaxed_load(&from->hits));
+    counter_add(&to->pkru_writes, relaxed_load(&from->pkru_writes));
+    counter_add(&to->meta_pkru_writes, relaxed_load(&from->meta_pkru_writes));
+}
+
+static void thread_exit(void *arg)
+{
+    (void)arg;
+    if (!vmpk__self)
+        return; /* no struct was made (no memory): nothing to close */
+    struct vmpk_thread *t = meta_enter();
+    if (!t)
+        return;
+    while (t->depth) {
+        const struct gate *g = &t->gates[t->depth - 1];
+        struct vmpk_runtime *rt = g->rt;
+        rt->be->end_in(rt, t, g->key);
+        if (t->sync_v) { /* the end's bits, now: the next end may set others */
+            const struct vkey *v = t->sync_v;
+            t->sync_v = NULL;
+            meta_set_now(t, rt->id, t->sync_pkey,
+                         access_union(t->sync_gate, atomic_load(&v->access)));
+        }
+    }
+    struct meta_page *m = &vmpk__meta;
+    pthread_mutex_lock(&m->threads_lock);
+    for (struct vmpk_thread **p = &m->threads; *p; p = &(*p)->next) {
+        if (*p == t) {
+            *p = t->next;
+            break;
+        }
+    }
+    for (int i = 0; i < VMPK_MAX_RUNTIMES; i++)
+        add_counters(&m->retired[i], &t->counters[i]);
+    vmpk__meta_thread_free(t);
+    pthread_mutex_unlock(&m->threads_lock);
+    vmpk__self = NULL;
+    /* Closed with every owned pkey: the struct that held the expected
+     * value is gone. */
+    if (vmpk__meta.mode == META_PKEY)
+        pkru_write_boot(((rdpkru() | relaxed_load(&vmpk__meta.owned)) & ~vmpk__meta.m_bits) |
+                            vmpk__meta.m_wd,
+                        0);
+    else if (vmpk__meta.mode == META_MPROTECT)
+        vmpk__meta_mp_close(NULL);
+}
+
+static void make_exit_key(void)
+{
+    pthread_key_create(&exit_key, thread_exit);
+}
+
+/* Meta closed: pthread_setspecific may calloc (keys past the first 32),
+ * and malloc must not run while meta is writable (a forged heap or tcache
+ * pointer would make it write there). The value only has to be non-NULL
+ * for the destructor to run; thread_exit finds the struct through TLS. */
+void vmpk__thread_prepare(void)
+{
+    pthread_once(&exit_key_once, make_exit_key);
+    if (!pthread_getspecific(exit_key))
+        pthread_setspecific(exit_key, &exit_key);
+}
+
+/* Meta open. */
+struct vmpk_thread *vmpk__thread_new(void)
+{
+    REQUIRE_META_OPEN();
+    struct meta_page *m = &vmpk__meta;
+    pthread_mutex_lock(&m->threads_lock);
+    struct vmpk_thread *t = vmpk__meta_thread_alloc();
+    if (t) {
+        t->self = (void *)&vmpk__self;
+        t->next = m->threads;
+        m->threads = t;
+    }
+    pthread_mutex_unlock(&m->threads_lock);
+    if (!t)
+        return NULL;
+    vmpk__self = t;
+    return t;
+}
+
+/* Meta open (the registry lock is in meta). */
+void vmpk__thread_counters(uint8_t id, struct thread_counters *sum)
+{
+    REQUIRE_META_OPEN();
+    struct meta_page *m = &vmpk__meta;
+    *sum = (struct thread_counters){ 0 };
+    pthread_mutex_lock(&m->threads_lock);
+    add_counters(sum, &m->retired[id]);
+    for (struct vmpk_thread *t = m->threads; t; t = t->next)
+        add_counters(sum, &t->counters[id]);
+    pthread_mutex_unlock(&m->threads_lock);
+}
+
+/* No locks, reads only: the shootdown handler runs it. A pooled pkey serves
+ * no runtime, so it is closed. */
+uint32_t vmpk__ideal_pkru(uint32_t pkru, const struct vmpk_thread *t)
+{
+    for (int id = 0; id < VMPK_MAX_RUNTIMES; id++) {
+        const struct vmpk_runtime *rt = atomic_load(&vmpk__runtimes[id]);
+        if (rt && rt->be->thread_pkru)
+            pkru = rt->be->thread_pkru(rt, pkru, t);
+    }
+    const struct meta_pool *pool = &vmpk__meta.pool;
+    for (int i = 0; i < pool->n; i++) /* racy read of a short array: fine */
+        pkru = pkru_with(pkru, pool->pkeys[i], PKRU_CLOSED);
+    return pkru;
+}

@@ -1,0 +1,57 @@
+/*
+ * The Linux calls vmpk makes, each counted in the runtime's counters (which
+ * may be NULL). Return 0 (or a pkey) on success, -errno on failure.
+ *
+ * Hazards: a fresh mmap over a range discards its pkey, mprotect keeps it;
+ * pkey_mprotect with pkey -1 is plain mprotect; pkey_free neither resets any
+ * thread's PKRU bits nor retags pages, so a freed pkey must not be reused by
+ * anyone while old bits or pages may still name it.
+ */
+#ifndef VMPK_OS_H
+#define VMPK_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct runtime_counters;
+
+int os_pkey_supported(void);
+int os_pkey_alloc(struct runtime_counters *c);
+int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot, int pkey);
+int os_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot);
+/* Address space only: PROT_NONE, no memory committed. */
+void *os_reserve(struct runtime_counters *c, size_t len);
+/* Makes reserved pages readable and writable: vmpk's own tables. */
+int os_commit(struct runtime_counters *c, void *addr, size_t len);
+/* The meta pkey: write-disabled for the calling thread, reads allowed. */
+int os_pkey_alloc_readonly(void);
+/* os_commit with the pages tagged with pkey (one syscall). */
+int os_commit_pkey(struct runtime_counters *c, void *addr, size_t len, int pkey);
+/* mprotect counted as meta_mprotect_calls only (not syscalls). */
+int os_mprotect_meta(struct runtime_counters *c, void *addr, size_t len, int prot);
+/* Drops the pages' contents; they read as zero afterwards. */
+int os_discard(struct runtime_counters *c, void *addr, size_t len);
+pid_t os_gettid(void);
+
+/* For the hardened mode (harden.c). */
+struct os_range {
+    uintptr_t lo, hi;
+};
+/* From now on os_reserve places every reservation inside one band of address
+ * space, picked at random once (see os_linux.c), and nowhere else. 0, or
+ * -ENOMEM when every band is guarded already (by hardened ancestors). */
+int os_reserve_in_band(void);
+/* The band ({0, 0} before os_reserve_in_band) and the live reservations
+ * outside it: writes at most max of them, returns how many there are. */
+int os_reservations(struct os_range *band, struct os_range *out, int max);
+int os_pkey_free(int pkey);
+/* Anonymous read-write pages over [addr, addr + len) (MAP_FIXED). */
+int os_map_fixed(void *addr, size_t len);
+/* munmap, unrecorded: for pages that are not a reservation of their own. */
+int os_unmap(void *addr, size_t len);
+/* fork() as a raw clone: the child runs no atfork handlers. */
+pid_t os_fork(void);
+size_t os_page_size(void);
+
+#endif /* VMPK_OS_H */
