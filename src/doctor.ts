@@ -46,7 +46,7 @@ function hardenProbe(): { ok: boolean | null; detail: string } {
     catch (e) { console.log(JSON.stringify({ ok: false, detail: e.code + ': ' + e.message })); }
   });`;
   try {
-    const out = execFileSync(process.execPath, ['-e', code], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30000 });
+    const out = execFileSync(process.execPath, ['-e', code], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120000 });
     const r = JSON.parse(out.trim().split('\n').pop()!) as { ok: boolean; detail?: string };
     return { ok: r.ok, detail: r.ok ? "open({ harden: true }) starts (its probe passed; the filter would stay on for the process's life)" : r.detail! };
   } catch (err) {
