@@ -7,7 +7,10 @@
 # the one command to run.
 set -euo pipefail
 
-packages=(qemu-system-x86 busybox-static cpio libmemcached-tools memcached)
+# gcc-aarch64-linux-gnu, qemu-user-static and file: the linux-arm64 run
+# (scripts/arm64/run.sh).
+packages=(qemu-system-x86 busybox-static cpio libmemcached-tools memcached
+  gcc-aarch64-linux-gnu qemu-user-static file)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
