@@ -320,11 +320,12 @@ export class Cache {
       const e = t.find(h, mem, buf, ks, ke, now, true);
       if (e === null) return 'NOT_FOUND';
       const text = Buffer.from(mem.subarray(e.off + e.klen, e.off + e.klen + e.vlen)).toString('latin1');
-      // As memcached's strtoull: leading white space is skipped; trailing
-      // spaces are allowed (a shorter result is padded, below).
-      const digits = text.replace(/^[ \t\n\v\f\r]+/, '').replace(/ +$/, '');
-      if (!/^[0-9]{1,20}$/.test(digits) || BigInt(digits) > U64) return null;
-      let n = BigInt(digits);
+      // As memcached's safe_strtoull: leading white space and a '+' are
+      // skipped, the digits are read, and what follows them must be white
+      // space or nothing ("42 7" is 42; a shorter result is padded, below).
+      const m = /^[ \t\n\v\f\r]*\+?([0-9]+)(?:[ \t\n\v\f\r]|$)/.exec(text);
+      if (m === null || BigInt(m[1]) > U64) return null;
+      let n = BigInt(m[1]);
       n = up ? (n + delta) & U64 : n > delta ? n - delta : 0n;
       // As memcached: a result no longer than the old value keeps the item's
       // length, padded with spaces; a longer one makes the item longer.

@@ -8,6 +8,11 @@
 
 #include "seccomp_linux.h"
 
+void vmpk__seccomp_keep_rings(bool keep)
+{
+    (void)keep;
+}
+
 int vmpk__seccomp_install(const struct os_range *ranges, int n, uintptr_t trusted_ip,
                           int *listener)
 {
