@@ -51,7 +51,7 @@ if (gate) {
 }
 const hit = read('hitpath');
 if (hit && !hit.skipped) {
-  console.log(`  vmpk_begin + vmpk_end hit, instructions per pair besides the 2 WRPKRUs: ${hit.besidesWrpkru.toFixed(0)}, target <= ${hit.target}: ${verdict(hit.met)} (stub build, callgrind)`);
+  console.log(`  vmpk_begin + vmpk_end hit, instructions per pair besides the WRPKRUs: ${hit.besidesWrpkru.toFixed(0)}, target <= ${hit.target}: ${verdict(hit.met)} (stub build, callgrind)`);
 }
 for (const name of ['miss-stub', 'miss-real']) {
   const m = read(name);
