@@ -5,32 +5,13 @@
 // writes only (no system call of its own, no WRPKRU) and then reads the
 // other key's secret. Each test asserts the secret is neither read nor
 // changed. PKU only: the metadata pkey and shootdowns exist only there.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { backend, onPku } from './helpers/vmpk.js';
-
-const attacker = fileURLToPath(new URL('../native/build/attack', import.meta.url));
-
-interface Outcome {
-  lines: Record<string, string>;
-  stdout: string;
-  stderr: string;
-  status: number | null;
-  signal: NodeJS.Signals | null;
-}
+import { attacker, runAttacker, type Outcome } from './helpers/attack.js';
+import { onPku } from './helpers/vmpk.js';
 
 function attack(name: string, extra: Record<string, string> = {}): Outcome {
-  if (!existsSync(attacker)) throw new Error(`${attacker} is missing: run \`make -C native attack\` (make test builds it)`);
-  const env = { ...process.env, VMPK_BACKEND: backend, ...extra };
-  const child = spawnSync(attacker, [name], { encoding: 'utf8', env, timeout: 120_000 });
-  const lines: Record<string, string> = {};
-  for (const line of child.stdout.split('\n')) {
-    const m = /^(\w+): (.*)$/.exec(line);
-    if (m) lines[m[1]!] = m[2]!;
-  }
-  return { lines, stdout: child.stdout, stderr: child.stderr, status: child.status, signal: child.signal };
+  return runAttacker([name], extra);
 }
 
 describe.skipIf(!onPku)('red team: libc state used while metadata is open (pku backend)', () => {

@@ -8,33 +8,13 @@
 // report, before any byte moves. Without PKU the per-key tables stay
 // writable (docs/design.md): the tests there show which forgeries the
 // consistency checks still stop and which get through.
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { getNative } from '../src/native.js';
-import { backend, onPku } from './helpers/vmpk.js';
-
-const attacker = fileURLToPath(new URL('../native/build/attack', import.meta.url));
-
-interface Outcome {
-  lines: Record<string, string>;
-  stdout: string;
-  stderr: string;
-  status: number | null;
-  signal: NodeJS.Signals | null;
-}
+import { runAttacker, type Outcome } from './helpers/attack.js';
+import { onPku } from './helpers/vmpk.js';
 
 function attack(name: string): Outcome {
-  if (!existsSync(attacker)) throw new Error(`${attacker} is missing: run \`make -C native attack\` (make test builds it)`);
-  const env = { ...process.env, VMPK_BACKEND: backend };
-  const child = spawnSync(attacker, [name], { encoding: 'utf8', env, timeout: 120_000 });
-  const lines: Record<string, string> = {};
-  for (const line of child.stdout.split('\n')) {
-    const m = /^(\w+): (.*)$/.exec(line);
-    if (m) lines[m[1]!] = m[2]!;
-  }
-  return { lines, stdout: child.stdout, stderr: child.stderr, status: child.status, signal: child.signal };
+  return runAttacker([name]);
 }
 
 const META_REPORT = /^vmpk: SIGSEGV: write to vmpk metadata at 0x[0-9a-f]+, thread \d+: only vmpk's own calls may change it$/m;
