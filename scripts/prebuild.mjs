@@ -4,6 +4,7 @@
 // "prepack"; prebuilds/ is not committed).
 //
 //   node scripts/prebuild.mjs                          # this machine's build (make -C native lib)
+//   node scripts/prebuild.mjs --arch arm64             # cross-built here (Debian's gcc-aarch64-linux-gnu)
 //   node scripts/prebuild.mjs --arch arm64 --from F    # a library built elsewhere (cross or qemu)
 //
 // Environment: STRIP (default: strip, or <arch>-linux-gnu-strip for --arch).
@@ -20,14 +21,26 @@ const opt = (name) => {
 };
 const hostArch = process.arch;
 const arch = opt('--arch') ?? hostArch;
-let from = opt('--from');
-if (from === undefined) {
-  if (arch !== hostArch) throw new Error(`prebuild: --arch ${arch} needs --from FILE (this machine is ${hostArch})`);
-  execFileSync('make', ['-s', '-C', join(root, 'native'), 'lib'], { stdio: 'inherit' });
-  from = join(root, 'native', 'build', 'release', 'libvmpk.so');
-}
 const gnu = { x64: 'x86_64', arm64: 'aarch64' }[arch];
 if (!gnu) throw new Error(`prebuild: no prebuilt libraries for ${arch}`);
+let from = opt('--from');
+let cc = process.env.CC ?? 'cc';
+if (from === undefined && arch === hostArch) {
+  execFileSync('make', ['-s', '-C', join(root, 'native'), 'lib'], { stdio: 'inherit' });
+  from = join(root, 'native', 'build', 'release', 'libvmpk.so');
+} else if (from === undefined) {
+  // Every platform CI tests ships prebuilt: a missing cross compiler is an
+  // error, not a package without that platform.
+  cc = process.env.CROSS_CC ?? `${gnu}-linux-gnu-gcc`;
+  try {
+    execFileSync(cc, ['--version'], { stdio: 'ignore' });
+  } catch {
+    throw new Error(`prebuild: --arch ${arch} needs ${cc} (apt-get install gcc-${gnu}-linux-gnu), or --from FILE`);
+  }
+  const out = `build/${gnu}`;
+  execFileSync('make', ['-s', '-C', join(root, 'native'), `OUT=${out}`, `CC=${cc}`, `ARCH=${gnu}`, `${out}/release/libvmpk.so`], { stdio: 'inherit' });
+  from = join(root, 'native', out, 'release', 'libvmpk.so');
+}
 const platform = `linux-${arch}-glibc`;
 const dir = join(root, 'prebuilds', platform);
 mkdirSync(dir, { recursive: true });
@@ -57,7 +70,7 @@ const git = (...a) => {
 const dirty = git('status', '--porcelain', '--', 'native') ? '+dirty' : '';
 const compiler = (() => {
   try {
-    return execFileSync(process.env.CC ?? 'cc', ['--version'], { encoding: 'utf8' }).split('\n')[0];
+    return execFileSync(cc, ['--version'], { encoding: 'utf8' }).split('\n')[0];
   } catch {
     return 'unknown';
   }
@@ -66,7 +79,7 @@ const info = {
   platform,
   glibc,
   commit: git('rev-parse', '--short=12', 'HEAD') + dirty,
-  compiler: from === join(root, 'native', 'build', 'release', 'libvmpk.so') ? compiler : `see ${from}`,
+  compiler: opt('--from') === undefined ? compiler : `see ${from}`,
   date: new Date().toISOString().slice(0, 10),
   bytes: statSync(out).size,
 };

@@ -8,22 +8,28 @@
 //     and key.with() of an async fn is a type error there;
 //   - `npx vmpk --help` runs.
 //
-//   node scripts/ci/consumer.mjs [--out DIR] [--tarball FILE] NODE_BIN_DIR...
+// With --arm64 NODE_BIN_DIR (Node's linux-arm64 build), the first project
+// also runs under qemu-user there: koffi's linux-arm64 binary added as npm
+// would add it on arm64, require('vmpk') opens a runtime, and `vmpk doctor`
+// says the library is the prebuilt linux-arm64-glibc one.
+//
+//   node scripts/ci/consumer.mjs [--out DIR] [--tarball FILE] [--arm64 DIR] NODE_BIN_DIR...
 // Ends with "consumer: N passed, N failed"; with --out, writes DIR/manifest.tsv
 // (for scripts/vm/count.mjs) and DIR/consumer.log.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const args = process.argv.slice(2);
-let out, tarball;
+let out, tarball, arm64;
 const bins = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--out') out = resolve(args[++i]);
   else if (args[i] === '--tarball') tarball = resolve(args[++i]);
+  else if (args[i] === '--arm64') arm64 = resolve(args[++i]);
   else bins.push(resolve(args[i]));
 }
 if (!bins.length) bins.push(dirname(process.execPath));
@@ -118,6 +124,37 @@ void n; void p; void e; rt.close();
   });
   check(`node ${version}: npx vmpk --help`, () => {
     run('npx', ['--no-install', 'vmpk', '--help'], project);
+  });
+}
+if (arm64) {
+  const project = join(work, readdirSync(work).find((f) => f.startsWith('project-')));
+  const env = { ...process.env, QEMU_LD_PREFIX: process.env.QEMU_LD_PREFIX ?? '/usr/aarch64-linux-gnu' };
+  delete env.VMPK_LIBRARY;
+  delete env.VMPK_BACKEND;
+  const qemu = (argv) => {
+    const r = spawnSync('qemu-aarch64-static', ['-R', '0x10000000000', join(arm64, 'node'), ...argv], { cwd: project, env, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`node ${argv.join(' ')} exited with ${r.status ?? r.signal}:\n${r.stdout}${r.stderr}`);
+    return r.stdout;
+  };
+  check('linux-arm64 (qemu-user): koffi\'s linux-arm64 binary added as npm adds it there', () => {
+    const koffi = JSON.parse(readFileSync(join(project, 'node_modules', 'koffi', 'package.json'), 'utf8')).version;
+    const into = join(project, 'node_modules', '@koromix');
+    execFileSync('npm', ['pack', '--silent', `@koromix/koffi-linux-arm64@${koffi}`], { cwd: work, stdio: ['ignore', 'ignore', 'inherit'] });
+    const tgz = join(work, readdirSync(work).find((f) => f.startsWith('koromix-koffi-linux-arm64')));
+    mkdirSync(join(into, 'koffi-linux-arm64'), { recursive: true });
+    execFileSync('tar', ['-xzf', tgz, '-C', join(into, 'koffi-linux-arm64'), '--strip-components=1']);
+    return `koffi ${koffi}`;
+  });
+  check('linux-arm64 (qemu-user): require(\'vmpk\') opens a runtime', () => {
+    const line = qemu(['-e', "const v = require('vmpk'); const rt = v.open(); const k = rt.createKey(); console.log(process.arch, rt.backend, k.with('rw', () => 1)); rt.close();"]).trim();
+    if (line !== 'arm64 mprotect 1') throw new Error(`printed ${JSON.stringify(line)}`);
+    return line;
+  });
+  check('linux-arm64 (qemu-user): vmpk doctor: the library is prebuilds/linux-arm64-glibc', () => {
+    const r = spawnSync('qemu-aarch64-static', ['-R', '0x10000000000', join(arm64, 'node'), 'node_modules/vmpk/bin/vmpk.mjs', 'doctor', '--json'], { cwd: project, env, encoding: 'utf8' });
+    const lib = JSON.parse(r.stdout).library;
+    if (lib.source !== 'prebuilt' || !lib.path.endsWith('prebuilds/linux-arm64-glibc/libvmpk.so')) throw new Error(JSON.stringify(lib));
+    return lib.path.split('node_modules/')[1];
   });
 }
 rmSync(work, { recursive: true, force: true });
