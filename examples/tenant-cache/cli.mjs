@@ -140,16 +140,17 @@ if (threads > 1) {
   const address = await startThreads({ memory, options, authText, threads, port, host: args.host }).catch((err) => fail(err.message));
   process.stdout.write(describe(address, `, ${threads} threads (${address.share})`));
 } else {
-const server = new Server({ ...options, memory, auth });
-if (testFaults) {
-  const { Faults } = await import('./faults.mjs');
-  server.faults = new Faults(server.cache);
-}
-const address = await server.listen(port, args.host).catch((err) => fail(err.message));
-process.stdout.write(describe(address));
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => {
-    server.close().then(() => process.exit(0));
-  });
-}
+  // One thread: the main thread serves everything, as before --threads.
+  const server = new Server({ ...options, memory, auth });
+  if (testFaults) {
+    const { Faults } = await import('./faults.mjs');
+    server.faults = new Faults(server.cache);
+  }
+  const address = await server.listen(port, args.host).catch((err) => fail(err.message));
+  process.stdout.write(describe(address));
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.on(signal, () => {
+      server.close().then(() => process.exit(0));
+    });
+  }
 }
