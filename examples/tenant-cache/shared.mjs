@@ -90,7 +90,7 @@ function layout(size, maxOrder) {
 export function tenantIndexBuffer(size, maxBlock) {
   const maxOrder = orderFor(maxBlock);
   const sab = new SharedArrayBuffer(layout(size, maxOrder).bytes);
-  new SharedTenant(null, -1, null, { size }, sab, maxBlock).clear();
+  new SharedTenant(null, -1, null, { size }, sab, maxBlock).init(); // zeroed already: only the largest blocks' free-list entries are written
   return sab;
 }
 
@@ -181,6 +181,11 @@ export class SharedTenant {
     this.head[H_LRU_TAIL] = 0;
     this.fhead[F_BYTES] = 0;
     this.fhead[F_USED] = 0;
+    this.init();
+  }
+
+  /** Every block of the largest size free (the index is empty). */
+  init() {
     for (let off = 0; off < this.memory.size; off += 1 << this.maxOrder) this.freeAdd(this.maxOrder, (off >> MIN_ORDER) + 1);
   }
 
