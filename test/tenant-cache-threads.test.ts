@@ -380,3 +380,37 @@ describe(`tenant-cache --threads 2: a request on thread 1 reads tenant b while t
     },
   );
 });
+
+describe(`tenant-cache --threads 2 --auth-file: a connection's binding holds on every thread (${backend} backend)`, () => {
+  it("user a's item, stored on thread 1, is a's on thread 2; b:secret is refused there; b's own 'secret' is another item", async () => {
+    const authFile = new URL('./fixtures/tenant-cache/auth.txt', import.meta.url).pathname;
+    const server = await startServer(['--threads', '2', '--auth-file', authFile, '--tenant-bytes', '64k', '--max-item-size', '1k']);
+    const opened: Client[] = [];
+    try {
+      const login = async (user: string) => {
+        const c = await Client.connect(server.port);
+        opened.push(c);
+        const cred = `${user} pw-${user}`;
+        expect(await c.call(`set auth 0 0 ${cred.length}\r\n${cred}\r\n`)).toBe('STORED\r\n');
+        return c;
+      };
+      const on: Client[] = [];
+      for (let i = 0; i < 200 && (on[1] === undefined || on[2] === undefined); i++) {
+        const c = await login('a');
+        on[await threadOf(c)] ??= c;
+      }
+      expect(await on[1].call('set secret 0 0 6\r\nsecret\r\n')).toBe('STORED\r\n');
+      expect(await on[2].call('get secret\r\n')).toBe(value('secret', 0, 'secret') + 'END\r\n');
+      expect(await on[2].call('get a:secret\r\n')).toBe('END\r\n'); // another key of a's, as on one thread (tenant-cache-auth.test.ts)
+      expect(await on[2].call('get b:secret\r\n')).toBe('CLIENT_ERROR access denied: the key names another tenant\r\n');
+      const b = await login('b');
+      expect(await b.call('get secret\r\n')).toBe('END\r\n');
+      expect(await b.call('set secret 0 0 1\r\nB\r\n')).toBe('STORED\r\n');
+      expect(await on[1].call('get secret\r\n')).toBe(value('secret', 0, 'secret') + 'END\r\n');
+      expect(stat(await b.call('stats\r\n'), 'tenants')).toBe(2);
+    } finally {
+      for (const c of opened) c.close();
+      await server.stop();
+    }
+  });
+});
