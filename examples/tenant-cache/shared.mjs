@@ -406,8 +406,9 @@ export function resetCounters(state, keep) {
 export const held = (state) => Atomics.load(state.control, C_HELD);
 
 /**
- * Test mode (debug hold): runs `inGate` and then waits, still inside it,
- * until debug release or `seconds` pass. @returns {'RELEASED' | 'TIMEOUT'}
+ * Test mode (debug hold), called inside a tenant's gate: says this thread
+ * holds it, then waits there until debug release or `seconds` pass.
+ * @returns {'RELEASED' | 'TIMEOUT'}
  */
 export function holdHere(state, thread, seconds) {
   Atomics.store(state.control, C_HELD, thread + 1);

@@ -23,5 +23,7 @@ if (d.options.testFaults) {
   server.faults = new Faults(server.cache);
 }
 const address = await server.listen(d.port, d.host, d.share);
-// The first worker's descriptor, for the others where SO_REUSEPORT is not to be had.
+// The first worker's descriptor, for the others where SO_REUSEPORT is not to
+// be had (Node 20: net has no public way to it; _handle.fd is libuv's, and
+// threads.mjs stops with an error when it is not a number).
 parentPort.postMessage({ op: 'listening', address, fd: server.net._handle?.fd ?? null });
