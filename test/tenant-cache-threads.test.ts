@@ -327,6 +327,19 @@ describe(`tenant-cache --threads 2: a request on thread 1 reads tenant b while t
     '^vmpk: SIGSEGV: read of key "tenant b" at 0x[0-9a-f]+ \\(region 0x[0-9a-f]+, 4194304 bytes, offset (?:[89]|1[0-9]|2[0-6])\\), thread \\d+: no gate is open on this thread and the key\'s process-wide access is none$',
   );
 
+  it('control: with isolation off, the same bug on either thread leaks and corrupts b\'s item', async () => {
+    const server = await startServer(['--threads', '2', '--isolation', 'off', '--test-faults']);
+    try {
+      const [[c1], [c2]] = await clientsByThread(server.port, 2);
+      expect(await c1.call(setup)).toBe('STORED\r\nSTORED\r\n');
+      expect(await c2.call('debug oob-read a:x b:secret\r\n')).toBe(value('b:secret', 0, SECRET) + 'END\r\n');
+      expect(await c1.call('debug oob-write a:x b:secret 66\r\n')).toBe('OK\r\n');
+      expect(await c2.call('get b:secret\r\n')).toBe(value('b:secret', 0, `B${SECRET.slice(1)}`) + 'END\r\n');
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('control: with no gate open on b, the read on thread 1 dies with vmpk\'s report naming tenant b, and nothing leaks', async () => {
     const server = await startServer(['--threads', '2', '--test-faults']);
     const [[c1]] = await clientsByThread(server.port, 2);
