@@ -8,7 +8,11 @@
 // tenants fit in the hardware keys; 100 and 10,000 do not, and the uniform
 // spread of keys makes most gates miss the hardware-key cache.
 //
-//   node bench/tenant-cache.mjs [--seconds 4] [--rounds 3] [--tenants 1,10,100,10000]
+//   node bench/tenant-cache.mjs [--seconds 4] [--rounds 3] [--tenants 1,10,100,10000] [--threads 2]
+//
+// --threads N adds this server at N worker threads (vmpk-cache --threads N)
+// with isolation off, pku and mprotect, beside the one-thread rows and
+// memcached -t 2; "vs off" stays against isolation off at one thread.
 //   npm run vm -- node bench/tenant-cache.mjs --counts   (the guest: real PKU, counts only)
 //
 // On a host without PKU the pku backend runs the stub build (PKRU is a
@@ -28,6 +32,7 @@ const { values: opt } = parseArgs({
     tenants: { type: 'string', default: '1,10,100,10000' },
     counts: { type: 'boolean', default: false },
     ops: { type: 'string', default: '4000' },
+    threads: { type: 'string', default: '1' },
   },
 });
 const SECONDS = Number(opt.seconds);
@@ -114,6 +119,8 @@ function cpuSeconds(pid) {
 /** Starts one server kind; returns { port, pid, stop }. */
 async function start(kind, tenants) {
   const port = await freePort();
+  const [base, threads] = kind.split('@');
+  kind = base;
   let child;
   if (kind === 'memcached' || kind === 'memcached2') {
     // -t 1: one worker thread, as the Node server handles requests on one
@@ -127,6 +134,7 @@ async function start(kind, tenants) {
     if (kind === 'off') args.push('--isolation', 'off');
     else args.push('--backend', kind);
     if (kind === 'pku' && !pkuReal) env.VMPK_LIBRARY = STUB_SO;
+    if (threads !== undefined) args.push('--threads', threads);
     child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'], env });
   }
   await waitListening(port);
@@ -152,10 +160,13 @@ function load(port) {
   return { seconds: Number(m[1]), ops: Number(m[2]), tps: Number(m[3]) };
 }
 
-const kinds = opt.counts ? ['pku', 'mprotect'] : ['memcached', 'memcached2', 'off', 'pku', 'mprotect'];
+const SERVER_THREADS = Number(opt.threads);
+const threaded = SERVER_THREADS > 1 ? ['off', 'pku', 'mprotect'].map((k) => `${k}@${SERVER_THREADS}`) : [];
+const kinds = [...(opt.counts ? ['pku', 'mprotect'] : ['memcached', 'memcached2', 'off', 'pku', 'mprotect']), ...(opt.counts ? threaded.slice(1) : threaded)];
 const isMemcached = (kind) => kind === 'memcached' || kind === 'memcached2';
 const haveMemcached = have('memcached');
 const label = { memcached: 'memcached -t 1', memcached2: 'memcached -t 2', off: 'isolation off', pku: pkuReal ? 'vmpk pku' : 'vmpk pku (stub)', mprotect: 'vmpk mprotect' };
+for (const k of threaded) label[k] = `${label[k.split('@')[0]]} ${SERVER_THREADS}T`;
 const runs = []; // { kind, tenants, round, tps, ops, perRequest }
 
 console.log(`bench/tenant-cache, ${new Date().toISOString().slice(0, 10)}: ${machine()}, node ${process.version}`);
@@ -194,7 +205,7 @@ for (let round = 0; round < ROUNDS; round++) {
         };
       }
       runs.push({ kind, tenants, round, ...r, perRequest });
-      process.stdout.write(`  round ${round + 1}: ${String(tenants).padStart(5)} tenants, ${label[kind].padEnd(16)} ${String(r.tps).padStart(7)} ops/s\n`);
+      process.stdout.write(`  round ${round + 1}: ${String(tenants).padStart(5)} tenants, ${label[kind].padEnd(20)} ${String(r.tps).padStart(7)} ops/s\n`);
     }
   }
 }
@@ -203,7 +214,7 @@ rmSync(dir, { recursive: true, force: true });
 const f2 = (x) => (x === undefined || x === null ? '-' : x.toFixed(2));
 const rows = [];
 heading(opt.counts ? 'counts per request (exact)' : 'throughput (median of rounds) and counts per request');
-console.log('  tenants  server            ops/s    vs off  CPU us/op  CPU vs off   gates  syscalls  PKRU writes  hw-key evictions  cache evictions');
+console.log('  tenants  server                ops/s    vs off  CPU us/op  CPU vs off   gates  syscalls  PKRU writes  hw-key evictions  cache evictions');
 for (const tenants of TENANTS) {
   for (const kind of kinds) {
     const mine = runs.filter((x) => x.kind === kind && (isMemcached(kind) || x.tenants === tenants));
@@ -221,7 +232,7 @@ for (const tenants of TENANTS) {
     const p = mine[mine.length - 1].perRequest;
     rows.push({ tenants, kind, label: label[kind], tps, ratioToOff: ratio, cpuPerOp, cpuRatioToOff: cpuRatio, perRequest: p });
     console.log(
-      `  ${String(isMemcached(kind) ? '-' : tenants).padStart(7)}  ${label[kind].padEnd(16)} ${String(Math.round(tps)).padStart(7)}  ${ratio === null ? '     -' : `${ratio.toFixed(3)}x`}` +
+      `  ${String(isMemcached(kind) ? '-' : tenants).padStart(7)}  ${label[kind].padEnd(20)} ${String(Math.round(tps)).padStart(7)}  ${ratio === null ? '     -' : `${ratio.toFixed(3)}x`}` +
         // TCG times mean nothing: the guest's counts run shows no CPU time.
         `  ${(opt.counts ? '-' : (cpuPerOp * 1e6).toFixed(1)).padStart(9)}  ${cpuRatio === null ? '         -' : `${cpuRatio.toFixed(3)}x`.padStart(10)}` +
         `  ${f2(p?.gates).padStart(6)}  ${f2(p?.syscalls).padStart(8)}  ${f2(p?.pkruWrites).padStart(11)}  ${f2(p?.hwKeyEvictions).padStart(16)}  ${String(p?.cacheEvictions ?? '-').padStart(15)}`,

@@ -10,14 +10,17 @@
 // not part of the contract. The committed corpus (test/fixtures/tenant-cache/
 // fuzz/*.txt: one seed per line) is replayed first; a failure writes its
 // seed there.
-//   node scripts/fuzz-tenant.mjs [--seconds 60] [--seed N]
+// With --threads N the server runs N worker threads (each sequence's
+// connections land on whichever the kernel picks), so the shared index,
+// allocator and lock must give memcached's answers too.
+//   node scripts/fuzz-tenant.mjs [--seconds 60] [--seed N] [--threads N]
 import { spawn } from 'node:child_process';
 import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '60' }, seed: { type: 'string' } } });
+const { values: args } = parseArgs({ options: { seconds: { type: 'string', default: '60' }, seed: { type: 'string' }, threads: { type: 'string', default: '1' } } });
 const root = fileURLToPath(new URL('..', import.meta.url));
 const corpusDir = `${root}test/fixtures/tenant-cache/fuzz/`;
 
@@ -173,7 +176,7 @@ function normal(reply, binary) {
 // --- main ---------------------------------------------------------------
 const port = await freePort();
 const mport = await freePort();
-const server = spawn(process.execPath, [`${root}examples/tenant-cache/cli.mjs`, '--port', String(port), '--tenant-bytes', '1m', '--max-item-size', '64k'], { stdio: ['ignore', 'ignore', 'pipe'] });
+const server = spawn(process.execPath, [`${root}examples/tenant-cache/cli.mjs`, '--port', String(port), '--tenant-bytes', '1m', '--max-item-size', '64k', '--threads', args.threads], { stdio: ['ignore', 'ignore', 'pipe'] });
 let serverErr = '';
 server.stderr.on('data', (d) => (serverErr += d));
 const mc = spawn('memcached', [...(process.getuid() === 0 ? ['-u', 'root'] : []), '-l', '127.0.0.1', '-p', String(mport), '-U', '0', '-m', '64'], { stdio: 'ignore' });
@@ -230,7 +233,7 @@ try {
       if (divergences >= 3) break;
     }
   }
-  console.log(`fuzz-tenant: ${runs} sequences (${corpus.length} from the corpus), ${failed ? 'FAILED' : 'no crash, no divergence'}`);
+  console.log(`fuzz-tenant: ${runs} sequences (${corpus.length} from the corpus), --threads ${args.threads}, ${failed ? 'FAILED' : 'no crash, no divergence'}`);
 } finally {
   stop();
 }

@@ -1,15 +1,17 @@
 // examples/tenant-cache against real memcached clients from Debian's
 // libmemcached-tools: memccapable's text-protocol suite, memccp/memccat/
-// memcrm round trips, memcstat and memcslap. .ci/run installs the package
-// (scripts/vm/deps.sh); elsewhere the tests skip when it is missing, but not
-// under CI or in the guest, where a skip would hide a missing install.
+// memcrm round trips, memcstat and memcslap; and pymemcache (Debian's
+// python3-pymemcache), whose operations must get memcached's answers, at one
+// thread and at two. .ci/run installs the packages (scripts/vm/deps.sh);
+// elsewhere the tests skip when they are missing, but not under CI or in the
+// guest, where a skip would hide a missing install.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backend, prng } from './helpers/vmpk.js';
-import { Client, startServer, type CacheServer } from './helpers/tenant-cache.js';
+import { Client, haveMemcached, startMemcached, startServer, type CacheServer } from './helpers/tenant-cache.js';
 
 function have(tool: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
@@ -73,5 +75,41 @@ describe.skipIf(!installed && !required)(`tenant-cache with libmemcached-tools (
     const c = await Client.connect(server.port);
     expect(await c.call('stats\r\n')).toMatch(/STAT curr_items [1-9]\d*\r\n/);
     c.close();
+  });
+});
+
+// Debian's python3 (pyenv's, first on some PATHs, does not see Debian's packages).
+const PYTHON = '/usr/bin/python3';
+const havePymemcache = spawnSync(PYTHON, ['-c', 'import pymemcache'], { stdio: 'ignore' }).status === 0;
+const pyOps = new URL('./fixtures/tenant-cache/pymemcache-ops.py', import.meta.url).pathname;
+
+describe.skipIf(!(havePymemcache && haveMemcached()) && !required)(`tenant-cache with pymemcache (${backend} backend)`, () => {
+  const ops = (port: number) => {
+    const r = spawnSync(PYTHON, [pyOps, String(port)], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    return r.stdout.split('\n').filter(Boolean);
+  };
+  let memcached: string[];
+
+  beforeAll(async () => {
+    expect(havePymemcache && haveMemcached(), `${PYTHON} cannot import pymemcache, or memcached is missing: bash scripts/vm/deps.sh installs them`).toBe(true);
+    const mc = await startMemcached([]);
+    try {
+      memcached = ops(mc.port);
+    } finally {
+      await mc.stop();
+    }
+  });
+
+  it.each([['1'], ['2']])('45 operations (pickled values, get_many over tenants, cas, incr, touch, set_many, noreply, 500 KB values) get memcached\'s answers at --threads %s', async (threads) => {
+    expect(memcached).toHaveLength(45);
+    expect(memcached).toContain('["get_many over tenants", {"acme:greeting": "hello", "globex:obj": {"a": [1, 2, 3], "b": "x"}}]');
+    expect(memcached).toContain('["cas stale", false]');
+    const server = await startServer(['--threads', threads]);
+    try {
+      expect(ops(server.port)).toEqual(memcached);
+    } finally {
+      await server.stop();
+    }
   });
 });

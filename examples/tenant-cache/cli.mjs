@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { createMemory } from './memory.mjs';
 import { readFileSync } from 'node:fs';
 import { Auth, Server } from './server.mjs';
+import { orderFor } from './buddy.mjs';
 
 const USAGE = `usage: vmpk-cache [options]
   --port N              TCP port (default 11311; 0 picks a free one)
@@ -26,6 +27,8 @@ const USAGE = `usage: vmpk-cache [options]
   --request-memory SIZE buffers for values arriving in pieces (default 32m)
   --write-timeout S     disconnect a client that leaves replies unread for S
                         seconds (default 30; 0: never)
+  --threads N           serve connections on N worker threads (default 1: the
+                        main thread); every thread serves every tenant
   --test-faults         enable the debug commands (fault injection; also
                         VMPK_CACHE_TEST_FAULTS=1). Never in production.`;
 
@@ -67,6 +70,7 @@ try {
       'reply-memory': { type: 'string', default: '32m' },
       'request-memory': { type: 'string', default: '32m' },
       'write-timeout': { type: 'string', default: '30' },
+      threads: { type: 'string', default: '1' },
       'test-faults': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -94,10 +98,13 @@ const tenantBytes = size('tenant-bytes', args['tenant-bytes']);
 if (maxItemSize > tenantBytes) fail('--max-item-size must not exceed --tenant-bytes');
 const testFaults = args['test-faults'] || process.env.VMPK_CACHE_TEST_FAULTS === '1';
 
+const threads = count('threads', args.threads, 1, 64);
 let auth = null;
+let authText = null;
 if (args['auth-file'] !== undefined) {
   try {
-    auth = new Auth(readFileSync(args['auth-file'], 'latin1'));
+    authText = readFileSync(args['auth-file'], 'latin1');
+    auth = new Auth(authText);
   } catch (err) {
     fail(`--auth-file ${args['auth-file']}: ${err.message}`);
   }
@@ -109,29 +116,41 @@ const memory = createMemory({
   isolation: args.isolation,
   backend: args.backend,
   maxHardwareKeys: args['hardware-keys'] === undefined ? undefined : count('hardware-keys', args['hardware-keys'], 1, 15),
+  shared: threads > 1,
 });
-const server = new Server({
-  memory,
+const options = {
   tenantBytes,
   maxItemSize,
   tenants,
   maxTenants: count('max-tenants', args['max-tenants'], 1, 1 << 24),
   maxConnections: count('max-connections', args['max-connections'], 1, 1 << 20),
   testFaults,
-  auth,
   replyMemory,
   requestMemory,
   writeTimeout: count('write-timeout', args['write-timeout'], 0, 86400),
-});
-if (testFaults) {
-  const { Faults } = await import('./faults.mjs');
-  server.faults = new Faults(server.cache);
-}
-const address = await server.listen(count('port', args.port, 0, 65535), args.host).catch((err) => fail(err.message));
-const backend = memory.isolation === 'off' ? 'isolation off' : `vmpk ${memory.backend}${memory.pkruStubbed ? ' (stub: PKRU is a variable, nothing is protected)' : ''}`;
-process.stdout.write(`vmpk-cache: listening on ${address.address}:${address.port} (${backend}, ${args.tenants} tenants, ${server.cache.tenantBytes} bytes each${auth ? `, ${auth.users.size} authenticated tenants` : ''}${testFaults ? ', TEST FAULTS ENABLED' : ''})\n`);
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => {
-    server.close().then(() => process.exit(0));
-  });
+};
+const port = count('port', args.port, 0, 65535);
+const describe = (address, extra = '') => {
+  const backend = memory.isolation === 'off' ? 'isolation off' : `vmpk ${memory.backend}${memory.pkruStubbed ? ' (stub: PKRU is a variable, nothing is protected)' : ''}`;
+  const bytes = Math.ceil(tenantBytes / (1 << orderFor(maxItemSize))) * (1 << orderFor(maxItemSize));
+  return `vmpk-cache: listening on ${address.address}:${address.port} (${backend}, ${args.tenants} tenants, ${bytes} bytes each${auth ? `, ${auth.users.size} authenticated tenants` : ''}${extra}${testFaults ? ', TEST FAULTS ENABLED' : ''})\n`;
+};
+if (threads > 1) {
+  const { startThreads } = await import('./threads.mjs');
+  const address = await startThreads({ memory, options, authText, threads, port, host: args.host }).catch((err) => fail(err.message));
+  process.stdout.write(describe(address, `, ${threads} threads (${address.share})`));
+} else {
+  // One thread: the main thread serves everything, as before --threads.
+  const server = new Server({ ...options, memory, auth });
+  if (testFaults) {
+    const { Faults } = await import('./faults.mjs');
+    server.faults = new Faults(server.cache);
+  }
+  const address = await server.listen(port, args.host).catch((err) => fail(err.message));
+  process.stdout.write(describe(address));
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.on(signal, () => {
+      server.close().then(() => process.exit(0));
+    });
+  }
 }

@@ -38,10 +38,16 @@ export class Faults {
     if (attacker === victim) return conn.reply('CLIENT_ERROR both keys name one tenant');
     // Aim (the harness's part, in the victim's own gate): where its value lies.
     const now = cache.now();
-    const found = victim.memory.read(() => {
-      const e = victim.find(vh, victim.memory.bytes(), buf, t[6], t[7], now, false);
-      return e && [e.off + e.klen, e.vlen];
-    });
+    victim.lock(); // --threads: the victim's index is shared (the lock is free unless a request of the victim's is running)
+    let found;
+    try {
+      found = victim.memory.read(() => {
+        const e = victim.find(vh, victim.memory.bytes(), buf, t[6], t[7], now, false);
+        return e && [e.off + e.klen, e.vlen];
+      });
+    } finally {
+      victim.unlock();
+    }
     if (!found) return conn.reply('NOT_FOUND');
     const [target, vlen] = found;
     attacker.memory.bytes();

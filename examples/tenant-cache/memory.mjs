@@ -4,7 +4,7 @@
 //          while the handler runs (a synchronous key.with() per request).
 //   plain: isolation off; tenants are slices of shared ArrayBuffers, packed
 //          one after another as a C allocator would, and a "gate" is a call.
-import { open } from '../../dist/index.js';
+import { adopt, open } from '../../dist/index.js';
 
 /**
  * @typedef {object} TenantMemory
@@ -43,6 +43,38 @@ class VmpkTenant {
     this.bytes();
     return this.region.address;
   }
+
+  /** --threads: what a worker needs to use this tenant (its key's handle, the region allocated now). */
+  share() {
+    this.bytes();
+    return { kind: 'vmpk', size: this.size, key: this.key.handle() };
+  }
+}
+
+/** A worker's side of a VmpkTenant: the same key and region, adopted. */
+class AdoptedTenant {
+  constructor(d) {
+    this.size = d.size;
+    this.key = adopt(d.key);
+    this.region = this.key.regions[0];
+    this.view = this.region.bytes;
+  }
+
+  bytes() {
+    return this.view;
+  }
+
+  read(fn) {
+    return this.key.with('r', fn);
+  }
+
+  write(fn) {
+    return this.key.with('rw', fn);
+  }
+
+  address() {
+    return this.region.address;
+  }
 }
 
 // Plain tenants share big buffers, so memory past one tenant's end is the
@@ -57,8 +89,16 @@ class PlainTenant {
   }
 
   bytes() {
-    this.view ??= this.heap.take(this.size);
+    if (this.view === null) {
+      this.view = this.heap.take(this.size);
+      this.chunk = this.heap.chunks;
+    }
     return this.view;
+  }
+
+  share() {
+    const v = this.bytes();
+    return { kind: 'plain', size: this.size, buffer: v.buffer, offset: v.byteOffset, chunk: this.chunk };
   }
 
   read(fn) {
@@ -71,14 +111,16 @@ class PlainTenant {
 }
 
 class PlainHeap {
-  constructor() {
+  constructor(shared = false) {
+    this.shared = shared; // --threads: SharedArrayBuffers, which workers can see
     this.buffer = null;
     this.used = 0;
   }
 
   take(size) {
     if (this.buffer === null || this.used + size > this.buffer.byteLength) {
-      this.buffer = new ArrayBuffer(Math.max(CHUNK, size));
+      this.chunks = (this.chunks ?? 0) + 1;
+      this.buffer = this.shared ? new SharedArrayBuffer(Math.max(CHUNK, size)) : new ArrayBuffer(Math.max(CHUNK, size));
       this.used = 0;
     }
     const view = new Uint8Array(this.buffer, this.used, size);
@@ -88,17 +130,19 @@ class PlainHeap {
 }
 
 /**
- * @param {{ isolation: 'vmpk' | 'off', backend?: 'auto' | 'pku' | 'mprotect', maxHardwareKeys?: number }} options
+ * @param {{ isolation: 'vmpk' | 'off', backend?: 'auto' | 'pku' | 'mprotect', maxHardwareKeys?: number, shared?: boolean }} options
+ *   shared: tenants will be handed to worker threads (--threads)
  */
 export function createMemory(options) {
   if (options.isolation === 'off') {
-    const heap = new PlainHeap();
+    const heap = new PlainHeap(options.shared ?? false);
     return {
       isolation: 'off',
       backend: 'none',
       runtime: null,
       tenant: (_name, size) => new PlainTenant(heap, size),
       stats: () => null,
+      share: () => ({ isolation: 'off' }),
       close() {},
     };
   }
@@ -113,6 +157,42 @@ export function createMemory(options) {
     runtime: rt,
     tenant: (name, size) => new VmpkTenant(rt, name, size),
     stats: () => rt.stats(),
+    share: () => ({ isolation: 'vmpk', backend: rt.backend, pkruStubbed: rt.capabilities.pkruStubbed, runtime: rt.handle() }),
     close: () => rt.close(),
+  };
+}
+
+/**
+ * A worker's memory: the main thread's (`memory.share()`), whose tenants it
+ * takes with `tenant(description)`; it creates none and closes nothing.
+ */
+export function adoptMemory(d) {
+  if (d.isolation === 'off') {
+    // One JavaScript object per shared chunk, as in the main thread, so that
+    // neighbouring tenants are slices of one buffer here too (the fault injection relies on it).
+    const chunks = new Map();
+    return {
+      isolation: 'off',
+      backend: 'none',
+      runtime: null,
+      tenant(t) {
+        if (!chunks.has(t.chunk)) chunks.set(t.chunk, t.buffer);
+        const buffer = chunks.get(t.chunk);
+        const view = new Uint8Array(buffer, t.offset, t.size);
+        return { size: t.size, bytes: () => view, read: (fn) => fn(), write: (fn) => fn() };
+      },
+      stats: () => null,
+      close() {},
+    };
+  }
+  const rt = adopt(d.runtime);
+  return {
+    isolation: 'vmpk',
+    backend: d.backend,
+    pkruStubbed: d.pkruStubbed,
+    runtime: rt,
+    tenant: (t) => new AdoptedTenant(t),
+    stats: () => rt.stats(),
+    close() {},
   };
 }

@@ -3,10 +3,11 @@
 // data blocks, checks arguments and writes the protocol's replies.
 import { timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
-import { Cache, CacheError, WAIT } from './store.mjs';
+import { Cache, CacheError, hashKey, WAIT } from './store.mjs';
 import { Pool } from './pool.mjs';
 import * as meta from './meta.mjs';
 import { bodyLength, handle as handleBinary, REQ, response as binaryResponse } from './binary.mjs';
+import { counterOfThread, counterRow, counterTotals, held, holdHere, release, resetCounters } from './shared.mjs';
 
 export const VERSION = '1.6.0-vmpk-cache';
 const MAX_KEY = 250;
@@ -100,6 +101,7 @@ class Connection {
     this.closing = true;
     if (this.stall !== null) clearTimeout(this.stall);
     this.server.connections.delete(this);
+    this.server.countConnections();
     this.server.replies.forget(this);
     this.server.requests.forget(this);
     // The handle is closed: no write still reads these chunks.
@@ -765,8 +767,10 @@ class Connection {
 
   statLines() {
     const s = this.server;
-    const c = s.counters;
+    const c = s.counterTotals();
+    const cc = this.cache.counterTotals();
     const { items, bytes } = this.cache.totals();
+    const threads = s.thread === null ? 1 : s.thread.state.threads;
     const now = Math.floor(this.cache.now() / 1000);
     const lines = [
       ['pid', process.pid],
@@ -774,8 +778,15 @@ class Connection {
       ['time', now],
       ['version', VERSION],
       ['pointer_size', 64],
-      ['threads', 1],
-      ['curr_connections', s.connections.size],
+      ['threads', threads],
+      ...(s.thread === null
+        ? []
+        : [
+            // Which thread answers (1-based), and the connections each thread has accepted.
+            ['thread_id', s.thread.index + 1],
+            ...Array.from({ length: threads }, (_, i) => [`thread_${i + 1}_connections`, counterOfThread(s.thread.state, i, 'totalConnections')]),
+          ]),
+      ['curr_connections', s.thread === null ? s.connections.size : c.currConnections],
       ['total_connections', c.totalConnections],
       ['rejected_connections', c.rejectedConnections],
       ['write_timeouts', c.writeTimeouts],
@@ -785,7 +796,7 @@ class Connection {
       ['cmd_touch', c.cmdTouch],
       ['get_hits', c.getHits],
       ['get_misses', c.getMisses],
-      ['get_expired', this.cache.counters.expired],
+      ['get_expired', cc.expired],
       ['delete_misses', c.deleteMisses],
       ['delete_hits', c.deleteHits],
       ['incr_misses', c.incrMisses],
@@ -796,10 +807,10 @@ class Connection {
       ['touch_misses', c.touchMisses],
       ['limit_maxbytes', this.cache.tenantBytes * this.cache.maxTenants],
       ['curr_items', items],
-      ['total_items', this.cache.counters.totalItems],
+      ['total_items', cc.totalItems],
       ['bytes', bytes],
-      ['evictions', this.cache.counters.evictions],
-      ['tenants', this.cache.list.length],
+      ['evictions', cc.evictions],
+      ['tenants', this.cache.tenantCount()],
       ['tenant_bytes', this.cache.tenantBytes],
       ['item_size_max', this.cache.maxItemSize],
       ['isolation', this.cache.memory.isolation],
@@ -865,6 +876,12 @@ function freshCounters() {
   };
 }
 
+/** The server's counters; with --threads, each thread has a row of them in shared memory. */
+export const SERVER_COUNTERS = [...Object.keys(freshCounters()), 'currConnections'];
+
+/** Test mode's debug hold when the server has no threads: a word for it to wait on. */
+const soloState = () => ({ threads: 1, control: new Int32Array(new SharedArrayBuffer(64)) });
+
 export class Server {
   /**
    * @param {object} o
@@ -879,9 +896,12 @@ export class Server {
    * @param {number} [o.replyMemory] bytes of reply buffers for all connections together
    * @param {number} [o.requestMemory] bytes of buffers for values that arrive in pieces
    * @param {number} [o.writeTimeout] seconds a client may leave replies unread (0: forever)
+   * @param {{ state: any, index: number, directory: import('./shared.mjs').Directory } | null} [o.thread]
+   *   --threads N: this worker's index and what the threads share
    */
   constructor(o) {
-    this.cache = new Cache(o);
+    this.thread = o.thread ?? null;
+    this.cache = new Cache({ ...o, shared: this.thread && { state: this.thread.state, thread: this.thread.index, directory: this.thread.directory } });
     this.auth = o.auth ?? null;
     this.writeTimeout = o.writeTimeout ?? 30;
     this.separator = o.tenants.kind === 'prefix' ? o.tenants.separator : 0x3a;
@@ -892,7 +912,8 @@ export class Server {
     this.maxConnections = o.maxConnections;
     this.testFaults = o.testFaults;
     this.faults = null;
-    this.counters = freshCounters();
+    this.counters = this.thread === null ? freshCounters() : counterRow(this.thread.state, this.thread.index, SERVER_COUNTERS);
+    this.holdState = this.thread === null ? null : this.thread.state;
     this.started = Math.floor(Date.now() / 1000);
     /** @type {Set<Connection>} */
     this.connections = new Set();
@@ -908,9 +929,23 @@ export class Server {
     }
     this.counters.totalConnections++;
     this.connections.add(new Connection(this, socket));
+    this.countConnections();
+  }
+
+  countConnections() {
+    if (this.thread !== null) this.counters.currConnections = this.connections.size;
+  }
+
+  /** Every thread's counters summed (the object itself without threads). */
+  counterTotals() {
+    return this.thread === null ? this.counters : counterTotals(this.thread.state, SERVER_COUNTERS);
   }
 
   resetCounters() {
+    if (this.thread !== null) {
+      resetCounters(this.thread.state, ['totalConnections', 'currConnections']);
+      return;
+    }
     const { totalConnections } = this.counters;
     this.counters = freshCounters();
     this.counters.totalConnections = totalConnections;
@@ -932,17 +967,46 @@ export class Server {
       const r = this.cache.tenantStats(buf, t[4], t[5]);
       return conn.reply(`TENANT ${r.id} items ${r.items} bytes ${r.bytes} evictions ${r.evictions} used ${r.used} limit ${r.limit}`);
     }
+    // `debug hold <key> <seconds>`: this thread sits inside the gate of the
+    // key's tenant (a request of that tenant in progress, as another thread
+    // sees it) until `debug release` or the seconds pass; it takes no tenant
+    // lock, so the fault injection can still aim at the tenant's items.
+    // `debug held`: which thread (1-based) is holding, or none.
+    if (sub === 'hold' && n === 4) {
+      const seconds = Number(tok(3));
+      if (!Number.isInteger(seconds) || seconds < 1 || seconds > 600) return conn.reply(BAD_FORMAT);
+      const [, th] = hashKey(buf, t[4], t[5]);
+      const tenant = this.cache.tenantOf(buf, t[4], t[5], th, false, conn.scope);
+      if (tenant === null) return conn.reply('NOT_FOUND');
+      this.holdState ??= soloState();
+      const thread = this.thread === null ? 0 : this.thread.index;
+      const r = tenant.memory.read(() => {
+        void tenant.memory.bytes()[0]; // the gate is open here
+        return holdHere(this.holdState, thread, seconds);
+      });
+      return conn.reply(r);
+    }
+    if (sub === 'held' && n === 2) return conn.reply(`HELD ${held((this.holdState ??= soloState())) || 'none'}`);
+    if (sub === 'release' && n === 2) {
+      release((this.holdState ??= soloState()));
+      return conn.reply('OK');
+    }
     if ((sub === 'oob-write' && n === 5) || (sub === 'oob-read' && n === 4)) {
       return this.faults.inject(conn, sub, buf, t, n === 5 ? Number(tok(4)) : 0);
     }
     conn.reply('ERROR');
   }
 
-  /** @returns {Promise<net.AddressInfo>} */
-  listen(port, host) {
+  /**
+   * @param {{ reusePort?: boolean, fd?: number }} [share] --threads: each
+   *   worker listens on the port with SO_REUSEPORT, or on the first worker's descriptor
+   * @returns {Promise<net.AddressInfo>}
+   */
+  listen(port, host, share = {}) {
     return new Promise((resolve, reject) => {
       this.net.once('error', reject);
-      this.net.listen(port, host, () => {
+      const where = share.fd !== undefined ? { fd: share.fd } : share.reusePort ? { port, host, reusePort: true } : { port, host };
+      this.net.listen(where, () => {
         this.net.off('error', reject);
         resolve(/** @type {net.AddressInfo} */ (this.net.address()));
       });

@@ -7,6 +7,7 @@
 // tenant its key names.
 import { LRUCache } from 'lru-cache';
 import { Buddy, orderFor } from './buddy.mjs';
+import { CACHE_COUNTERS, counterRow, counterTotals } from './shared.mjs';
 
 const THIRTY_DAYS = 60 * 60 * 24 * 30; // exptimes above this are unix times
 const U64 = (1n << 64n) - 1n;
@@ -53,6 +54,26 @@ class Tenant {
     this.items = 0;
     this.bytes = 0; // key + value bytes stored
     this.evictions = 0;
+  }
+
+  // A single-threaded server's tenant is only ever used by its one thread.
+  lock() {}
+  unlock() {}
+
+  has(h) {
+    return this.index.peek(h) !== undefined;
+  }
+
+  get used() {
+    return this.buddy.used;
+  }
+
+  /** Empty (flush_all): only the index and the allocator change. */
+  clear() {
+    this.index.clear();
+    this.buddy.reset();
+    this.items = 0;
+    this.bytes = 0;
   }
 
   // --- inside a gate on this tenant from here on ---
@@ -153,6 +174,8 @@ export class Cache {
    * @param {number} o.maxItemSize the largest key + value
    * @param {{ kind: 'prefix', separator: number } | { kind: 'hash', count: number }} o.tenants
    * @param {number} o.maxTenants
+   * @param {{ state: any, thread: number, directory: import('./shared.mjs').Directory } | null} [o.shared]
+   *   --threads N: this thread's part of the shared tenants, counters, CAS and clock
    */
   constructor(o) {
     this.memory = o.memory;
@@ -169,14 +192,35 @@ export class Cache {
     /** @type {Map<string | null, NodeJS.Timeout>} */
     this.flushTimers = new Map();
     this.counters = { evictions: 0, expired: 0, totalItems: 0 };
+    this.shared = o.shared ?? null;
+    if (this.shared !== null) {
+      const { state, thread } = this.shared;
+      this.counters = counterRow(state, thread, CACHE_COUNTERS);
+      Object.defineProperty(this, 'clockOffset', { get: () => state.clock[0], set: (v) => (state.clock[0] = v) });
+    }
   }
 
   now() {
     return Date.now() + this.clockOffset;
   }
 
+  /** A new CAS value; `cas` keeps the last one this thread handed out (the binary and meta replies read it). */
   nextCas() {
+    if (this.shared !== null) return (this.cas = Number(Atomics.add(this.shared.state.cas, 0, 1n)) + 1);
     return ++this.cas;
+  }
+
+  /** The cache's counters, of every thread. */
+  counterTotals() {
+    return this.shared === null ? this.counters : counterTotals(this.shared.state, CACHE_COUNTERS);
+  }
+
+  tenantCount() {
+    return this.shared === null ? this.list.length : this.shared.directory.count();
+  }
+
+  allTenants() {
+    return this.shared === null ? this.list : this.shared.directory.all();
   }
 
   /** Milliseconds since the epoch when an item stored now with `exptime` expires; 0: never. */
@@ -208,6 +252,14 @@ export class Cache {
       id = prefix.toString('latin1');
       label = prefix.length === 0 ? '(none)' : printable(prefix) && prefix.length <= 48 ? prefix.toString('latin1') : null;
     }
+    if (this.shared !== null) {
+      const t = this.shared.directory.get(id);
+      if (t !== undefined) return t;
+      if (!create) return null;
+      const made = this.shared.directory.create(id, label);
+      if (made === null) throw new CacheError('SERVER_ERROR out of tenants');
+      return made;
+    }
     let t = this.tenants.get(id);
     if (t !== undefined) return t;
     if (!create) return null;
@@ -230,7 +282,17 @@ export class Cache {
   get(buf, ks, ke, take, scope = null) {
     const [h, th] = hashKey(buf, ks, ke);
     const t = this.tenantOf(buf, ks, ke, th, false, scope);
-    if (t === null || t.index.peek(h) === undefined) return null; // no item with this hash: no memory to read
+    if (t === null) return null;
+    t.lock();
+    try {
+      if (!t.has(h)) return null; // no item with this hash: no memory to read
+      return this.getLocked(t, h, buf, ks, ke, take);
+    } finally {
+      t.unlock();
+    }
+  }
+
+  getLocked(t, h, buf, ks, ke, take) {
     const now = this.now();
     return t.memory.read(() => {
       const mem = t.memory.bytes();
@@ -262,6 +324,15 @@ export class Cache {
     const t = this.tenantOf(buf, ks, ke, th, true, scope);
     const now = this.now();
     const exp = this.expiry(exptime);
+    t.lock();
+    try {
+      return this.storeLocked(t, h, cmd, buf, ks, ke, flags, now, exp, pieces, dlen, casUnique);
+    } finally {
+      t.unlock();
+    }
+  }
+
+  storeLocked(t, h, cmd, buf, ks, ke, flags, now, exp, pieces, dlen, casUnique) {
     return t.memory.write(() => {
       const mem = t.memory.bytes();
       const old = t.find(h, mem, buf, ks, ke, now, false);
@@ -299,22 +370,38 @@ export class Cache {
   delete(buf, ks, ke, scope = null) {
     const [h, th] = hashKey(buf, ks, ke);
     const t = this.tenantOf(buf, ks, ke, th, false, scope);
-    if (t === null || t.index.peek(h) === undefined) return 'NOT_FOUND';
+    if (t === null) return 'NOT_FOUND';
     const now = this.now();
-    return t.memory.write(() => {
-      const e = t.find(h, t.memory.bytes(), buf, ks, ke, now, false);
-      if (e === null) return 'NOT_FOUND';
-      t.unlink(h, e);
-      return 'DELETED';
-    });
+    t.lock();
+    try {
+      if (!t.has(h)) return 'NOT_FOUND';
+      return t.memory.write(() => {
+        const e = t.find(h, t.memory.bytes(), buf, ks, ke, now, false);
+        if (e === null) return 'NOT_FOUND';
+        t.unlink(h, e);
+        return 'DELETED';
+      });
+    } finally {
+      t.unlock();
+    }
   }
 
   /** @returns {string | 'NOT_FOUND' | null} the new value, NOT_FOUND, or null for a non-numeric value */
   incr(buf, ks, ke, delta, up, scope = null) {
     const [h, th] = hashKey(buf, ks, ke);
     const t = this.tenantOf(buf, ks, ke, th, false, scope);
-    if (t === null || t.index.peek(h) === undefined) return 'NOT_FOUND';
+    if (t === null) return 'NOT_FOUND';
     const now = this.now();
+    t.lock();
+    try {
+      if (!t.has(h)) return 'NOT_FOUND';
+      return this.incrLocked(t, h, buf, ks, ke, delta, up, now);
+    } finally {
+      t.unlock();
+    }
+  }
+
+  incrLocked(t, h, buf, ks, ke, delta, up, now) {
     return t.memory.write(() => {
       const mem = t.memory.bytes();
       const e = t.find(h, mem, buf, ks, ke, now, true);
@@ -343,16 +430,22 @@ export class Cache {
   touch(buf, ks, ke, exptime, scope = null) {
     const [h, th] = hashKey(buf, ks, ke);
     const t = this.tenantOf(buf, ks, ke, th, false, scope);
-    if (t === null || t.index.peek(h) === undefined) return 'NOT_FOUND';
+    if (t === null) return 'NOT_FOUND';
     const now = this.now();
     const exp = this.expiry(exptime);
-    return t.memory.read(() => {
-      const e = t.find(h, t.memory.bytes(), buf, ks, ke, now, true);
-      if (e === null) return 'NOT_FOUND';
-      if (exp === -1 || (exp !== 0 && exp <= now)) t.unlink(h, e);
-      else e.exp = exp;
-      return 'TOUCHED';
-    });
+    t.lock();
+    try {
+      if (!t.has(h)) return 'NOT_FOUND';
+      return t.memory.read(() => {
+        const e = t.find(h, t.memory.bytes(), buf, ks, ke, now, true);
+        if (e === null) return 'NOT_FOUND';
+        if (exp === -1 || (exp !== 0 && exp <= now)) t.unlink(h, e);
+        else e.exp = exp;
+        return 'TOUCHED';
+      });
+    } finally {
+      t.unlock();
+    }
   }
 
   /**
@@ -374,19 +467,19 @@ export class Cache {
       return;
     }
     // Only the index and the allocator change: no tenant memory is touched.
-    for (const t of scope === null ? this.list : [this.tenants.get(scope)]) {
+    const shared = this.shared !== null;
+    for (const t of scope === null ? this.allTenants() : [shared ? this.shared.directory.get(scope) : this.tenants.get(scope)]) {
       if (t === undefined) continue;
-      t.index.clear();
-      t.buddy.reset();
-      t.items = 0;
-      t.bytes = 0;
+      t.lock();
+      t.clear();
+      t.unlock();
     }
   }
 
   totals() {
     let items = 0;
     let bytes = 0;
-    for (const t of this.list) {
+    for (const t of this.allTenants()) {
       items += t.items;
       bytes += t.bytes;
     }
@@ -397,11 +490,16 @@ export class Cache {
   tenantStats(buf, ks, ke) {
     const [, th] = hashKey(buf, ks, ke);
     const t = this.tenantOf(buf, ks, ke, th);
-    return { id: t.id, items: t.items, bytes: t.bytes, evictions: t.evictions, used: t.buddy.used, limit: t.memory.size };
+    t.lock();
+    try {
+      return { id: t.id, items: t.items, bytes: t.bytes, evictions: t.evictions, used: t.used, limit: t.memory.size };
+    } finally {
+      t.unlock();
+    }
   }
 
   close() {
     for (const timer of this.flushTimers.values()) clearTimeout(timer);
-    this.memory.close();
+    if (this.shared === null) this.memory.close(); // threads: the main thread owns the memory
   }
 }

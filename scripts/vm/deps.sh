@@ -9,8 +9,10 @@ set -euo pipefail
 
 # gcc-aarch64-linux-gnu, qemu-user-static and file: the linux-arm64 run
 # (scripts/arm64/run.sh).
+# python3-pymemcache: a client of the tenant-cache interop test (run with
+# /usr/bin/python3, Debian's).
 packages=(qemu-system-x86 busybox-static cpio libmemcached-tools memcached
-  gcc-aarch64-linux-gnu qemu-user-static file)
+  gcc-aarch64-linux-gnu qemu-user-static file python3-pymemcache)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
