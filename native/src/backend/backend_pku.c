@@ -272,8 +272,9 @@ static int pku_end_in(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key k
     return 0;
 }
 
-/* vmpk_end: meta open, the gate's bits narrowed, unpin, meta closed. */
-static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
+/* vmpk_end where no pkey guards meta, or on anything but the innermost
+ * gate: meta open, then pku_end_in. */
+static __attribute__((noinline)) int end_slow(struct vmpk_runtime *rt, vmpk_key key)
 {
     struct vmpk_thread *t = meta_enter();
     if (__builtin_expect(!t, 0))
@@ -281,6 +282,48 @@ static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
     int r = pku_end_in(rt, t, key);
     meta_leave(t, r ? -1 : rt->id);
     return r;
+}
+
+/* vmpk_end: the gate's bits narrowed in the write that opens meta, then
+ * pop, unpin, meta closed: two checked WRPKRUs. Meta is readable outside
+ * vmpk, so the gate and its bits are found before it opens; a forged
+ * vmpk__self fails the write's check (abort). That write only adds AD/WD
+ * bits, so it never gives more than the thread's expected PKRU allows.
+ * Where the bits must widen instead (the end of an inner gate narrower
+ * than its outer one) or a shootdown ran since the access was read (it
+ * may have narrowed the perm; one that lands after the write sees the
+ * gate still pushed and meta open, leaves PKRU alone, and bumps
+ * vmpk__revocations), they are set again once the gate is popped, before
+ * the unpin: once unpinned, the hw key may serve another vkey. */
+static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
+{
+    struct vmpk_thread *t = vmpk__self;
+    struct gate *g = t ? gate_top(t, rt, key) : NULL;
+    if (__builtin_expect(!g || vmpk__meta.mode != META_PKEY, 0))
+        return end_slow(rt, key);
+    struct hwkey *k = &rt->hw[g->hw];
+    int pkey = k->pkey;
+    uint64_t seen = atomic_load(&vmpk__revocations);
+    uint32_t bits = pkru_bits_for(access_union(g->outer, atomic_load(&rt->slots[g->slot].access)));
+    uint32_t before;
+    t = pkru_write_enter_or(bits << (2 * pkey), &before);
+    t->depth--;
+    uint32_t was = pkru_key_bits(before, pkey);
+    /* the write counts as the gate's when it changed the key's bits */
+    counter_add(&t->counters[rt->id].pkru_writes, (was | bits) != was);
+    counter_add(&t->counters[rt->id].meta_pkru_writes, 1 + ((was | bits) == was));
+    if (__builtin_expect((was & ~bits) || atomic_load(&vmpk__revocations) != seen, 0)) {
+        do {
+            seen = atomic_load(&vmpk__revocations);
+            meta_set_now(t, rt->id, pkey,
+                         access_union(g->outer, atomic_load(&rt->slots[g->slot].access)));
+        } while (atomic_load(&vmpk__revocations) != seen);
+    }
+    if (__builtin_expect(births_now() != g->births, 0))
+        revoke_copies(rt, k);
+    hw_unpin(k);
+    meta_leave(t, -1); /* counted above */
+    return 0;
 }
 
 static int pku_protect(struct vmpk_runtime *rt, uint32_t slot, int access)

@@ -59,6 +59,10 @@ static inline uint32_t rdpkru(void)
  *                        vmpk_restart): a shootdown handler that lands
  *                        between them sends the thread back to the RDPKRU,
  *                        so it never writes back bits the handler removed.
+ *   pkru_write_enter_or(set, &before)
+ *                        the same, with the bits of `set` added (access
+ *                        taken away) in the restartable part: end's
+ *                        narrowing and meta open in one write
  *   pkru_write_boot(v,o) for a thread without a struct yet, and for signal
  *                        handlers: every owned pkey but meta access-
  *                        disabled, meta open (o) or write-disabled
@@ -90,6 +94,15 @@ static inline void pkru_write_exact(uint32_t v)
 static inline struct vmpk_thread *pkru_write_enter(void)
 {
     vmpk__stub_pkru = vmpk__stub_pkru & vmpk__meta.not_m;
+    struct vmpk_thread *t = pkru_stub_thread();
+    PKRU_STUB_CHECK(!(~vmpk__stub_pkru & t->pkru_expect & relaxed_load(&vmpk__meta.owned_enter)));
+    return t;
+}
+
+static inline struct vmpk_thread *pkru_write_enter_or(uint32_t set, uint32_t *before)
+{
+    *before = vmpk__stub_pkru;
+    vmpk__stub_pkru = (*before | set) & vmpk__meta.not_m;
     struct vmpk_thread *t = pkru_stub_thread();
     PKRU_STUB_CHECK(!(~vmpk__stub_pkru & t->pkru_expect & relaxed_load(&vmpk__meta.owned_enter)));
     return t;
@@ -166,6 +179,37 @@ static inline __attribute__((always_inline)) struct vmpk_thread *pkru_write_ente
                      : PKRU_THREAD_OPERANDS
                      : "rsi", "memory", "cc");
     (void)a;
+    return (struct vmpk_thread *)c;
+}
+
+/* pkru_write_enter that also sets the bits in `set` (AD, WD: it can only
+ * take access away, so it never writes more than the thread's expected
+ * PKRU allows, whatever happened since `set` was computed). *before gets
+ * the PKRU it started from. `set` stays in a register of its own across a
+ * restart, so a shootdown that lands between the RDPKRU and the WRPKRU is
+ * redone from the PKRU it left. end narrows its gate's bits in the write
+ * that opens meta this way. */
+static inline __attribute__((always_inline)) struct vmpk_thread *
+pkru_write_enter_or(uint32_t set, uint32_t *before)
+{
+    uintptr_t c = 0, d = 0;
+    uint32_t a, b;
+    __asm__ volatile("1: .byte 0x0f, 0x01, 0xee\n\t" /* RDPKRU */
+                     "movl %%eax, %[b]\n\t"
+                     "orl %[set], %%eax\n\t"
+                     "andl vmpk__meta+%c[not_m](%%rip), %%eax\n\t"
+                     "2: .byte 0x0f, 0x01, 0xef\n\t" /* WRPKRU */
+                     ".pushsection vmpk_restart, \"a\"\n\t"
+                     ".balign 4\n\t"
+                     ".long 1b - .\n\t"
+                     ".long 2b - .\n\t"
+                     ".popsection\n\t"
+                     PKRU_CHECK_THREAD("owned_enter")
+                     : "=&a"(a), "+c"(c), "+d"(d), [b] "=&r"(b)
+                     : [set] "r"(set), PKRU_THREAD_OPERANDS
+                     : "rsi", "memory", "cc");
+    (void)a;
+    *before = b;
     return (struct vmpk_thread *)c;
 }
 
