@@ -203,9 +203,10 @@ static __attribute__((noinline)) int begin_slow(struct vmpk_runtime *rt, struct 
     return 0;
 }
 
-/* vmpk_begin. The hit path: no lock, no syscall; pin, check, and two
- * checked WRPKRUs: meta open, then the gate's bits with meta closed. */
-static int pku_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
+/* vmpk_begin where no pkey guards meta (or for a thread vmpk has not
+ * seen): meta_enter/meta_leave, the gate's bits set on leaving. */
+static __attribute__((noinline)) int begin_other(struct vmpk_runtime *rt, vmpk_key key,
+                                                 int access)
 {
     struct vmpk_thread *t = meta_enter();
     if (__builtin_expect(!t, 0))
@@ -236,6 +237,62 @@ static int pku_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
     open_gate(rt, t, key, slot, h, access);
     counter_add(&t->counters[id].hits, 1);
     meta_leave(t, (int)id);
+    return 0;
+out:
+    meta_leave(t, r ? -1 : runtime_id_of(rt));
+    return r;
+}
+
+/* vmpk_begin with the meta pkey (picked per call by one test of the meta
+ * mode). The hit path: no lock, no syscall; pin, check, and two checked
+ * WRPKRUs: meta open, then the gate's bits with meta closed, computed
+ * here rather than through t->sync_*. */
+static int pku_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
+{
+    if (__builtin_expect(vmpk__meta.mode != META_PKEY || !vmpk__self, 0))
+        return begin_other(rt, key, access);
+    struct vmpk_thread *t = pkru_write_enter();
+    uint32_t slot = handle_slot(key);
+    uint64_t id = handle_rt(key);
+    int r;
+    if (__builtin_expect(id >= VMPK_MAX_RUNTIMES || vmpk__runtimes[id] != rt ||
+                             slot >= relaxed_load(&rt->nslots) ||
+                             (access != VMPK_READ && access != VMPK_RW) ||
+                             t->depth == VMPK_MAX_GATE_DEPTH, 0)) {
+        r = begin_slow(rt, t, key, access);
+        goto out;
+    }
+    struct vkey *v = &rt->slots[slot];
+    /* acquire: pairs with bind()'s store, made after the hw key was set up */
+    uint8_t h = atomic_load_explicit(&v->hw, memory_order_acquire);
+    if (__builtin_expect(h == HW_NONE || !hw_pin_if_bound(&rt->hw[h], slot), 0)) {
+        r = begin_slow(rt, t, key, access);
+        goto out;
+    }
+    if (__builtin_expect(atomic_load_explicit(&v->gen, memory_order_acquire) !=
+                             vmpk__gen_of(key), 0)) { /* destroyed and reused */
+        hw_unpin(&rt->hw[h]);
+        r = VMPK_E_STALE;
+        goto out;
+    }
+    struct hwkey *k = &rt->hw[h];
+    gate_push(t, rt, key, slot, h, access);
+    hw_touch(k);
+    /* meta close with the gate's bits, while the gate pins the hw key */
+    uint64_t seen = atomic_load(&vmpk__revocations);
+    uint32_t before = rdpkru();
+    uint32_t pkru = pkru_with(before, k->pkey,
+                              pkru_bits_for(access_union(access, atomic_load(&v->access))));
+    struct thread_counters *c = &t->counters[id];
+    counter_add(&c->hits, 1);
+    counter_add(&c->pkru_writes, pkru != before);
+    counter_add(&c->meta_pkru_writes, 1 + (pkru == before));
+    pkru |= vmpk__meta.m_wd;
+    t->pkru_expect = pkru;
+    pkru_write_exact(pkru);
+    if (__builtin_expect(atomic_load(&vmpk__revocations) != seen ||
+                             atomic_load_explicit(&t->resync, memory_order_relaxed), 0))
+        vmpk__meta_leave_slow(t);
     return 0;
 out:
     meta_leave(t, r ? -1 : runtime_id_of(rt));
