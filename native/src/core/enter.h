@@ -17,6 +17,27 @@
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
+/* The checked writes read the core's meta page and thread struct through
+ * the platform's view of them (pkru_layout.h, on x86-64): the places must
+ * agree. */
+#ifdef VMPK_PKRU_LAYOUT_H /* x86-64: aarch64 has no checked writes to feed */
+#define SAME_PLACE(core, view, f)                                                          \
+    _Static_assert(offsetof(core, f) == offsetof(view, f) &&                               \
+                       sizeof(((core *)0)->f) == sizeof(((view *)0)->f),                   \
+                   #f " differs from pkru_layout.h")
+SAME_PLACE(struct meta_page, struct pkru_meta_view, owned);
+SAME_PLACE(struct meta_page, struct pkru_meta_view, owned_enter);
+SAME_PLACE(struct meta_page, struct pkru_meta_view, not_m);
+SAME_PLACE(struct meta_page, struct pkru_meta_view, boot_open);
+SAME_PLACE(struct meta_page, struct pkru_meta_view, boot_closed);
+SAME_PLACE(struct meta_page, struct pkru_meta_view, threads_lo);
+SAME_PLACE(struct meta_page, struct pkru_meta_view, threads_len);
+SAME_PLACE(struct vmpk_thread, struct pkru_thread_view, self);
+SAME_PLACE(struct vmpk_thread, struct pkru_thread_view, pkru_expect);
+_Static_assert(THREAD_STRIDE == PKRU_THREAD_ALIGN, "thread structs off the checks' boundary");
+#undef SAME_PLACE
+#endif
+
 /* The id of rt if it is an open runtime, else -1: a caller's pointer is
  * trusted only once it names one of the runtime structs in meta. */
 static inline int runtime_id_of(const struct vmpk_runtime *rt)
@@ -150,11 +171,7 @@ static inline void meta_handler_leave(uint32_t restore)
     if (vmpk__meta_mode != META_PKEY)
         return;
     pkru_write_boot(rdpkru() | vmpk__meta.m_wd, 0);
-#ifdef VMPK_PKRU_STUB
-    vmpk__stub_pkru = restore; /* sigreturn's part, done by hand */
-#else
-    (void)restore;
-#endif
+    pkru_after_signal(restore);
 }
 
 #endif /* VMPK_ENTER_H */

@@ -34,6 +34,7 @@
 #include <sys/mman.h>
 
 #include "vmpk.h"
+#include "os.h" /* struct os_counters, which struct runtime_counters begins with */
 
 #define MAX_HW_KEYS 15
 #define GRANULE ((size_t)1 << 20) /* 1 MiB: the arena unit, the smallest window */
@@ -162,10 +163,27 @@ struct vmpk_thread {
     struct vmpk_thread *next; /* registry, under the registry lock */
 };
 
+/* Begins with the system-call counters the platform keeps (os.h's struct
+ * os_counters, handed down as a pointer to this struct), under their own
+ * names here too. */
 struct runtime_counters {
-    _Atomic uint64_t misses, evictions, pkey_mprotect_calls, mprotect_calls,
-        syscalls, faults_repaired, shootdowns, shootdown_signals, meta_mprotect_calls;
+    union {
+        struct os_counters os;
+        struct {
+            _Atomic uint64_t syscalls, pkey_mprotect_calls, mprotect_calls, meta_mprotect_calls;
+        };
+    };
+    _Atomic uint64_t misses, evictions, faults_repaired, shootdowns, shootdown_signals;
 };
+_Static_assert(offsetof(struct runtime_counters, os) == 0 &&
+                   offsetof(struct runtime_counters, syscalls) == offsetof(struct os_counters, syscalls) &&
+                   offsetof(struct runtime_counters, pkey_mprotect_calls) ==
+                       offsetof(struct os_counters, pkey_mprotect_calls) &&
+                   offsetof(struct runtime_counters, mprotect_calls) ==
+                       offsetof(struct os_counters, mprotect_calls) &&
+                   offsetof(struct runtime_counters, meta_mprotect_calls) ==
+                       offsetof(struct os_counters, meta_mprotect_calls),
+               "struct runtime_counters must begin with struct os_counters (os.h)");
 
 struct backend;
 
