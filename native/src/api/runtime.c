@@ -229,6 +229,9 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
 {
     struct thread_counters t;
     vmpk__thread_counters(rt->id, &t);
+    uint64_t hits, pkru_writes, meta_pkru_writes, base_hits, base_pkru, base_meta;
+    thread_counters_total(&t, &hits, &pkru_writes, &meta_pkru_writes);
+    thread_counters_total(&rt->base, &base_hits, &base_pkru, &base_meta);
     struct vmpk_runtime *m = (struct vmpk_runtime *)rt; /* the lock only */
     pthread_mutex_lock(&m->lock);
     uint32_t n;
@@ -241,15 +244,15 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
         ranges += vmpk__regions_bytes(v);
     }
     *out = (struct vmpk_stats){
-        .gates = t.hits - rt->base.hits + atomic_load(&rt->c.misses),
-        .hits = t.hits - rt->base.hits,
+        .gates = hits - base_hits + atomic_load(&rt->c.misses),
+        .hits = hits - base_hits,
         .misses = atomic_load(&rt->c.misses),
         .evictions = atomic_load(&rt->c.evictions),
         .pkey_mprotect_calls = atomic_load(&rt->c.pkey_mprotect_calls),
         .mprotect_calls = atomic_load(&rt->c.mprotect_calls),
         .syscalls = atomic_load(&rt->c.syscalls),
-        .pkru_writes = t.pkru_writes - rt->base.pkru_writes,
-        .meta_pkru_writes = t.meta_pkru_writes - rt->base.meta_pkru_writes,
+        .pkru_writes = pkru_writes - base_pkru,
+        .meta_pkru_writes = meta_pkru_writes - base_meta,
         .meta_mprotect_calls = atomic_load(&rt->c.meta_mprotect_calls),
         .faults_repaired = atomic_load(&rt->c.faults_repaired),
         .shootdowns = atomic_load(&rt->c.shootdowns),

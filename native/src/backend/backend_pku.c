@@ -284,9 +284,9 @@ static int pku_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
     uint32_t pkru = pkru_with(before, k->pkey,
                               pkru_bits_for(access_union(access, atomic_load(&v->access))));
     struct thread_counters *c = &t->counters[id];
-    counter_add(&c->hits, 1);
-    counter_add(&c->pkru_writes, pkru != before);
-    counter_add(&c->meta_pkru_writes, 1 + (pkru == before));
+    counter_add(&c->fast_begins, 1); /* a hit, and its writes (internal.h) */
+    if (__builtin_expect(pkru == before, 0))
+        counter_add(&c->fast_same, 1);
     pkru |= vmpk__meta.m_wd;
     t->pkru_expect = pkru;
     pkru_write_exact(pkru);
@@ -366,9 +366,12 @@ static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
     t = pkru_write_enter_or(bits << (2 * pkey), &before);
     t->depth--;
     uint32_t was = pkru_key_bits(before, pkey);
-    /* the write counts as the gate's when it changed the key's bits */
-    counter_add(&t->counters[rt->id].pkru_writes, (was | bits) != was);
-    counter_add(&t->counters[rt->id].meta_pkru_writes, 1 + ((was | bits) == was));
+    /* this write and the close (internal.h's fast counts); the write sets
+     * the gate's bits unless they were set already */
+    struct thread_counters *c = &t->counters[rt->id];
+    counter_add(&c->fast_ends, 1);
+    if (__builtin_expect((was | bits) == was, 0))
+        counter_add(&c->fast_same, 1);
     if (__builtin_expect((was & ~bits) || atomic_load(&vmpk__revocations) != seen, 0)) {
         do {
             seen = atomic_load(&vmpk__revocations);
@@ -379,7 +382,7 @@ static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
     if (__builtin_expect(births_now() != g->births, 0))
         revoke_copies(rt, k);
     hw_unpin(k);
-    meta_leave(t, -1); /* counted above */
+    meta_leave(t, -1); /* counted with fast_ends */
     return 0;
 }
 

@@ -139,7 +139,23 @@ struct thread_counters {
     _Atomic uint64_t hits;
     _Atomic uint64_t pkru_writes;
     _Atomic uint64_t meta_pkru_writes; /* WRPKRUs that only opened or closed meta */
+    /* The pku hit path (backend_pku.c) counts one word per call and the
+     * rest is derived (thread_counters_total): each of its begins (hits)
+     * and ends makes two checked WRPKRUs, one of which sets the gate's bits
+     * unless they were already what the gate needs (`same`: then both only
+     * opened or closed meta). */
+    _Atomic uint64_t fast_begins, fast_ends, fast_same;
 };
+
+/* hits, pkru_writes and meta_pkru_writes with the hit path's derived in. */
+static inline void thread_counters_total(const struct thread_counters *c, uint64_t *hits,
+                                         uint64_t *pkru_writes, uint64_t *meta_pkru_writes)
+{
+    uint64_t begins = c->fast_begins, fast = begins + c->fast_ends;
+    *hits = c->hits + begins;
+    *pkru_writes = c->pkru_writes + fast - c->fast_same;
+    *meta_pkru_writes = c->meta_pkru_writes + fast + c->fast_same;
+}
 
 /* Lives in the threads meta area (meta.h), so its gate stack, from which
  * the handlers compute the thread's PKRU, cannot be forged. */
