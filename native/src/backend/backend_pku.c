@@ -382,7 +382,7 @@ static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
     if (__builtin_expect(births_now() != g->births, 0))
         revoke_copies(rt, k);
     hw_unpin(k);
-    meta_leave(t, -1); /* counted with fast_ends */
+    meta_close_pkey(t); /* counted with fast_ends */
     return 0;
 }
 

@@ -118,6 +118,19 @@ static ALWAYS_INLINE void meta_leave(struct vmpk_thread *t, int id)
     }
 }
 
+/* meta_leave for a pku hit path on META_PKEY, which counts its own writes
+ * and has no pending gate bits: close meta, re-check for a shootdown. */
+static ALWAYS_INLINE void meta_close_pkey(struct vmpk_thread *t)
+{
+    uint64_t seen = atomic_load(&vmpk__revocations);
+    uint32_t v = rdpkru() | vmpk__meta.m_wd;
+    t->pkru_expect = v;
+    pkru_write_exact(v);
+    if (__builtin_expect(atomic_load(&vmpk__revocations) != seen ||
+                             atomic_load_explicit(&t->resync, memory_order_relaxed), 0))
+        vmpk__meta_leave_slow(t);
+}
+
 /* Sets the calling thread's bits for pkey now, meta staying open. */
 static inline void meta_set_now(struct vmpk_thread *t, int id, int pkey, int access)
 {
