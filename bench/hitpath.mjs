@@ -123,7 +123,7 @@ const ITEMS = [
   ['cache use counter', null, /&k->uses/],
   ['deferred gate bits (sync_*)', null, /meta_sync_on_leave\(t, rt->id|t->sync_(v|pkey|gate|counter) = |= t->sync_v;|^if \(sv\) \{$/],
   ['PKRU arithmetic', 'pkru.h', /./],
-  ['PKRU arithmetic', null, /rdpkru\(void\)|access_union\(t->sync_gate|next == pkru|meta_set_now\(t, rt->id, k->pkey|access_union\(g->outer|uint32_t before = rdpkru|pkru_with\(before|pkru_bits_for\(access_union|pkru_key_bits\(before|\(was & ~bits\)|rdpkru\(\) \{ return|bits << \(2 \* pkey\)|v = rdpkru\(\) \| vmpk__meta\.m_wd/],
+  ['PKRU arithmetic', null, /rdpkru\(void\)|access_union\(t->sync_gate|next == pkru|meta_set_now\(t, rt->id, k->pkey|access_union\(g->outer|uint32_t before = rdpkru|pkru_with\(before|pkru_bits_for\(access_union|pkru_key_bits\(before|\(was & ~bits\)|rdpkru\(\) \{ return|bits << \(2 \* pkey\)|PKRU_KEY_BITS\[pkey|pkru_with_access\(before|row\[access_union|before & row\[|v = rdpkru\(\) \| vmpk__meta\.m_wd/],
   ['per-thread stats counters', null, /counter_add\(&t->counters|sv && \(v \^ before\)|^if \(id >= 0\)$|counter_add\(&c->fast_|struct thread_counters \*c = |pkru == before, 0|\(was \| bits\) == was/],
   ['shootdown re-check', null, /vmpk__revocations|&t->resync/],
 ];

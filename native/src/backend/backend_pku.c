@@ -281,8 +281,7 @@ static int pku_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
     /* meta close with the gate's bits, while the gate pins the hw key */
     uint64_t seen = atomic_load(&vmpk__revocations);
     uint32_t before = rdpkru();
-    uint32_t pkru = pkru_with(before, k->pkey,
-                              pkru_bits_for(access_union(access, atomic_load(&v->access))));
+    uint32_t pkru = pkru_with_access(before, k->pkey, access_union(access, atomic_load(&v->access)));
     struct thread_counters *c = &t->counters[id];
     counter_add(&c->fast_begins, 1); /* a hit, and its writes (internal.h) */
     if (__builtin_expect(pkru == before, 0))
@@ -361,11 +360,13 @@ static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
     struct hwkey *k = &rt->hw[g->hw];
     int pkey = k->pkey;
     uint64_t seen = atomic_load(&vmpk__revocations);
-    uint32_t bits = pkru_bits_for(access_union(g->outer, atomic_load(&rt->slots[g->slot].access)));
+    /* the gate's bits and both of the key's, in place (pkru.h's table) */
+    const uint32_t *row = PKRU_KEY_BITS[pkey & 15];
+    uint32_t bits = row[access_union(g->outer, atomic_load(&rt->slots[g->slot].access)) & 3];
     uint32_t before;
-    t = pkru_write_enter_or(bits << (2 * pkey), &before);
+    t = pkru_write_enter_or(bits, &before);
     t->depth--;
-    uint32_t was = pkru_key_bits(before, pkey);
+    uint32_t was = before & row[VMPK_NONE];
     /* this write and the close (internal.h's fast counts); the write sets
      * the gate's bits unless they were set already */
     struct thread_counters *c = &t->counters[rt->id];
