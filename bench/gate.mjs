@@ -37,6 +37,8 @@ export async function main() {
   const noop = noopLib.func('noop', 'void', []);
   const noop_begin = noopLib.func('noop_begin', 'int', ['uintptr_t', 'uint64_t', 'int']);
   const noop_end = noopLib.func('noop_end', 'int', ['uintptr_t', 'uint64_t']);
+  const noop_enter32 = noopLib.func('noop_enter32', 'int', ['uint32_t']);
+  const noop_leave32 = noopLib.func('noop_leave32', 'int', ['uint32_t']);
 
   // The gate's own two koffi calls, as src/native.ts declares them (its raw
   // functions, on the library the JS API loads), on a runtime opened through
@@ -72,6 +74,13 @@ export async function main() {
         if (noop_begin(rawRt, rawKey, 3) !== 0) throw new Error('gate: noop_begin failed');
         sink += fn();
         if (noop_end(rawRt, rawKey) !== 0) throw new Error('gate: noop_end failed');
+      }
+    },
+    args32: (n) => {
+      for (let i = 0; i < n; i++) {
+        if (noop_enter32(0x1000001) !== 0) throw new Error('gate: noop_enter32 failed');
+        sink += fn();
+        if (noop_leave32(0x1000001) !== 0) throw new Error('gate: noop_leave32 failed');
       }
     },
     koffi: (n) => {
@@ -127,23 +136,29 @@ export async function main() {
   const r = {
     withPku: ratio('pku', 'noop'),
     argsPair: ratio('args', 'noop'),
+    args32Pair: ratio('args32', 'noop'),
     koffiPair: ratio('koffi', 'noop'),
     core: ratio('koffi', 'args'),
     wrapper: ratio('pku', 'koffi'),
     withMprotect: ratio('mprotect', 'noop'),
+    // Composed, not built: with() if both calls were int (uint32_t) and the
+    // core and the JS API cost what they cost here (design.md, "The JS side").
+    with32: ns.pku.map((v, i) => (v - ns.args[i] + ns.args32[i]) / ns.noop[i]),
   };
   const met = median(r.withPku) <= TARGET;
 
   console.log(`machine: ${machine()}; node ${process.version}`);
   console.log(`library: ${library.replace(ROOT, '')}${stubbed ? ' (stub build)' : ''}`);
-  if (stubbed) console.log('PKRU stubbed: WRPKRU cost not included (each WRPKRU/RDPKRU is a thread-local store/load,\n  reached through __tls_get_addr in this shared library: 4 calls per gate pair)');
+  if (stubbed) console.log('PKRU stubbed: WRPKRU cost not included (each WRPKRU/RDPKRU is a thread-local store/load,\n  initial-exec TLS: no __tls_get_addr call on the hit path)');
   console.log(`trials: ${TRIALS}, interleaved; per-trial ratios, median (quartiles):`);
   console.log(`  with('rw') pku hit       / noop pair: ${ratioText(r.withPku)}   target <= ${TARGET}x: ${met ? 'MET' : 'NOT MET'}`);
   console.log(`  empty calls, gate's args / noop pair: ${ratioText(r.argsPair)}   (koffi's argument marshalling)`);
+  console.log(`  empty calls, int (uint32_t) / noop pair: ${ratioText(r.args32Pair)}   (a 32-bit gate index's marshalling)`);
   console.log(`  koffi begin+end pair     / noop pair: ${ratioText(r.koffiPair)}`);
   console.log(`  koffi begin+end pair     / empty calls, gate's args: ${ratioText(r.core)}   (the C core's share)`);
   console.log(`  with('rw') pku hit       / koffi begin+end pair: ${ratioText(r.wrapper)}   (the JS API's share)`);
   console.log(`  with('rw') mprotect      / noop pair: ${ratioText(r.withMprotect, 1)}`);
+  console.log(`  composed, not built: with() over int (uint32_t) calls / noop pair: ${ratioText(r.with32)}`);
   console.log(`counts per gate while timing (vmpk_stats deltas):`);
   console.log(`  pku:      hits ${counts.pku.hits.toFixed(3)}, syscalls ${counts.pku.syscalls.toFixed(3)}, PKRU writes ${counts.pku.pkruWrites.toFixed(3)} (${counts.pku.gates} gates)`);
   console.log(`  mprotect: syscalls ${counts.mprotect.syscalls.toFixed(3)}, mprotect calls ${counts.mprotect.mprotectCalls.toFixed(3)} (${counts.mprotect.gates} gates)`);
