@@ -3,7 +3,10 @@
 //   noop pair       noop(); fn(); noop()            two bare koffi void calls
 //   args pair       noop_begin(rt, key, 3); fn(); noop_end(rt, key)
 //                   empty C functions with vmpk_begin/vmpk_end's signatures
-//   koffi pair      vmpk_begin(); fn(); vmpk_end()  the gate's two koffi calls, no JS API
+//   args32 pair     noop_enter32(ix); fn(); noop_leave32(ix)
+//                   empty C functions with a gate index's signature
+//   koffi pair      vmpk_begin(); fn(); vmpk_end()  the gate by handle, no JS API
+//   koffi32 pair    vmpk_enter_rw(ix); fn(); vmpk_leave_index(ix)  what with() calls
 //   with() pku      key.with('rw', fn), a cache hit on the pku backend
 //   with() mprotect key.with('rw', fn) on the mprotect backend (2 mprotect calls)
 //
@@ -44,12 +47,14 @@ export async function main() {
   // functions, on the library the JS API loads), on a runtime opened through
   // the C API (the JS API hides its handles).
   const { getNative } = await import(pathToFileURL(join(ROOT, 'dist', 'native.js')).href);
-  const { vmpk_open, vmpk_close, vmpk_key_create, vmpk_begin, vmpk_end } = getNative(library).raw;
+  const { vmpk_open, vmpk_close, vmpk_key_create, vmpk_begin, vmpk_end, vmpk_gate_index, vmpk_enter_rw, vmpk_leave_index } = getNative(library).raw;
   const cell = [0];
   if (vmpk_open({ backend: 1, max_hw_keys: 0, window_size: 0, harden: 0 }, cell) !== 0) throw new Error('gate: vmpk_open failed');
   const rawRt = Number(cell[0]);
   if (vmpk_key_create(rawRt, null, 0, 0, cell) !== 0) throw new Error('gate: vmpk_key_create failed');
   const rawKey = Number(cell[0]);
+  const rawIndex = vmpk_gate_index(rawKey);
+  if (rawIndex === 0) throw new Error('gate: the key has no gate index');
 
   const pku = open({ backend: 'pku' });
   const mp = open({ backend: 'mprotect' });
@@ -88,6 +93,13 @@ export async function main() {
         if (vmpk_begin(rawRt, rawKey, 3) !== 0) throw new Error('gate: vmpk_begin failed');
         sink += fn();
         if (vmpk_end(rawRt, rawKey) !== 0) throw new Error('gate: vmpk_end failed');
+      }
+    },
+    koffi32: (n) => {
+      for (let i = 0; i < n; i++) {
+        if (vmpk_enter_rw(rawIndex) !== 0) throw new Error('gate: vmpk_enter_rw failed');
+        sink += fn();
+        if (vmpk_leave_index(rawIndex) !== 0) throw new Error('gate: vmpk_leave_index failed');
       }
     },
     pku: (n) => {
@@ -139,11 +151,10 @@ export async function main() {
     args32Pair: ratio('args32', 'noop'),
     koffiPair: ratio('koffi', 'noop'),
     core: ratio('koffi', 'args'),
-    wrapper: ratio('pku', 'koffi'),
+    wrapper: ratio('pku', 'koffi32'),
     withMprotect: ratio('mprotect', 'noop'),
-    // Composed, not built: with() if both calls were int (uint32_t) and the
-    // core and the JS API cost what they cost here (design.md, "The JS side").
-    with32: ns.pku.map((v, i) => (v - ns.args[i] + ns.args32[i]) / ns.noop[i]),
+    koffi32Pair: ratio('koffi32', 'noop'),
+    core32: ratio('koffi32', 'args32'),
   };
   const met = median(r.withPku) <= TARGET;
 
@@ -152,13 +163,16 @@ export async function main() {
   if (stubbed) console.log('PKRU stubbed: WRPKRU cost not included (each WRPKRU/RDPKRU is a thread-local store/load,\n  initial-exec TLS: no __tls_get_addr call on the hit path)');
   console.log(`trials: ${TRIALS}, interleaved; per-trial ratios, median (quartiles):`);
   console.log(`  with('rw') pku hit       / noop pair: ${ratioText(r.withPku)}   target <= ${TARGET}x: ${met ? 'MET' : 'NOT MET'}`);
-  console.log(`  empty calls, gate's args / noop pair: ${ratioText(r.argsPair)}   (koffi's argument marshalling)`);
-  console.log(`  empty calls, int (uint32_t) / noop pair: ${ratioText(r.args32Pair)}   (a 32-bit gate index's marshalling)`);
-  console.log(`  koffi begin+end pair     / noop pair: ${ratioText(r.koffiPair)}`);
-  console.log(`  koffi begin+end pair     / empty calls, gate's args: ${ratioText(r.core)}   (the C core's share)`);
-  console.log(`  with('rw') pku hit       / koffi begin+end pair: ${ratioText(r.wrapper)}   (the JS API's share)`);
+  console.log('  with() calls vmpk_enter_rw/vmpk_leave_index, int (uint32_t): the key\'s 32-bit gate index');
+  console.log(`  empty calls, int (uint32_t) x2        / noop pair: ${ratioText(r.args32Pair)}   (koffi's marshalling of the index)`);
+  console.log(`  koffi enter_rw+leave_index pair       / noop pair: ${ratioText(r.koffi32Pair)}`);
+  console.log(`  koffi enter_rw+leave_index pair       / empty uint32_t calls: ${ratioText(r.core32)}   (the C core's share)`);
+  console.log(`  with('rw') pku hit / koffi index pair: ${ratioText(r.wrapper)}   (the JS API's share)`);
+  console.log('  by handle, as before the index (vmpk_begin/vmpk_end, uintptr_t + uint64_t):');
+  console.log(`  empty calls, gate's args              / noop pair: ${ratioText(r.argsPair)}   (koffi's marshalling of rt and handle)`);
+  console.log(`  koffi begin+end pair                  / noop pair: ${ratioText(r.koffiPair)}`);
+  console.log(`  koffi begin+end pair                  / empty calls, gate's args: ${ratioText(r.core)}   (the C core's share)`);
   console.log(`  with('rw') mprotect      / noop pair: ${ratioText(r.withMprotect, 1)}`);
-  console.log(`  composed, not built: with() over int (uint32_t) calls / noop pair: ${ratioText(r.with32)}`);
   console.log(`counts per gate while timing (vmpk_stats deltas):`);
   console.log(`  pku:      hits ${counts.pku.hits.toFixed(3)}, syscalls ${counts.pku.syscalls.toFixed(3)}, PKRU writes ${counts.pku.pkruWrites.toFixed(3)} (${counts.pku.gates} gates)`);
   console.log(`  mprotect: syscalls ${counts.mprotect.syscalls.toFixed(3)}, mprotect calls ${counts.mprotect.mprotectCalls.toFixed(3)} (${counts.mprotect.gates} gates)`);

@@ -457,16 +457,66 @@ static struct vmpk_runtime *runtime_of(vmpk_key key)
                                 memory_order_acquire);
 }
 
-int vmpk_enter(vmpk_key key, int access)
+/* Shared by the handle and the index entries: called by name, an exported
+ * function would go through the PLT (it may be interposed). */
+static inline int enter_key(vmpk_key key, int access)
 {
     struct vmpk_runtime *rt = runtime_of(key);
     return rt ? rt->be->begin(rt, key, access) : key ? VMPK_E_STALE : VMPK_E_INVALID;
 }
 
-int vmpk_leave(vmpk_key key)
+static inline int leave_key(vmpk_key key)
 {
     struct vmpk_runtime *rt = runtime_of(key);
     return rt ? rt->be->end(rt, key) : VMPK_E_GATE_ORDER;
+}
+
+int vmpk_enter(vmpk_key key, int access)
+{
+    return enter_key(key, access);
+}
+
+int vmpk_leave(vmpk_key key)
+{
+    return leave_key(key);
+}
+
+/* Gate indexes (vmpk.h): runtime id | generation | slot + 1, in 3, 9 and 20
+ * bits. The generation travels whole, so decoding gives back the very
+ * handle, which the gate then checks in full. */
+#define IX_SLOT_BITS 20
+#define IX_GEN_BITS 9
+_Static_assert(RT_BITS + IX_GEN_BITS + IX_SLOT_BITS == 32, "an index is 32 bits");
+
+uint32_t vmpk_gate_index(vmpk_key key)
+{
+    uint32_t slot1 = (uint32_t)key & ((1u << SLOT_BITS) - 1), gen = vmpk__gen_of(key);
+    if (handle_malformed(key) || !slot1 || slot1 >> IX_SLOT_BITS || gen >> IX_GEN_BITS)
+        return 0;
+    return (uint32_t)handle_rt(key) << (IX_GEN_BITS + IX_SLOT_BITS) | gen << IX_SLOT_BITS | slot1;
+}
+
+static inline vmpk_key key_of_index(uint32_t ix)
+{
+    uint64_t slot1 = ix & ((1u << IX_SLOT_BITS) - 1);
+    uint64_t gen = (ix >> IX_SLOT_BITS) & ((1u << IX_GEN_BITS) - 1);
+    uint64_t id = ix >> (IX_GEN_BITS + IX_SLOT_BITS);
+    return id << (SLOT_BITS + GEN_BITS) | gen << SLOT_BITS | slot1;
+}
+
+int vmpk_enter_r(uint32_t index)
+{
+    return enter_key(key_of_index(index), VMPK_READ);
+}
+
+int vmpk_enter_rw(uint32_t index)
+{
+    return enter_key(key_of_index(index), VMPK_RW);
+}
+
+int vmpk_leave_index(uint32_t index)
+{
+    return leave_key(key_of_index(index));
 }
 
 static int pin_locked(struct vmpk_runtime *rt, uint32_t slot)
