@@ -31,7 +31,7 @@ function count(n) {
 
 /**
  * Self cost per "file:function" (inlined code keeps its own file) and the
- * cost of the stub's PKRU lines in native/src/platform/x86_64/cpu.h, from callgrind_annotate.
+ * cost of the stub's PKRU lines in native/src/platform/x86_64/pkru_stub.h, from callgrind_annotate.
  */
 function annotate(out) {
   const text = sh('callgrind_annotate', ['--threshold=100', '--auto=yes', '--context=0', out]);
@@ -43,7 +43,7 @@ function annotate(out) {
   for (const m of text.matchAll(/^\s*([\d,]+) \(\s*[\d.]+%\)\s+static inline \w+ (rdpkru|wrpkru)\(.*vmpk__stub_pkru/gm)) {
     stub[m[2]] += Number(m[1].replaceAll(',', ''));
   }
-  // The checked writes (x86_64/cpu.h) store the stub variable inline.
+  // The checked writes (x86_64/pkru_stub.h) store the stub variable inline.
   for (const m of text.matchAll(/^\s*([\d,]+) \(\s*[\d.]+%\)\s+vmpk__stub_pkru = /gm)) {
     stub.wrpkru += Number(m[1].replaceAll(',', ''));
   }
@@ -108,7 +108,6 @@ const ITEMS = [
   ['meta mode dispatch', null, /vmpk__meta\.mode [!=]= META_PKEY/],
   ['WRPKRU stand-ins (stub TLS stores)', null, /vmpk__stub_pkru = |\*before = vmpk__stub_pkru/],
   ['check: thread struct validated', 'meta.h', /threads_lo|threads_len/],
-  ['check: thread struct validated', 'cpu.h', /= vmpk__self;/],
   ['check: thread struct validated', 'pkru_stub.h', /= pkru_self_;|threads_lo|threads_len|t->self ==/],
   ['check: PKRU read back and compared', null, /PKRU_STUB_CHECK\(!\(~vmpk__stub_pkru/],
   ['expected PKRU stored', null, /v \|= vmpk__meta\.m_wd|pkru \|= vmpk__meta\.m_wd|t->pkru_expect = /],
