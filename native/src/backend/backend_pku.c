@@ -22,9 +22,12 @@
  * thread can hold wider bits than its own gates, so that the shootdown is
  * paid only then.
  *
- * Every entry point runs with meta open (enter.h): a gate opens it with one
- * checked WRPKRU and closes it with one that also sets the gate's bits
- * (t->sync_*), while the gate still pins its hw key.
+ * Every entry point runs with meta open (enter.h). A gate's hit path makes
+ * four checked WRPKRUs in all: begin opens meta and closes it with the
+ * gate's bits set in the same write, while the gate pins its hw key; end
+ * opens meta with the gate's bits narrowed in the same write, then pops,
+ * unpins and closes. Other paths leave the bits in t->sync_* for
+ * meta_leave.
  */
 #include <stdlib.h>
 

@@ -3,9 +3,9 @@
  * vmpk's state opens the meta pages for writing first and closes them before
  * it returns, on every path. On META_PKEY that is one checked WRPKRU in
  * (meta open) and one out, which also sets the bits a gate asked for
- * (t->sync_*), so a gate costs the same two writes as before plus one.
- * Signal handlers, which start with meta access-disabled, use the handler
- * pair at the end.
+ * (t->sync_*). The pku backend's gate hit paths fold their bits into these
+ * two writes themselves (backend_pku.c, meta_close_pkey). Signal handlers,
+ * which start with meta access-disabled, use the handler pair at the end.
  */
 #ifndef VMPK_ENTER_H
 #define VMPK_ENTER_H
