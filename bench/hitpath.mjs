@@ -109,6 +109,7 @@ const ITEMS = [
   ['WRPKRU stand-ins (stub TLS stores)', null, /vmpk__stub_pkru = |\*before = vmpk__stub_pkru/],
   ['check: thread struct validated', 'meta.h', /threads_lo|threads_len/],
   ['check: thread struct validated', 'pkru_stub.h', /= pkru_self_;|threads_lo|threads_len|t->self ==/],
+  ['check: thread struct validated', 'backend_pku.c', /pkru_write_enter_or\(bits, &before\) != t/],
   ['check: PKRU read back and compared', null, /PKRU_STUB_CHECK\(!\(~vmpk__stub_pkru/],
   ['expected PKRU stored', null, /v \|= vmpk__meta\.m_wd|pkru \|= vmpk__meta\.m_wd|t->pkru_expect = /],
   ['handle decode and validation', null, /key & \(\(1u << SLOT_BITS\)|key >> \(SLOT_BITS \+ GEN_BITS\)|id >= VMPK_MAX_RUNTIMES|&rt->nslots|access != VMPK_READ && access != VMPK_RW/],

@@ -367,7 +367,11 @@ static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
     const uint32_t *row = PKRU_KEY_BITS[pkey & 15];
     uint32_t bits = row[access_union(g->outer, atomic_load(&rt->slots[g->slot].access)) & 3];
     uint32_t before;
-    t = pkru_write_enter_or(bits, &before);
+    /* The write's check validated the struct it read from TLS; the gate
+     * was read through t before: the same struct, or TLS changed under us
+     * (another thread's stray write) and g may be forged. */
+    if (__builtin_expect(pkru_write_enter_or(bits, &before) != t, 0))
+        abort();
     t->depth--;
     uint32_t was = before & row[VMPK_NONE];
     /* this write and the close (internal.h's fast counts); the write sets
