@@ -3,7 +3,10 @@
 //   noop pair       noop(); fn(); noop()            two bare koffi void calls
 //   args pair       noop_begin(rt, key, 3); fn(); noop_end(rt, key)
 //                   empty C functions with vmpk_begin/vmpk_end's signatures
-//   koffi pair      vmpk_begin(); fn(); vmpk_end()  the gate's two koffi calls, no JS API
+//   args32 pair     noop_enter32(ix); fn(); noop_leave32(ix)
+//                   empty C functions with a gate index's signature
+//   koffi pair      vmpk_begin(); fn(); vmpk_end()  the gate by handle, no JS API
+//   koffi32 pair    vmpk_enter_rw(ix); fn(); vmpk_leave_index(ix)  what with() calls
 //   with() pku      key.with('rw', fn), a cache hit on the pku backend
 //   with() mprotect key.with('rw', fn) on the mprotect backend (2 mprotect calls)
 //
@@ -37,17 +40,21 @@ export async function main() {
   const noop = noopLib.func('noop', 'void', []);
   const noop_begin = noopLib.func('noop_begin', 'int', ['uintptr_t', 'uint64_t', 'int']);
   const noop_end = noopLib.func('noop_end', 'int', ['uintptr_t', 'uint64_t']);
+  const noop_enter32 = noopLib.func('noop_enter32', 'int', ['uint32_t']);
+  const noop_leave32 = noopLib.func('noop_leave32', 'int', ['uint32_t']);
 
   // The gate's own two koffi calls, as src/native.ts declares them (its raw
   // functions, on the library the JS API loads), on a runtime opened through
   // the C API (the JS API hides its handles).
   const { getNative } = await import(pathToFileURL(join(ROOT, 'dist', 'native.js')).href);
-  const { vmpk_open, vmpk_close, vmpk_key_create, vmpk_begin, vmpk_end } = getNative(library).raw;
+  const { vmpk_open, vmpk_close, vmpk_key_create, vmpk_begin, vmpk_end, vmpk_gate_index, vmpk_enter_rw, vmpk_leave_index } = getNative(library).raw;
   const cell = [0];
   if (vmpk_open({ backend: 1, max_hw_keys: 0, window_size: 0, harden: 0 }, cell) !== 0) throw new Error('gate: vmpk_open failed');
   const rawRt = Number(cell[0]);
   if (vmpk_key_create(rawRt, null, 0, 0, cell) !== 0) throw new Error('gate: vmpk_key_create failed');
   const rawKey = Number(cell[0]);
+  const rawIndex = vmpk_gate_index(rawKey);
+  if (rawIndex === 0) throw new Error('gate: the key has no gate index');
 
   const pku = open({ backend: 'pku' });
   const mp = open({ backend: 'mprotect' });
@@ -74,11 +81,25 @@ export async function main() {
         if (noop_end(rawRt, rawKey) !== 0) throw new Error('gate: noop_end failed');
       }
     },
+    args32: (n) => {
+      for (let i = 0; i < n; i++) {
+        if (noop_enter32(0x1000001) !== 0) throw new Error('gate: noop_enter32 failed');
+        sink += fn();
+        if (noop_leave32(0x1000001) !== 0) throw new Error('gate: noop_leave32 failed');
+      }
+    },
     koffi: (n) => {
       for (let i = 0; i < n; i++) {
         if (vmpk_begin(rawRt, rawKey, 3) !== 0) throw new Error('gate: vmpk_begin failed');
         sink += fn();
         if (vmpk_end(rawRt, rawKey) !== 0) throw new Error('gate: vmpk_end failed');
+      }
+    },
+    koffi32: (n) => {
+      for (let i = 0; i < n; i++) {
+        if (vmpk_enter_rw(rawIndex) !== 0) throw new Error('gate: vmpk_enter_rw failed');
+        sink += fn();
+        if (vmpk_leave_index(rawIndex) !== 0) throw new Error('gate: vmpk_leave_index failed');
       }
     },
     pku: (n) => {
@@ -127,22 +148,30 @@ export async function main() {
   const r = {
     withPku: ratio('pku', 'noop'),
     argsPair: ratio('args', 'noop'),
+    args32Pair: ratio('args32', 'noop'),
     koffiPair: ratio('koffi', 'noop'),
     core: ratio('koffi', 'args'),
-    wrapper: ratio('pku', 'koffi'),
+    wrapper: ratio('pku', 'koffi32'),
     withMprotect: ratio('mprotect', 'noop'),
+    koffi32Pair: ratio('koffi32', 'noop'),
+    core32: ratio('koffi32', 'args32'),
   };
   const met = median(r.withPku) <= TARGET;
 
   console.log(`machine: ${machine()}; node ${process.version}`);
   console.log(`library: ${library.replace(ROOT, '')}${stubbed ? ' (stub build)' : ''}`);
-  if (stubbed) console.log('PKRU stubbed: WRPKRU cost not included (each WRPKRU/RDPKRU is a thread-local store/load,\n  reached through __tls_get_addr in this shared library: 4 calls per gate pair)');
+  if (stubbed) console.log('PKRU stubbed: WRPKRU cost not included (each WRPKRU/RDPKRU is a thread-local store/load,\n  initial-exec TLS: no __tls_get_addr call on the hit path)');
   console.log(`trials: ${TRIALS}, interleaved; per-trial ratios, median (quartiles):`);
   console.log(`  with('rw') pku hit       / noop pair: ${ratioText(r.withPku)}   target <= ${TARGET}x: ${met ? 'MET' : 'NOT MET'}`);
-  console.log(`  empty calls, gate's args / noop pair: ${ratioText(r.argsPair)}   (koffi's argument marshalling)`);
-  console.log(`  koffi begin+end pair     / noop pair: ${ratioText(r.koffiPair)}`);
-  console.log(`  koffi begin+end pair     / empty calls, gate's args: ${ratioText(r.core)}   (the C core's share)`);
-  console.log(`  with('rw') pku hit       / koffi begin+end pair: ${ratioText(r.wrapper)}   (the JS API's share)`);
+  console.log('  with() calls vmpk_enter_rw/vmpk_leave_index, int (uint32_t): the key\'s 32-bit gate index');
+  console.log(`  empty calls, int (uint32_t) x2        / noop pair: ${ratioText(r.args32Pair)}   (koffi's marshalling of the index)`);
+  console.log(`  koffi enter_rw+leave_index pair       / noop pair: ${ratioText(r.koffi32Pair)}`);
+  console.log(`  koffi enter_rw+leave_index pair       / empty uint32_t calls: ${ratioText(r.core32)}   (the C core's share)`);
+  console.log(`  with('rw') pku hit / koffi index pair: ${ratioText(r.wrapper)}   (the JS API's share)`);
+  console.log('  by handle, as before the index (vmpk_begin/vmpk_end, uintptr_t + uint64_t):');
+  console.log(`  empty calls, gate's args              / noop pair: ${ratioText(r.argsPair)}   (koffi's marshalling of rt and handle)`);
+  console.log(`  koffi begin+end pair                  / noop pair: ${ratioText(r.koffiPair)}`);
+  console.log(`  koffi begin+end pair                  / empty calls, gate's args: ${ratioText(r.core)}   (the C core's share)`);
   console.log(`  with('rw') mprotect      / noop pair: ${ratioText(r.withMprotect, 1)}`);
   console.log(`counts per gate while timing (vmpk_stats deltas):`);
   console.log(`  pku:      hits ${counts.pku.hits.toFixed(3)}, syscalls ${counts.pku.syscalls.toFixed(3)}, PKRU writes ${counts.pku.pkruWrites.toFixed(3)} (${counts.pku.gates} gates)`);

@@ -31,7 +31,7 @@ function count(n) {
 
 /**
  * Self cost per "file:function" (inlined code keeps its own file) and the
- * cost of the stub's PKRU lines in native/src/platform/x86_64/cpu.h, from callgrind_annotate.
+ * cost of the stub's PKRU lines in native/src/platform/x86_64/pkru_stub.h, from callgrind_annotate.
  */
 function annotate(out) {
   const text = sh('callgrind_annotate', ['--threshold=100', '--auto=yes', '--context=0', out]);
@@ -43,7 +43,7 @@ function annotate(out) {
   for (const m of text.matchAll(/^\s*([\d,]+) \(\s*[\d.]+%\)\s+static inline \w+ (rdpkru|wrpkru)\(.*vmpk__stub_pkru/gm)) {
     stub[m[2]] += Number(m[1].replaceAll(',', ''));
   }
-  // The checked writes (x86_64/cpu.h) store the stub variable inline.
+  // The checked writes (x86_64/pkru_stub.h) store the stub variable inline.
   for (const m of text.matchAll(/^\s*([\d,]+) \(\s*[\d.]+%\)\s+vmpk__stub_pkru = /gm)) {
     stub.wrpkru += Number(m[1].replaceAll(',', ''));
   }
@@ -102,27 +102,29 @@ function perInstruction(out) {
  * path shows up here instead of being filed under a wrong item.
  */
 const ITEMS = [
-  ['call frames: loop, dispatch, prologues/epilogues, calls', null, /^[{}]$|^return 0;$|int r = pku_end_in|meta_leave\(t, r \?/],
+  ['call frames: loop, dispatch, prologues/epilogues, calls', null, /^[{}]$|^return 0;$|int r = pku_end_in|meta_leave\(t, r \?|return begin_other|return end_slow/],
   ['thread struct from TLS', 'enter.h', /vmpk__self;|vmpk__meta_bootstrap/],
+  ['thread struct from TLS', 'backend_pku.c', /= vmpk__self;|\|\| !vmpk__self, 0/],
   ['meta mode dispatch', null, /vmpk__meta\.mode [!=]= META_PKEY/],
-  ['WRPKRU stand-ins (stub TLS stores)', null, /vmpk__stub_pkru = /],
+  ['WRPKRU stand-ins (stub TLS stores)', null, /vmpk__stub_pkru = |\*before = vmpk__stub_pkru/],
   ['check: thread struct validated', 'meta.h', /threads_lo|threads_len/],
-  ['check: thread struct validated', 'cpu.h', /= vmpk__self;/],
+  ['check: thread struct validated', 'pkru_stub.h', /= pkru_self_;|threads_lo|threads_len|t->self ==/],
+  ['check: thread struct validated', 'backend_pku.c', /pkru_write_enter_or\(bits, &before\) != t/],
   ['check: PKRU read back and compared', null, /PKRU_STUB_CHECK\(!\(~vmpk__stub_pkru/],
-  ['expected PKRU stored', null, /v \|= vmpk__meta\.m_wd|t->pkru_expect = /],
+  ['expected PKRU stored', null, /v \|= vmpk__meta\.m_wd|pkru \|= vmpk__meta\.m_wd|t->pkru_expect = /],
   ['handle decode and validation', null, /key & \(\(1u << SLOT_BITS\)|key >> \(SLOT_BITS \+ GEN_BITS\)|id >= VMPK_MAX_RUNTIMES|&rt->nslots|access != VMPK_READ && access != VMPK_RW/],
   ['residency: slot -> vkey -> hw', null, /struct vkey \*v = &rt->slots\[slot\]|&v->hw|h == HW_NONE \|\| !hw_pin_if_bound/],
   ['pin (lock cmpxchg) and unpin (lock sub)', 'cache.h', /&k->state|HW_SLOT1\(s\)/],
   ['generation check', null, /key >> SLOT_BITS\)|&v->gen/],
   ['gate record push/pop, nesting', 'gate.h', /./],
-  ['gate record push/pop, nesting', null, /i-- > 0;|&rt->hw\[g->hw\]|t->depth--/],
+  ['gate record push/pop, nesting', null, /i-- > 0;|&rt->hw\[g->hw\]|t->depth--|gate_top\(t, rt, key\)|int pkey = k->pkey|struct hwkey \*k = &rt->hw\[h\]/],
   ['thread-birth stamp and check', 'births.h', /./],
   ['thread-birth stamp and check', null, /births_now\(\) != g->births/],
   ['cache use counter', null, /&k->uses/],
   ['deferred gate bits (sync_*)', null, /meta_sync_on_leave\(t, rt->id|t->sync_(v|pkey|gate|counter) = |= t->sync_v;|^if \(sv\) \{$/],
   ['PKRU arithmetic', 'pkru.h', /./],
-  ['PKRU arithmetic', null, /rdpkru\(void\)|access_union\(t->sync_gate|next == pkru|meta_set_now\(t, rt->id, k->pkey|access_union\(g->outer/],
-  ['per-thread stats counters', null, /counter_add\(&t->counters|sv && \(v \^ before\)|^if \(id >= 0\)$/],
+  ['PKRU arithmetic', null, /rdpkru\(void\)|access_union\(t->sync_gate|next == pkru|meta_set_now\(t, rt->id, k->pkey|access_union\(g->outer|uint32_t before = rdpkru|pkru_with\(before|pkru_bits_for\(access_union|pkru_key_bits\(before|\(was & ~bits\)|rdpkru\(\) \{ return|bits << \(2 \* pkey\)|PKRU_KEY_BITS\[pkey|pkru_with_access\(before|row\[access_union|before & row\[|v = rdpkru\(\) \| vmpk__meta\.m_wd/],
+  ['per-thread stats counters', null, /counter_add\(&t->counters|sv && \(v \^ before\)|^if \(id >= 0\)$|counter_add\(&c->fast_|struct thread_counters \*c = |pkru == before, 0|\(was \| bits\) == was/],
   ['shootdown re-check', null, /vmpk__revocations|&t->resync/],
 ];
 const FRAME_FNS = /^(main|vmpk_begin|vmpk_end)$/;
@@ -199,7 +201,7 @@ export function main() {
   console.log(`per begin+end pair: ${perPair.toFixed(2)} instructions, of which`);
   console.log(`  ${loop.toFixed(2)} the benchmark's own loop and call setup (hitpath.c main)`);
   console.log(`  ${vmpk.toFixed(2)} vmpk_begin + vmpk_end and everything they call`);
-  console.log(`  ${wr.toFixed(2)} the WRPKRU stand-ins (TLS stores: 5 per pair with the metadata switches), ${rd.toFixed(2)} the RDPKRU stand-ins (TLS loads)`);
+  console.log(`  ${wr.toFixed(2)} the WRPKRU stand-ins (TLS stores: 4 per pair, two with the metadata switches), ${rd.toFixed(2)} the RDPKRU stand-ins (TLS loads)`);
   console.log(`vmpk besides the WRPKRUs: ${besidesWrpkru.toFixed(2)} instructions per pair; target <= ${TARGET}: ${met ? 'MET' : 'NOT MET'}`);
   console.log('per function, self cost per pair (inlined code is listed under its own file):');
   for (const [k, c] of rows) console.log(`  ${c.toFixed(2).padStart(8)}  ${k.replace(/^.*\/(native|bench)\//, '$1/')}`);

@@ -121,6 +121,15 @@ for (const f of files) {
     }
     edges.push({ from: f, to, kind: 'include', what: name });
   }
+  // cpu.h includes the PKRU writes the Makefile names (pkru_hw.h or
+  // pkru_stub.h, by flavour): an edge to each.
+  if (/^\s*#\s*include\s+VMPK_PKRU_WRITES\b/m.test(text)) {
+    for (const name of ['pkru_hw.h', 'pkru_stub.h']) {
+      const to = resolve(f, name);
+      if (to) edges.push({ from: f, to, kind: 'include', what: name });
+      else problems.push(`unresolved include "${name}" (VMPK_PKRU_WRITES) in native/src/${f}`);
+    }
+  }
 }
 
 const build = process.env.VMPK_LAYERS_BUILD ?? join(native, 'build', 'release');

@@ -29,6 +29,8 @@ export interface WithAsyncOptions {
 
 export class Key {
   readonly #ks: KeyState;
+  /** vmpk_gate_index of the handle, made by the first with(); -1 before, 0: none. */
+  #ix = -1;
 
   /** @internal Keys are made by runtime.createKey(). */
   constructor(token: typeof INTERNAL, ks: KeyState) {
@@ -135,7 +137,11 @@ export class Key {
     // fails in vmpk_begin (VMPK_E_STALE), which gateError() reports.
     if (rs.closed) throw runtimeClosed('key.with()');
     if (ks.destroyed) throw closedNow(rs) ? runtimeClosed('key.with()') : keyDestroyed('key.with()', ks.name);
-    const rc = rs.n.begin(ks.handle, a);
+    // The gate by its 32-bit index where the key has one (native.ts): the
+    // cheapest call koffi makes; the C side checks it as it checks the handle.
+    let ix = this.#ix;
+    if (ix < 0) ix = this.#ix = rs.n.gateIndex(ks.handle);
+    const rc = ix === 0 ? rs.n.begin(ks.handle, a) : a === 3 ? rs.n.enterRw(ix) : rs.n.enterR(ix);
     if (rc !== 0) throw gateError(ks, rc, `key.with('${access}')`);
     // Between begin and end nothing runs but fn: the gate is recorded
     // (gates.ts) so that other modules' hooks fn triggers run outside it.
@@ -145,12 +151,12 @@ export class Key {
       result = fn();
     } catch (err) {
       popGate();
-      const rcEnd = rs.n.end(ks.handle);
+      const rcEnd = ix === 0 ? rs.n.end(ks.handle) : rs.n.leaveIndex(ix);
       if (rcEnd !== 0) throw this.#endError(rcEnd, access, err);
       throw err;
     }
     popGate();
-    const rcEnd = rs.n.end(ks.handle);
+    const rcEnd = ix === 0 ? rs.n.end(ks.handle) : rs.n.leaveIndex(ix);
     if (rcEnd !== 0) throw this.#endError(rcEnd, access, undefined);
     if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof (result as { then?: unknown }).then === 'function') {
       // The rest of that async function runs after the gate closed. Keep its

@@ -99,6 +99,15 @@ export interface Native {
   begin(key: number, access: number): number;
   /** vmpk_end on the key's own runtime (vmpk_leave). */
   end(key: number): number;
+  /**
+   * vmpk_gate_index: the key as a 32-bit gate index (runtime id, slot and
+   * generation, exactly), or 0 where it has none: then begin/end.
+   */
+  gateIndex(key: number): number;
+  /** vmpk_enter_r / vmpk_enter_rw / vmpk_leave_index: the gate by its index, one uint32_t each. */
+  enterR(index: number): number;
+  enterRw(index: number): number;
+  leaveIndex(index: number): number;
   protect(rt: number, key: number, access: number): number;
   /** vmpk_pin / vmpk_unpin: the key stays resident without a gate (async gates). */
   pin(rt: number, key: number): number;
@@ -140,7 +149,7 @@ export interface Native {
    * (bench/*.mjs measure a bare koffi call against the API): declared once,
    * here, against vmpk.h's structs.
    */
-  readonly raw: Readonly<Record<'vmpk_open' | 'vmpk_close' | 'vmpk_key_create' | 'vmpk_alloc' | 'vmpk_begin' | 'vmpk_end' | 'vmpk_enter' | 'vmpk_leave', (...args: unknown[]) => unknown>>;
+  readonly raw: Readonly<Record<'vmpk_open' | 'vmpk_close' | 'vmpk_key_create' | 'vmpk_alloc' | 'vmpk_begin' | 'vmpk_end' | 'vmpk_enter' | 'vmpk_leave' | 'vmpk_gate_index' | 'vmpk_enter_rw' | 'vmpk_leave_index', (...args: unknown[]) => unknown>>;
   /**
    * vmpk_view_hold: counts a view of the window holding `address` (delta 1)
    * or releases one (-1); a destroyed key's window is reused by no later key
@@ -252,6 +261,14 @@ function load(path: string): Native {
   // runtime), one argument less for koffi to convert on every gate.
   const vmpk_enter = lib.func('vmpk_enter', 'int', ['uint64_t', 'int']);
   const vmpk_leave = lib.func('vmpk_leave', 'int', ['uint64_t']);
+  // Narrower still: a 32-bit gate index and the access chosen by the
+  // function. koffi converts a uint32_t argument for about a third of what
+  // (uint64_t, int) costs it (bench/gate.mjs); the C side decodes the index
+  // back into the handle and checks it in full.
+  const vmpk_gate_index = lib.func('vmpk_gate_index', 'uint32_t', ['uint64_t']);
+  const vmpk_enter_r = lib.func('vmpk_enter_r', 'int', ['uint32_t']);
+  const vmpk_enter_rw = lib.func('vmpk_enter_rw', 'int', ['uint32_t']);
+  const vmpk_leave_index = lib.func('vmpk_leave_index', 'int', ['uint32_t']);
   const vmpk_protect = lib.func('vmpk_protect', 'int', ['uintptr_t', 'uint64_t', 'int']);
   const vmpk_pin = lib.func('vmpk_pin', 'int', ['uintptr_t', 'uint64_t']);
   const vmpk_unpin = lib.func('vmpk_unpin', 'int', ['uintptr_t', 'uint64_t']);
@@ -279,7 +296,7 @@ function load(path: string): Native {
 
   return {
     path,
-    raw: { vmpk_open, vmpk_close, vmpk_key_create, vmpk_alloc, vmpk_begin, vmpk_end, vmpk_enter, vmpk_leave },
+    raw: { vmpk_open, vmpk_close, vmpk_key_create, vmpk_alloc, vmpk_begin, vmpk_end, vmpk_enter, vmpk_leave, vmpk_gate_index, vmpk_enter_rw, vmpk_leave_index },
     identity: koffi.address(lib.symbol('vmpk_open')),
     open(o, outRt) {
       const cell: [number | bigint] = [0];
@@ -333,6 +350,10 @@ function load(path: string): Native {
     free: (rt, key, region) => vmpk_free(rt, key, region) as number,
     begin: (key, access) => vmpk_enter(key, access) as number,
     end: (key) => vmpk_leave(key) as number,
+    gateIndex: (key) => vmpk_gate_index(key) as number,
+    enterR: vmpk_enter_r as (index: number) => number,
+    enterRw: vmpk_enter_rw as (index: number) => number,
+    leaveIndex: vmpk_leave_index as (index: number) => number,
     protect: (rt, key, access) => vmpk_protect(rt, key, access) as number,
     pin: (rt, key) => vmpk_pin(rt, key) as number,
     unpin: (rt, key) => vmpk_unpin(rt, key) as number,

@@ -261,6 +261,21 @@ VMPK_API int vmpk_end(vmpk_runtime *rt, vmpk_key key);
 VMPK_API int vmpk_enter(vmpk_key key, int access);
 VMPK_API int vmpk_leave(vmpk_key key);
 
+/* Gate indexes: a key as 32 bits, for FFI callers whose cost per call grows
+ * with the width of the arguments (koffi). The index packs the handle's
+ * runtime id (3 bits), slot + 1 (20 bits) and generation (9 bits), exactly,
+ * not its low bits: it names what the handle names, and the calls below
+ * decode it back into the handle and check it as vmpk_enter/vmpk_leave do.
+ * So a stale or forged index opens a key only where the same stale or
+ * forged handle would. vmpk_gate_index gives 0 (no index; keep using the
+ * handle) for a key whose slot is past 2^20 - 2 or whose generation is past
+ * 511; entering index 0 gives VMPK_E_INVALID. The access is the function's:
+ * vmpk_enter_r is vmpk_enter(key, VMPK_READ), vmpk_enter_rw with VMPK_RW. */
+VMPK_API uint32_t vmpk_gate_index(vmpk_key key);
+VMPK_API int vmpk_enter_r(uint32_t index);
+VMPK_API int vmpk_enter_rw(uint32_t index);
+VMPK_API int vmpk_leave_index(uint32_t index);
+
 /* Sets the key's process-wide access, like mprotect(2) on all its pages.
  * When it returns, a narrowing holds in every thread of the process,
  * including threads that never called vmpk (on pku: the key leaves its

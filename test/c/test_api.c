@@ -434,6 +434,56 @@ static void forged_handles_change_nothing(void)
     CHECK_EQ(vmpk_key_destroy(rt, k), 0);
 }
 
+/* A gate index is the handle in 32 bits, generation whole: it opens its
+ * key, and after the key is destroyed and its slot reused, the old index
+ * opens neither (VMPK_E_STALE), nor does any neighbouring index. */
+static void gate_indexes_name_one_key(void)
+{
+    vmpk_key k, k2;
+    char *p, *p2;
+    CHECK_EQ(vmpk_key_create(rt, "ix", VMPK_NONE, 0, &k), 0);
+    CHECK_EQ(vmpk_alloc(rt, k, 4096, (void **)&p), 0);
+    uint32_t ix = vmpk_gate_index(k);
+    /* runtime id, generation, slot + 1, each exactly */
+    CHECK_EQ(ix, (uint32_t)(k >> 45) << 29 | (uint32_t)((k >> 24) & 0x1fffff) << 20 |
+                     (uint32_t)(k & 0xffffff));
+    CHECK_EQ(vmpk_enter_rw(ix), 0);
+    p[0] = 7;
+    CHECK_EQ(vmpk_leave_index(ix), 0);
+    CHECK_EQ(vmpk_probe(p, VMPK_READ), 0);
+    CHECK_EQ(vmpk_enter_r(ix), 0);
+    CHECK_EQ(p[0], 7);
+    CHECK_EQ(vmpk_probe(p, VMPK_RW), 0);
+    CHECK_EQ(vmpk_end(rt, k), 0); /* the same gate, by handle */
+    CHECK_EQ(vmpk_leave_index(ix), VMPK_E_GATE_ORDER);
+
+    CHECK_EQ(vmpk_key_destroy(rt, k), 0);
+    CHECK_EQ(vmpk_key_create(rt, "ix2", VMPK_NONE, 0, &k2), 0); /* reuses the slot */
+    CHECK_EQ(k2 & 0xffffff, k & 0xffffff);
+    CHECK_EQ(vmpk_alloc(rt, k2, 4096, (void **)&p2), 0);
+    uint32_t ix2 = vmpk_gate_index(k2);
+    CHECK(ix2 != 0 && ix2 != ix);
+    CHECK_EQ(vmpk_enter_rw(ix), VMPK_E_STALE);
+    CHECK_EQ(vmpk_enter_r(ix), VMPK_E_STALE);
+    CHECK_EQ(vmpk_probe(p2, VMPK_READ), 0);
+    uint32_t forged[] = { ix ^ 1u << 29, ix2 + (1u << 20), ix2 - (1u << 20), ix2 + 1, ix2 & ~0xfffffu };
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++) {
+        CHECK(vmpk_enter_rw(forged[i]) < 0);
+        CHECK_EQ(vmpk_probe(p2, VMPK_READ), 0);
+    }
+    CHECK_EQ(vmpk_enter_rw(0), VMPK_E_INVALID);
+    CHECK_EQ(vmpk_leave_index(0), VMPK_E_GATE_ORDER);
+    CHECK_EQ(vmpk_enter_rw(ix2), 0);
+    CHECK_EQ(p2[0], 0);
+    CHECK_EQ(vmpk_leave_index(ix2), 0);
+
+    /* no index past 9 bits of generation or 20 of slot: the handle only */
+    CHECK_EQ(vmpk_gate_index((k2 & ~(0x1fffffull << 24)) | 512ull << 24), 0);
+    CHECK_EQ(vmpk_gate_index((k2 & ~0xffffffull) | 1u << 20), 0);
+    CHECK_EQ(vmpk_gate_index(0), 0);
+    CHECK_EQ(vmpk_key_destroy(rt, k2), 0);
+}
+
 int main(void)
 {
     rt = open_rt(0);
@@ -454,6 +504,7 @@ int main(void)
     RUN(names_refuse_control_characters);
     RUN(probe_key_after_destroy_and_reuse);
     RUN(forged_handles_change_nothing);
+    RUN(gate_indexes_name_one_key);
     CHECK_EQ(vmpk_close(rt), 0);
     return check_done();
 }

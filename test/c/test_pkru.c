@@ -36,6 +36,21 @@ static void key_bits_reads_one_key(void)
     CHECK_EQ(pkru_key_bits(pkru, 15), 0b10);
 }
 
+/* The hit path's table gives what pkru_with gives, for every key, access
+ * and a few register values. */
+static void table_matches_with(void)
+{
+    const uint32_t values[] = { 0, 0xffffffffu, LINUX_INIT, 0b10011100011011000111001001101100u };
+    const int accesses[] = { VMPK_NONE, VMPK_READ, VMPK_RW };
+    for (int k = 0; k < 16; k++)
+        for (unsigned a = 0; a < 3; a++)
+            for (unsigned i = 0; i < sizeof values / sizeof *values; i++)
+                CHECK_EQ(pkru_with_access(values[i], k, accesses[a]),
+                         pkru_with(values[i], k, pkru_bits_for(accesses[a])));
+    CHECK_EQ(pkru_with_access(LINUX_INIT, 1, VMPK_RW), 0b01010101010101010101010101010000u);
+    CHECK_EQ(pkru_with_access(LINUX_INIT, 2, VMPK_READ), 0b01010101010101010101010101100100u);
+}
+
 /* Invariant 3: changing one key's bits leaves every other bit alone. */
 static void other_keys_untouched(void)
 {
@@ -65,6 +80,7 @@ int main(void)
     RUN(access_of_bits);
     RUN(with_sets_one_key);
     RUN(key_bits_reads_one_key);
+    RUN(table_matches_with);
     RUN(other_keys_untouched);
     RUN(union_of_gate_and_perm);
     return check_done();

@@ -229,6 +229,9 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
 {
     struct thread_counters t;
     vmpk__thread_counters(rt->id, &t);
+    uint64_t hits, pkru_writes, meta_pkru_writes, base_hits, base_pkru, base_meta;
+    thread_counters_total(&t, &hits, &pkru_writes, &meta_pkru_writes);
+    thread_counters_total(&rt->base, &base_hits, &base_pkru, &base_meta);
     struct vmpk_runtime *m = (struct vmpk_runtime *)rt; /* the lock only */
     pthread_mutex_lock(&m->lock);
     uint32_t n;
@@ -241,15 +244,15 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
         ranges += vmpk__regions_bytes(v);
     }
     *out = (struct vmpk_stats){
-        .gates = t.hits - rt->base.hits + atomic_load(&rt->c.misses),
-        .hits = t.hits - rt->base.hits,
+        .gates = hits - base_hits + atomic_load(&rt->c.misses),
+        .hits = hits - base_hits,
         .misses = atomic_load(&rt->c.misses),
         .evictions = atomic_load(&rt->c.evictions),
         .pkey_mprotect_calls = atomic_load(&rt->c.pkey_mprotect_calls),
         .mprotect_calls = atomic_load(&rt->c.mprotect_calls),
         .syscalls = atomic_load(&rt->c.syscalls),
-        .pkru_writes = t.pkru_writes - rt->base.pkru_writes,
-        .meta_pkru_writes = t.meta_pkru_writes - rt->base.meta_pkru_writes,
+        .pkru_writes = pkru_writes - base_pkru,
+        .meta_pkru_writes = meta_pkru_writes - base_meta,
         .meta_mprotect_calls = atomic_load(&rt->c.meta_mprotect_calls),
         .faults_repaired = atomic_load(&rt->c.faults_repaired),
         .shootdowns = atomic_load(&rt->c.shootdowns),
@@ -454,16 +457,66 @@ static struct vmpk_runtime *runtime_of(vmpk_key key)
                                 memory_order_acquire);
 }
 
-int vmpk_enter(vmpk_key key, int access)
+/* Shared by the handle and the index entries: called by name, an exported
+ * function would go through the PLT (it may be interposed). */
+static inline int enter_key(vmpk_key key, int access)
 {
     struct vmpk_runtime *rt = runtime_of(key);
     return rt ? rt->be->begin(rt, key, access) : key ? VMPK_E_STALE : VMPK_E_INVALID;
 }
 
-int vmpk_leave(vmpk_key key)
+static inline int leave_key(vmpk_key key)
 {
     struct vmpk_runtime *rt = runtime_of(key);
     return rt ? rt->be->end(rt, key) : VMPK_E_GATE_ORDER;
+}
+
+int vmpk_enter(vmpk_key key, int access)
+{
+    return enter_key(key, access);
+}
+
+int vmpk_leave(vmpk_key key)
+{
+    return leave_key(key);
+}
+
+/* Gate indexes (vmpk.h): runtime id | generation | slot + 1, in 3, 9 and 20
+ * bits. The generation travels whole, so decoding gives back the very
+ * handle, which the gate then checks in full. */
+#define IX_SLOT_BITS 20
+#define IX_GEN_BITS 9
+_Static_assert(RT_BITS + IX_GEN_BITS + IX_SLOT_BITS == 32, "an index is 32 bits");
+
+uint32_t vmpk_gate_index(vmpk_key key)
+{
+    uint32_t slot1 = (uint32_t)key & ((1u << SLOT_BITS) - 1), gen = vmpk__gen_of(key);
+    if (handle_malformed(key) || !slot1 || slot1 >> IX_SLOT_BITS || gen >> IX_GEN_BITS)
+        return 0;
+    return (uint32_t)handle_rt(key) << (IX_GEN_BITS + IX_SLOT_BITS) | gen << IX_SLOT_BITS | slot1;
+}
+
+static inline vmpk_key key_of_index(uint32_t ix)
+{
+    uint64_t slot1 = ix & ((1u << IX_SLOT_BITS) - 1);
+    uint64_t gen = (ix >> IX_SLOT_BITS) & ((1u << IX_GEN_BITS) - 1);
+    uint64_t id = ix >> (IX_GEN_BITS + IX_SLOT_BITS);
+    return id << (SLOT_BITS + GEN_BITS) | gen << SLOT_BITS | slot1;
+}
+
+int vmpk_enter_r(uint32_t index)
+{
+    return enter_key(key_of_index(index), VMPK_READ);
+}
+
+int vmpk_enter_rw(uint32_t index)
+{
+    return enter_key(key_of_index(index), VMPK_RW);
+}
+
+int vmpk_leave_index(uint32_t index)
+{
+    return leave_key(key_of_index(index));
 }
 
 static int pin_locked(struct vmpk_runtime *rt, uint32_t slot)

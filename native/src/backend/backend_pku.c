@@ -22,9 +22,12 @@
  * thread can hold wider bits than its own gates, so that the shootdown is
  * paid only then.
  *
- * Every entry point runs with meta open (enter.h): a gate opens it with one
- * checked WRPKRU and closes it with one that also sets the gate's bits
- * (t->sync_*), while the gate still pins its hw key.
+ * Every entry point runs with meta open (enter.h). A gate's hit path makes
+ * four checked WRPKRUs in all: begin opens meta and closes it with the
+ * gate's bits set in the same write, while the gate pins its hw key; end
+ * opens meta with the gate's bits narrowed in the same write, then pops,
+ * unpins and closes. Other paths leave the bits in t->sync_* for
+ * meta_leave.
  */
 #include <stdlib.h>
 
@@ -203,9 +206,10 @@ static __attribute__((noinline)) int begin_slow(struct vmpk_runtime *rt, struct 
     return 0;
 }
 
-/* vmpk_begin. The hit path: no lock, no syscall; pin, check, and two
- * checked WRPKRUs: meta open, then the gate's bits with meta closed. */
-static int pku_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
+/* vmpk_begin where no pkey guards meta (or for a thread vmpk has not
+ * seen): meta_enter/meta_leave, the gate's bits set on leaving. */
+static __attribute__((noinline)) int begin_other(struct vmpk_runtime *rt, vmpk_key key,
+                                                 int access)
 {
     struct vmpk_thread *t = meta_enter();
     if (__builtin_expect(!t, 0))
@@ -242,6 +246,61 @@ out:
     return r;
 }
 
+/* vmpk_begin with the meta pkey (picked per call by one test of the meta
+ * mode). The hit path: no lock, no syscall; pin, check, and two checked
+ * WRPKRUs: meta open, then the gate's bits with meta closed, computed
+ * here rather than through t->sync_*. */
+static int pku_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
+{
+    if (__builtin_expect(vmpk__meta.mode != META_PKEY || !vmpk__self, 0))
+        return begin_other(rt, key, access);
+    struct vmpk_thread *t = pkru_write_enter();
+    uint32_t slot = handle_slot(key);
+    uint64_t id = handle_rt(key);
+    int r;
+    if (__builtin_expect(id >= VMPK_MAX_RUNTIMES || vmpk__runtimes[id] != rt ||
+                             slot >= relaxed_load(&rt->nslots) ||
+                             (access != VMPK_READ && access != VMPK_RW) ||
+                             t->depth == VMPK_MAX_GATE_DEPTH, 0)) {
+        r = begin_slow(rt, t, key, access);
+        goto out;
+    }
+    struct vkey *v = &rt->slots[slot];
+    /* acquire: pairs with bind()'s store, made after the hw key was set up */
+    uint8_t h = atomic_load_explicit(&v->hw, memory_order_acquire);
+    if (__builtin_expect(h == HW_NONE || !hw_pin_if_bound(&rt->hw[h], slot), 0)) {
+        r = begin_slow(rt, t, key, access);
+        goto out;
+    }
+    if (__builtin_expect(atomic_load_explicit(&v->gen, memory_order_acquire) !=
+                             vmpk__gen_of(key), 0)) { /* destroyed and reused */
+        hw_unpin(&rt->hw[h]);
+        r = VMPK_E_STALE;
+        goto out;
+    }
+    struct hwkey *k = &rt->hw[h];
+    gate_push(t, rt, key, slot, h, access);
+    hw_touch(k);
+    /* meta close with the gate's bits, while the gate pins the hw key */
+    uint64_t seen = atomic_load(&vmpk__revocations);
+    uint32_t before = rdpkru();
+    uint32_t pkru = pkru_with_access(before, k->pkey, access_union(access, atomic_load(&v->access)));
+    struct thread_counters *c = &t->counters[id];
+    counter_add(&c->fast_begins, 1); /* a hit, and its writes (internal.h) */
+    if (__builtin_expect(pkru == before, 0))
+        counter_add(&c->fast_same, 1);
+    pkru |= vmpk__meta.m_wd;
+    t->pkru_expect = pkru;
+    pkru_write_exact(pkru);
+    if (__builtin_expect(atomic_load(&vmpk__revocations) != seen ||
+                             atomic_load_explicit(&t->resync, memory_order_relaxed), 0))
+        vmpk__meta_leave_slow(t);
+    return 0;
+out:
+    meta_leave(t, r ? -1 : runtime_id_of(rt));
+    return r;
+}
+
 /* A thread created inside a gate copied the gate's bits: take them back
  * while the gate still pins the vkey. */
 static __attribute__((noinline)) void revoke_copies(struct vmpk_runtime *rt, struct hwkey *k)
@@ -272,8 +331,9 @@ static int pku_end_in(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key k
     return 0;
 }
 
-/* vmpk_end: meta open, the gate's bits narrowed, unpin, meta closed. */
-static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
+/* vmpk_end where no pkey guards meta, or on anything but the innermost
+ * gate: meta open, then pku_end_in. */
+static __attribute__((noinline)) int end_slow(struct vmpk_runtime *rt, vmpk_key key)
 {
     struct vmpk_thread *t = meta_enter();
     if (__builtin_expect(!t, 0))
@@ -281,6 +341,57 @@ static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
     int r = pku_end_in(rt, t, key);
     meta_leave(t, r ? -1 : rt->id);
     return r;
+}
+
+/* vmpk_end: the gate's bits narrowed in the write that opens meta, then
+ * pop, unpin, meta closed: two checked WRPKRUs. Meta is readable outside
+ * vmpk, so the gate and its bits are found before it opens; a forged
+ * vmpk__self fails the write's check (abort). That write only adds AD/WD
+ * bits, so it never gives more than the thread's expected PKRU allows.
+ * Where the bits must widen instead (the end of an inner gate narrower
+ * than its outer one) or a shootdown ran since the access was read (it
+ * may have narrowed the perm; one that lands after the write sees the
+ * gate still pushed and meta open, leaves PKRU alone, and bumps
+ * vmpk__revocations), they are set again once the gate is popped, before
+ * the unpin: once unpinned, the hw key may serve another vkey. */
+static int pku_end(struct vmpk_runtime *rt, vmpk_key key)
+{
+    struct vmpk_thread *t = vmpk__self;
+    struct gate *g = t ? gate_top(t, rt, key) : NULL;
+    if (__builtin_expect(!g || vmpk__meta.mode != META_PKEY, 0))
+        return end_slow(rt, key);
+    struct hwkey *k = &rt->hw[g->hw];
+    int pkey = k->pkey;
+    uint64_t seen = atomic_load(&vmpk__revocations);
+    /* the gate's bits and both of the key's, in place (pkru.h's table) */
+    const uint32_t *row = PKRU_KEY_BITS[pkey & 15];
+    uint32_t bits = row[access_union(g->outer, atomic_load(&rt->slots[g->slot].access)) & 3];
+    uint32_t before;
+    /* The write's check validated the struct it read from TLS; the gate
+     * was read through t before: the same struct, or TLS changed under us
+     * (another thread's stray write) and g may be forged. */
+    if (__builtin_expect(pkru_write_enter_or(bits, &before) != t, 0))
+        abort();
+    t->depth--;
+    uint32_t was = before & row[VMPK_NONE];
+    /* this write and the close (internal.h's fast counts); the write sets
+     * the gate's bits unless they were set already */
+    struct thread_counters *c = &t->counters[rt->id];
+    counter_add(&c->fast_ends, 1);
+    if (__builtin_expect((was | bits) == was, 0))
+        counter_add(&c->fast_same, 1);
+    if (__builtin_expect((was & ~bits) || atomic_load(&vmpk__revocations) != seen, 0)) {
+        do {
+            seen = atomic_load(&vmpk__revocations);
+            meta_set_now(t, rt->id, pkey,
+                         access_union(g->outer, atomic_load(&rt->slots[g->slot].access)));
+        } while (atomic_load(&vmpk__revocations) != seen);
+    }
+    if (__builtin_expect(births_now() != g->births, 0))
+        revoke_copies(rt, k);
+    hw_unpin(k);
+    meta_close_pkey(t); /* counted with fast_ends */
+    return 0;
 }
 
 static int pku_protect(struct vmpk_runtime *rt, uint32_t slot, int access)

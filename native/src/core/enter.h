@@ -3,9 +3,9 @@
  * vmpk's state opens the meta pages for writing first and closes them before
  * it returns, on every path. On META_PKEY that is one checked WRPKRU in
  * (meta open) and one out, which also sets the bits a gate asked for
- * (t->sync_*), so a gate costs the same two writes as before plus one.
- * Signal handlers, which start with meta access-disabled, use the handler
- * pair at the end.
+ * (t->sync_*). The pku backend's gate hit paths fold their bits into these
+ * two writes themselves (backend_pku.c, meta_close_pkey). Signal handlers,
+ * which start with meta access-disabled, use the handler pair at the end.
  */
 #ifndef VMPK_ENTER_H
 #define VMPK_ENTER_H
@@ -16,6 +16,27 @@
 #include "shootdown.h"
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* The checked writes read the core's meta page and thread struct through
+ * the platform's view of them (pkru_layout.h, on x86-64): the places must
+ * agree. */
+#ifdef VMPK_PKRU_LAYOUT_H /* x86-64: aarch64 has no checked writes to feed */
+#define SAME_PLACE(core, view, f)                                                          \
+    _Static_assert(offsetof(core, f) == offsetof(view, f) &&                               \
+                       sizeof(((core *)0)->f) == sizeof(((view *)0)->f),                   \
+                   #f " differs from pkru_layout.h")
+SAME_PLACE(struct meta_page, struct pkru_meta_view, owned);
+SAME_PLACE(struct meta_page, struct pkru_meta_view, owned_enter);
+SAME_PLACE(struct meta_page, struct pkru_meta_view, not_m);
+SAME_PLACE(struct meta_page, struct pkru_meta_view, boot_open);
+SAME_PLACE(struct meta_page, struct pkru_meta_view, boot_closed);
+SAME_PLACE(struct meta_page, struct pkru_meta_view, threads_lo);
+SAME_PLACE(struct meta_page, struct pkru_meta_view, threads_len);
+SAME_PLACE(struct vmpk_thread, struct pkru_thread_view, self);
+SAME_PLACE(struct vmpk_thread, struct pkru_thread_view, pkru_expect);
+_Static_assert(THREAD_STRIDE == PKRU_THREAD_ALIGN, "thread structs off the checks' boundary");
+#undef SAME_PLACE
+#endif
 
 /* The id of rt if it is an open runtime, else -1: a caller's pointer is
  * trusted only once it names one of the runtime structs in meta. */
@@ -97,6 +118,19 @@ static ALWAYS_INLINE void meta_leave(struct vmpk_thread *t, int id)
     }
 }
 
+/* meta_leave for a pku hit path on META_PKEY, which counts its own writes
+ * and has no pending gate bits: close meta, re-check for a shootdown. */
+static ALWAYS_INLINE void meta_close_pkey(struct vmpk_thread *t)
+{
+    uint64_t seen = atomic_load(&vmpk__revocations);
+    uint32_t v = rdpkru() | vmpk__meta.m_wd;
+    t->pkru_expect = v;
+    pkru_write_exact(v);
+    if (__builtin_expect(atomic_load(&vmpk__revocations) != seen ||
+                             atomic_load_explicit(&t->resync, memory_order_relaxed), 0))
+        vmpk__meta_leave_slow(t);
+}
+
 /* Sets the calling thread's bits for pkey now, meta staying open. */
 static inline void meta_set_now(struct vmpk_thread *t, int id, int pkey, int access)
 {
@@ -150,11 +184,7 @@ static inline void meta_handler_leave(uint32_t restore)
     if (vmpk__meta_mode != META_PKEY)
         return;
     pkru_write_boot(rdpkru() | vmpk__meta.m_wd, 0);
-#ifdef VMPK_PKRU_STUB
-    vmpk__stub_pkru = restore; /* sigreturn's part, done by hand */
-#else
-    (void)restore;
-#endif
+    pkru_after_signal(restore);
 }
 
 #endif /* VMPK_ENTER_H */

@@ -34,6 +34,7 @@
 #include <sys/mman.h>
 
 #include "vmpk.h"
+#include "os.h" /* struct os_counters, which struct runtime_counters begins with */
 
 #define MAX_HW_KEYS 15
 #define GRANULE ((size_t)1 << 20) /* 1 MiB: the arena unit, the smallest window */
@@ -138,7 +139,23 @@ struct thread_counters {
     _Atomic uint64_t hits;
     _Atomic uint64_t pkru_writes;
     _Atomic uint64_t meta_pkru_writes; /* WRPKRUs that only opened or closed meta */
+    /* The pku hit path (backend_pku.c) counts one word per call and the
+     * rest is derived (thread_counters_total): each of its begins (hits)
+     * and ends makes two checked WRPKRUs, one of which sets the gate's bits
+     * unless they were already what the gate needs (`same`: then both only
+     * opened or closed meta). */
+    _Atomic uint64_t fast_begins, fast_ends, fast_same;
 };
+
+/* hits, pkru_writes and meta_pkru_writes with the hit path's derived in. */
+static inline void thread_counters_total(const struct thread_counters *c, uint64_t *hits,
+                                         uint64_t *pkru_writes, uint64_t *meta_pkru_writes)
+{
+    uint64_t begins = c->fast_begins, fast = begins + c->fast_ends;
+    *hits = c->hits + begins;
+    *pkru_writes = c->pkru_writes + fast - c->fast_same;
+    *meta_pkru_writes = c->meta_pkru_writes + fast + c->fast_same;
+}
 
 /* Lives in the threads meta area (meta.h), so its gate stack, from which
  * the handlers compute the thread's PKRU, cannot be forged. */
@@ -162,10 +179,27 @@ struct vmpk_thread {
     struct vmpk_thread *next; /* registry, under the registry lock */
 };
 
+/* Begins with the system-call counters the platform keeps (os.h's struct
+ * os_counters, handed down as a pointer to this struct), under their own
+ * names here too. */
 struct runtime_counters {
-    _Atomic uint64_t misses, evictions, pkey_mprotect_calls, mprotect_calls,
-        syscalls, faults_repaired, shootdowns, shootdown_signals, meta_mprotect_calls;
+    union {
+        struct os_counters os;
+        struct {
+            _Atomic uint64_t syscalls, pkey_mprotect_calls, mprotect_calls, meta_mprotect_calls;
+        };
+    };
+    _Atomic uint64_t misses, evictions, faults_repaired, shootdowns, shootdown_signals;
 };
+_Static_assert(offsetof(struct runtime_counters, os) == 0 &&
+                   offsetof(struct runtime_counters, syscalls) == offsetof(struct os_counters, syscalls) &&
+                   offsetof(struct runtime_counters, pkey_mprotect_calls) ==
+                       offsetof(struct os_counters, pkey_mprotect_calls) &&
+                   offsetof(struct runtime_counters, mprotect_calls) ==
+                       offsetof(struct os_counters, mprotect_calls) &&
+                   offsetof(struct runtime_counters, meta_mprotect_calls) ==
+                       offsetof(struct os_counters, meta_mprotect_calls),
+               "struct runtime_counters must begin with struct os_counters (os.h)");
 
 struct backend;
 

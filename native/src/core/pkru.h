@@ -46,6 +46,25 @@ static inline uint32_t pkru_with(uint32_t pkru, int pkey, uint32_t bits)
     return (pkru & ~(3u << (2 * pkey))) | (bits << (2 * pkey));
 }
 
+/* The hit path's table: PKRU_KEY_BITS[k][a] is pkru_bits_for(a) on pkey k,
+ * so a gate's value is two loads and two logic operations instead of
+ * shifts by 2k (PKRU_KEY_BITS[k][VMPK_NONE] is both of k's bits). In
+ * .rodata: nothing in the process can change it. */
+#define PKRU_ROW(k) { 3u << (2 * (k)), 2u << (2 * (k)), 0, 0 } /* NONE, READ, -, RW */
+static const uint32_t PKRU_KEY_BITS[16][4] = {
+    PKRU_ROW(0),  PKRU_ROW(1),  PKRU_ROW(2),  PKRU_ROW(3),  PKRU_ROW(4),  PKRU_ROW(5),
+    PKRU_ROW(6),  PKRU_ROW(7),  PKRU_ROW(8),  PKRU_ROW(9),  PKRU_ROW(10), PKRU_ROW(11),
+    PKRU_ROW(12), PKRU_ROW(13), PKRU_ROW(14), PKRU_ROW(15),
+};
+#undef PKRU_ROW
+
+/* pkru_with(pkru, pkey, pkru_bits_for(access)), by the table. */
+static inline uint32_t pkru_with_access(uint32_t pkru, int pkey, int access)
+{
+    const uint32_t *row = PKRU_KEY_BITS[pkey & 15];
+    return (pkru & ~row[VMPK_NONE]) | row[access & 3];
+}
+
 /* Access a thread has while gates grant `gate` and the vkey's perm is `perm`:
  * the union, where write implies read. */
 static inline int access_union(int gate, int perm)

@@ -21,6 +21,9 @@ static void add_counters(struct thread_counters *to, const struct thread_counter
     counter_add(&to->hits, relaxed_load(&from->hits));
     counter_add(&to->pkru_writes, relaxed_load(&from->pkru_writes));
     counter_add(&to->meta_pkru_writes, relaxed_load(&from->meta_pkru_writes));
+    counter_add(&to->fast_begins, relaxed_load(&from->fast_begins));
+    counter_add(&to->fast_ends, relaxed_load(&from->fast_ends));
+    counter_add(&to->fast_same, relaxed_load(&from->fast_same));
 }
 
 static void thread_exit(void *arg)

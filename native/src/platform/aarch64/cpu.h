@@ -38,6 +38,17 @@ static inline struct vmpk_thread *pkru_write_enter(void)
     vmpk__pkru_mismatch();
 }
 
+static inline struct vmpk_thread *pkru_write_enter_or(uint32_t set, uint32_t *before)
+{
+    (void)set, (void)before;
+    vmpk__pkru_mismatch();
+}
+
+static inline void pkru_after_signal(uint32_t restore)
+{
+    (void)restore;
+}
+
 static inline void pkru_write_boot(uint32_t v, int open)
 {
     (void)v, (void)open;

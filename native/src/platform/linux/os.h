@@ -14,7 +14,17 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* The core's per-runtime counters, handed down to every counting call
+ * (NULL: count nothing). The platform reads none of the core's fields: the
+ * struct begins with these, which the platform counts (internal.h asserts
+ * the place), so a pointer to it is a pointer to them. */
 struct runtime_counters;
+struct os_counters {
+    _Atomic uint64_t syscalls;            /* every counted call */
+    _Atomic uint64_t pkey_mprotect_calls; /* also in syscalls */
+    _Atomic uint64_t mprotect_calls;      /* also in syscalls */
+    _Atomic uint64_t meta_mprotect_calls; /* os_mprotect_meta, not in syscalls */
+};
 
 int os_pkey_supported(void);
 int os_pkey_alloc(struct runtime_counters *c);

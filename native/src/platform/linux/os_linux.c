@@ -1,6 +1,7 @@
 /* Linux system calls, counted. See os.h. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,11 +28,11 @@ int os_mprotect_meta(struct runtime_counters *c, void *addr, size_t len, int pro
 {
     /* Counted while writable: after the call when it opens, before when
      * it closes. */
-    if (c && !(prot & PROT_WRITE))
-        atomic_fetch_add_explicit(&c->meta_mprotect_calls, 1, memory_order_relaxed);
+    if (!(prot & PROT_WRITE))
+        count_meta(c);
     int r = result(RAW(SYS_mprotect, addr, len, prot, 0, 0, 0));
-    if (c && (prot & PROT_WRITE) && r == 0)
-        atomic_fetch_add_explicit(&c->meta_mprotect_calls, 1, memory_order_relaxed);
+    if ((prot & PROT_WRITE) && r == 0)
+        count_meta(c);
     return r;
 }
 
@@ -42,7 +43,7 @@ int os_pkey_free(int pkey)
 
 int os_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot)
 {
-    count(c, c ? &c->mprotect_calls : NULL);
+    count(c, OS_MPROTECT);
     return result(RAW(SYS_mprotect, addr, len, prot, 0, 0, 0));
 }
 
@@ -187,7 +188,7 @@ static uintptr_t reserve_in_band(size_t len)
 
 void *os_reserve(struct runtime_counters *c, size_t len)
 {
-    count(c, NULL);
+    count(c, OS_CALL);
     len = (len + os_page_size() - 1) & ~(os_page_size() - 1);
     pthread_mutex_lock(&reserve_lock);
     uintptr_t p = 0;
@@ -205,13 +206,13 @@ void *os_reserve(struct runtime_counters *c, size_t len)
 
 int os_commit(struct runtime_counters *c, void *addr, size_t len)
 {
-    count(c, NULL);
+    count(c, OS_CALL);
     return result(RAW(SYS_mprotect, addr, len, PROT_READ | PROT_WRITE, 0, 0, 0));
 }
 
 int os_discard(struct runtime_counters *c, void *addr, size_t len)
 {
-    count(c, NULL);
+    count(c, OS_CALL);
     return result(RAW(SYS_madvise, addr, len, MADV_DONTNEED, 0, 0, 0));
 }
 

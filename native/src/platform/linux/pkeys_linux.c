@@ -41,7 +41,7 @@ int os_pkey_supported(void)
 
 int os_pkey_alloc(struct runtime_counters *c)
 {
-    count(c, NULL);
+    count(c, OS_CALL);
     /* The rights apply to the calling thread only: closed, like every
      * other thread's bits for a key vmpk has not opened. */
     return result(RAW(SYS_pkey_alloc, 0, PKEY_DISABLE_ACCESS | PKEY_DISABLE_WRITE, 0, 0, 0, 0));
@@ -49,7 +49,7 @@ int os_pkey_alloc(struct runtime_counters *c)
 
 int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot, int pkey)
 {
-    count(c, c ? &c->pkey_mprotect_calls : NULL);
+    count(c, OS_PKEY_MPROTECT);
     return result(RAW(SYS_pkey_mprotect, addr, len, prot, pkey, 0, 0));
 }
 
@@ -60,6 +60,6 @@ int os_pkey_alloc_readonly(void)
 
 int os_commit_pkey(struct runtime_counters *c, void *addr, size_t len, int pkey)
 {
-    count(c, NULL);
+    count(c, OS_CALL);
     return result(RAW(SYS_pkey_mprotect, addr, len, PROT_READ | PROT_WRITE, pkey, 0, 0));
 }

@@ -1,14 +1,7 @@
 /*
- * The x86 instructions vmpk uses: RDPKRU, WRPKRU and CPUID. Executing the
- * PKRU ones on a CPU without PKU (or with OSPKE off) raises #UD, so callers
- * run them only after cpu_has_ospke() said yes.
- *
- * WRPKRU (ECX and EDX must be 0, else #GP) appears only in the checked
- * writes below.
- *
- * Built with -DVMPK_PKRU_STUB, PKRU is a thread-local variable instead: for
- * valgrind (which cannot run WRPKRU) and for counting the pku backend's work
- * on machines without PKU. Such a build protects nothing.
+ * The x86 instructions vmpk uses: the clock, CPUID, and (pkru_hw.h or
+ * pkru_stub.h) RDPKRU and the checked WRPKRUs. Nothing here knows the
+ * core's types (pkru_layout.h).
  */
 #ifndef VMPK_CPU_X86_H
 #define VMPK_CPU_X86_H
@@ -17,181 +10,16 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "internal.h"
-
 /* A cheap, process-wide ordering of events: the LRU's clock. */
 static inline uint64_t cpu_ticks(void)
 {
     return __builtin_ia32_rdtsc();
 }
 
-#ifdef VMPK_PKRU_STUB
-/* volatile: the check after a write must read it back for real. */
-extern __thread volatile uint32_t vmpk__stub_pkru __attribute__((tls_model("initial-exec")));
-static inline uint32_t rdpkru(void) { return vmpk__stub_pkru; }
-#else
-static inline uint32_t rdpkru(void)
-{
-    uint32_t eax, edx;
-    /* ECX must be 0, else #GP. EDX comes back 0. */
-    __asm__ volatile(".byte 0x0f, 0x01, 0xee" : "=a"(eax), "=d"(edx) : "c"(0));
-    return eax;
-}
-#endif
-
-/*
- * Checked PKRU writes (invariant 5). Each WRPKRU in vmpk is one of these,
- * and the check right after it compares PKRU with a value vmpk stored in
- * write-protected meta pages (meta.h) beforehand, read through addresses no
- * register supplies: the meta page RIP-relative, and the thread's struct
- * through its initial-exec TLS pointer, accepted only if it lies in the
- * threads area, on a struct boundary, and names this thread's TLS slot. The
- * check passes when PKRU disables at least what the stored value disables,
- * for the pkeys vmpk owns (V8 changes its own key's bits with pkey_set): a
- * jump onto the WRPKRU with chosen registers gets no more access than vmpk
- * stored, or abort().
- *
- *   pkru_write_exact(v)  v, checked against t->pkru_expect
- *   pkru_write_enter()   PKRU with the meta pkey open, checked against
- *                        t->pkru_expect minus meta's WD: what the thread
- *                        held when it left vmpk, meta now open. Its RDPKRU
- *                        and WRPKRU form a restartable sequence (section
- *                        vmpk_restart): a shootdown handler that lands
- *                        between them sends the thread back to the RDPKRU,
- *                        so it never writes back bits the handler removed.
- *   pkru_write_boot(v,o) for a thread without a struct yet, and for signal
- *                        handlers: every owned pkey but meta access-
- *                        disabled, meta open (o) or write-disabled
- *
- * A failed check jumps to vmpk__pkru_mismatch (meta.c): abort().
- */
-#ifdef VMPK_PKRU_STUB
-void vmpk__pkru_mismatch(void) __attribute__((noreturn));
-#define PKRU_STUB_CHECK(cond)                                                              \
-    do {                                                                                   \
-        if (__builtin_expect(!(cond), 0))                                                  \
-            vmpk__pkru_mismatch();                                                         \
-    } while (0)
-
-static inline struct vmpk_thread *pkru_stub_thread(void)
-{
-    struct vmpk_thread *t = vmpk__self;
-    PKRU_STUB_CHECK(meta_thread_valid(t));
-    return t;
-}
-
-static inline void pkru_write_exact(uint32_t v)
-{
-    vmpk__stub_pkru = v;
-    struct vmpk_thread *t = pkru_stub_thread();
-    PKRU_STUB_CHECK(!(~vmpk__stub_pkru & t->pkru_expect & relaxed_load(&vmpk__meta.owned)));
-}
-
-static inline struct vmpk_thread *pkru_write_enter(void)
-{
-    vmpk__stub_pkru = vmpk__stub_pkru & vmpk__meta.not_m;
-    struct vmpk_thread *t = pkru_stub_thread();
-    PKRU_STUB_CHECK(!(~vmpk__stub_pkru & t->pkru_expect & relaxed_load(&vmpk__meta.owned_enter)));
-    return t;
-}
-
-static inline void pkru_write_boot(uint32_t v, int open)
-{
-    vmpk__stub_pkru = v;
-    PKRU_STUB_CHECK(!(~vmpk__stub_pkru & relaxed_load(open ? &vmpk__meta.boot_open : &vmpk__meta.boot_closed)));
-}
-#else
-/* After WRPKRU: the thread's struct in rcx, validated; PKRU in eax. The
- * check is a restartable sequence too (section vmpk_recheck): a shootdown
- * handler that narrows this thread's PKRU and expected value after the
- * RDPKRU sends it back to the RDPKRU (ecx = edx = 0), so it compares the
- * new PKRU with the new expected value. */
-#define PKRU_CHECK_THREAD(mask)                                                            \
-    "3: .byte 0x0f, 0x01, 0xee\n\t" /* RDPKRU: eax = PKRU (ecx is 0) */                      \
-    "movq vmpk__self@gottpoff(%%rip), %%rdx\n\t"                                            \
-    "movq %%fs:(%%rdx), %%rcx\n\t"                                                          \
-    "addq %%fs:0, %%rdx\n\t" /* &vmpk__self */                                              \
-    "movq %%rcx, %%rsi\n\t"                                                                 \
-    "subq vmpk__meta+%c[lo](%%rip), %%rsi\n\t"                                              \
-    "cmpq vmpk__meta+%c[len](%%rip), %%rsi\n\t"                                             \
-    "jae vmpk__pkru_mismatch\n\t"                                                           \
-    "testl %[align], %%esi\n\t"                                                             \
-    "jnz vmpk__pkru_mismatch\n\t"                                                           \
-    "cmpq %%rdx, %c[self](%%rcx)\n\t"                                                       \
-    "jne vmpk__pkru_mismatch\n\t"                                                           \
-    "notl %%eax\n\t"                                                                        \
-    "andl %c[expect](%%rcx), %%eax\n\t"                                                     \
-    "andl vmpk__meta+%c[" mask "](%%rip), %%eax\n\t"                                        \
-    "jnz vmpk__pkru_mismatch\n\t"                                                           \
-    "4:\n\t"                                                                                \
-    ".pushsection vmpk_recheck, \"a\"\n\t"                                                  \
-    ".balign 4\n\t"                                                                         \
-    ".long 3b - .\n\t"                                                                      \
-    ".long 4b - .\n\t"                                                                      \
-    ".popsection\n\t"
-
-#define PKRU_THREAD_OPERANDS                                                               \
-    [lo] "i"(offsetof(struct meta_page, threads_lo)),                                      \
-        [len] "i"(offsetof(struct meta_page, threads_len)),                                \
-        [align] "i"(THREAD_STRIDE - 1), [self] "i"(offsetof(struct vmpk_thread, self)),    \
-        [expect] "i"(offsetof(struct vmpk_thread, pkru_expect)),                           \
-        [owned] "i"(offsetof(struct meta_page, owned)),                                    \
-        [owned_enter] "i"(offsetof(struct meta_page, owned_enter)),                        \
-        [not_m] "i"(offsetof(struct meta_page, not_m))
-
-static inline __attribute__((always_inline)) void pkru_write_exact(uint32_t v)
-{
-    uintptr_t c = 0, d = 0;
-    __asm__ volatile(".byte 0x0f, 0x01, 0xef\n\t" /* WRPKRU: eax = v, ecx = edx = 0 */
-                     PKRU_CHECK_THREAD("owned")
-                     : "+a"(v), "+c"(c), "+d"(d)
-                     : PKRU_THREAD_OPERANDS
-                     : "rsi", "memory", "cc");
-}
-
-static inline __attribute__((always_inline)) struct vmpk_thread *pkru_write_enter(void)
-{
-    uintptr_t c = 0, d = 0;
-    uint32_t a;
-    __asm__ volatile("1: .byte 0x0f, 0x01, 0xee\n\t" /* RDPKRU */
-                     "andl vmpk__meta+%c[not_m](%%rip), %%eax\n\t"
-                     "2: .byte 0x0f, 0x01, 0xef\n\t" /* WRPKRU */
-                     ".pushsection vmpk_restart, \"a\"\n\t"
-                     ".balign 4\n\t"
-                     ".long 1b - .\n\t"
-                     ".long 2b - .\n\t"
-                     ".popsection\n\t"
-                     PKRU_CHECK_THREAD("owned_enter")
-                     : "=&a"(a), "+c"(c), "+d"(d)
-                     : PKRU_THREAD_OPERANDS
-                     : "rsi", "memory", "cc");
-    (void)a;
-    return (struct vmpk_thread *)c;
-}
-
-/* The check against a field of the meta page, RIP-relative: no register
- * names what the value is compared with. */
-#define PKRU_WRITE_BOOT(v, field)                                                          \
-    do {                                                                                   \
-        uintptr_t c_ = 0, d_ = 0;                                                          \
-        __asm__ volatile(".byte 0x0f, 0x01, 0xef\n\t" /* WRPKRU */                         \
-                         ".byte 0x0f, 0x01, 0xee\n\t" /* RDPKRU */                         \
-                         "notl %%eax\n\t"                                                  \
-                         "andl vmpk__meta+%c[need](%%rip), %%eax\n\t"                      \
-                         "jnz vmpk__pkru_mismatch\n\t"                                     \
-                         : "+a"(v), "+c"(c_), "+d"(d_)                                     \
-                         : [need] "i"(offsetof(struct meta_page, field))                   \
-                         : "memory", "cc");                                                \
-    } while (0)
-
-static inline __attribute__((always_inline)) void pkru_write_boot(uint32_t v, int open)
-{
-    if (open)
-        PKRU_WRITE_BOOT(v, boot_open);
-    else
-        PKRU_WRITE_BOOT(v, boot_closed);
-}
-#endif
+/* RDPKRU and the checked WRPKRUs: pkru_hw.h, or pkru_stub.h in the stub
+ * flavours; the Makefile names the file (VMPK_PKRU_WRITES), as it picks
+ * pkru_stub.c over linux/pkeys_linux.c. */
+#include VMPK_PKRU_WRITES
 
 /* CPUID.(EAX=7,ECX=0):ECX bit 4: the OS enabled PKU (CR4.PKE). */
 static inline int cpu_has_ospke(void)

@@ -1,5 +1,5 @@
 /* The stub build's pkeys (the Makefile links this file in place of
- * linux/pkeys_linux.c): PKRU is a thread-local variable (cpu.h), pkeys are
+ * linux/pkeys_linux.c): PKRU is a thread-local variable (pkru_stub.h), pkeys are
  * numbers handed out in order, and tagging a page is a plain mprotect. For
  * valgrind (which cannot run WRPKRU) and for counting the pku backend's
  * work on machines without PKU. Such a build protects nothing. */
@@ -10,7 +10,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
-#include "cpu.h"
+#include "pkru_stub.h"
 #include "os.h"
 #include "os_raw.h"
 
@@ -22,7 +22,7 @@ int os_pkey_supported(void) { return 1; }
 
 int os_pkey_alloc(struct runtime_counters *c)
 {
-    count(c, NULL);
+    count(c, OS_CALL);
     int k = atomic_fetch_add(&stub_next_pkey, 1);
     if (k >= 16)
         return -ENOSPC;
@@ -33,7 +33,7 @@ int os_pkey_alloc(struct runtime_counters *c)
 int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot, int pkey)
 {
     (void)pkey;
-    count(c, c ? &c->pkey_mprotect_calls : NULL);
+    count(c, OS_PKEY_MPROTECT);
     return result(RAW(SYS_mprotect, addr, len, prot, 0, 0, 0));
 }
 
@@ -49,6 +49,6 @@ int os_pkey_alloc_readonly(void)
 int os_commit_pkey(struct runtime_counters *c, void *addr, size_t len, int pkey)
 {
     (void)pkey;
-    count(c, NULL);
+    count(c, OS_CALL);
     return result(RAW(SYS_mprotect, addr, len, PROT_READ | PROT_WRITE, 0, 0, 0));
 }
