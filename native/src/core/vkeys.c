@@ -62,7 +62,6 @@ int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *out)
     struct vkey *v = &rt->slots[rt->nslots];
     uint32_t gen = atomic_load(&v->gen) % GEN_RETIRED + 1;
     atomic_store(&v->gen, gen);
-    atomic_store(&v->hw, HW_NONE);
     *out = rt->nslots++;
     return 0;
 }
