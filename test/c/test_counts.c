@@ -6,6 +6,9 @@
  * whose bookkeeping is the same code.
  */
 #include "check.h"
+#if VMPK_CHECKS
+#include "internal.h" /* vmpk__fail_next: failures on demand */
+#endif
 
 static vmpk_runtime *rt;
 
@@ -232,6 +235,110 @@ static void batch_opens_meta_once_per_chunk(void)
     CHECK_EQ(vmpk_close(rt), 0);
 }
 
+#if VMPK_CHECKS
+/* Two pages in two regions of a new key with perm `access`, each filled
+ * with `fill` under a gate, which leaves the key resident. */
+static vmpk_key resident_key(int access, char fill, char **page)
+{
+    vmpk_key k;
+    CHECK_EQ(vmpk_key_create(rt, NULL, access, 0, &k), 0);
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(vmpk_alloc(rt, k, 4096, (void **)&page[i]), 0);
+    CHECK_EQ(vmpk_begin(rt, k, VMPK_RW), 0);
+    memset(page[0], fill, 4096);
+    memset(page[1], fill, 4096);
+    CHECK_EQ(vmpk_end(rt, k), 0);
+    return k;
+}
+
+static bool filled(const char *p, char fill)
+{
+    for (int i = 0; i < 4096; i++)
+        if (p[i] != fill)
+            return false;
+    return true;
+}
+#endif
+
+/* An eviction whose retag fails midway (the fail point retags the first
+ * page, then says ENOMEM): the miss fails with VMPK_E_NOMEM and changes
+ * nothing that can be seen. The victim's pages were closed (one mprotect)
+ * and it was put back on its hw key (one pkey_mprotect): it is still
+ * resident, its next gate a hit with its bytes intact, no eviction is
+ * counted, and the next miss evicts it for real. */
+static void failed_eviction_puts_the_victim_back(void)
+{
+    NEED_PKU();
+#if !VMPK_CHECKS
+    SKIP("fail points are compiled out of release builds");
+#else
+    rt = open_rt(1);
+    char *a_pages[2];
+    vmpk_key a = resident_key(VMPK_NONE, 'a', a_pages), b = make_key(1);
+    struct vmpk_stats before = stats_of(rt);
+    vmpk__fail_next[FAIL_PKU_RETAG] = 1;
+    CHECK_EQ(vmpk_begin(rt, b, VMPK_RW), VMPK_E_NOMEM);
+    CHECK_EQ(vmpk__fail_next[FAIL_PKU_RETAG], 0);
+    struct vmpk_stats after = stats_of(rt);
+    CHECK_EQ(DELTA(misses), 0);
+    CHECK_EQ(DELTA(evictions), 0);
+    CHECK_EQ(DELTA(pkey_mprotect_calls), 2); /* the failed retag, the one back */
+    CHECK_EQ(DELTA(mprotect_calls), 1);      /* closing the pages */
+    CHECK_EQ(after.resident_vkeys, 1);
+    CHECK_EQ(vmpk_begin(rt, a, VMPK_READ), 0);
+    CHECK(filled(a_pages[0], 'a') && filled(a_pages[1], 'a'));
+    CHECK_EQ(vmpk_end(rt, a), 0);
+    before = after;
+    after = stats_of(rt);
+    CHECK_EQ(DELTA(hits), 1);
+    CHECK_EQ(DELTA(misses), 0);
+    gate(b);
+    before = after;
+    after = stats_of(rt);
+    CHECK_EQ(DELTA(misses), 1);
+    CHECK_EQ(DELTA(evictions), 1);
+    CHECK_EQ(vmpk_probe(a_pages[1], VMPK_READ), 0); /* evicted, perm none */
+    CHECK_EQ(vmpk_begin(rt, a, VMPK_READ), 0);
+    CHECK(filled(a_pages[0], 'a') && filled(a_pages[1], 'a'));
+    CHECK_EQ(vmpk_end(rt, a), 0);
+    destroy_all((vmpk_key[]){ a, b }, 2);
+    CHECK_EQ(vmpk_close(rt), 0);
+#endif
+}
+
+/* The same, with the way back failing midway too: the pages it did not
+ * reach stay closed, even to readers the victim's perm lets in (fail
+ * closed), while the victim stays bound to its hw key, so that pkey serves
+ * no other key while pages may still carry it. The next miss retags the
+ * whole window and opens them again by the perm. */
+static void failed_eviction_leaves_the_pages_closed(void)
+{
+    NEED_PKU();
+#if !VMPK_CHECKS
+    SKIP("fail points are compiled out of release builds");
+#else
+    rt = open_rt(1);
+    char *a_pages[2];
+    vmpk_key a = resident_key(VMPK_READ, 'a', a_pages), b = make_key(1);
+    CHECK_EQ(vmpk_probe(a_pages[1], VMPK_READ), 1);
+    vmpk__fail_next[FAIL_PKU_RETAG] = 2;
+    CHECK_EQ(vmpk_begin(rt, b, VMPK_RW), VMPK_E_NOMEM);
+    CHECK_EQ(vmpk__fail_next[FAIL_PKU_RETAG], 0);
+    CHECK_EQ(stats_of(rt).resident_vkeys, 1);
+    CHECK_EQ(vmpk_probe(a_pages[1], VMPK_READ), 0); /* closed, although perm READ */
+    CHECK_EQ(vmpk_probe(a_pages[0], VMPK_READ), 1); /* the page the retag reached */
+    struct vmpk_stats before = stats_of(rt);
+    gate(b);
+    struct vmpk_stats after = stats_of(rt);
+    CHECK_EQ(DELTA(evictions), 1);
+    CHECK_EQ(vmpk_probe(a_pages[1], VMPK_READ), 1);
+    CHECK(filled(a_pages[0], 'a') && filled(a_pages[1], 'a'));
+    CHECK_EQ(vmpk_probe(a_pages[1], VMPK_RW), 0);
+    destroy_all((vmpk_key[]){ a, b }, 2);
+    CHECK_EQ(vmpk_close(rt), 0);
+#endif
+}
+
 int main(void)
 {
     RUN(scripted_pattern_with_two_hw_keys);
@@ -241,5 +348,7 @@ int main(void)
     RUN(two_syscalls_per_miss);
     RUN(cold_alloc_is_free);
     RUN(batch_opens_meta_once_per_chunk);
+    RUN(failed_eviction_puts_the_victim_back);
+    RUN(failed_eviction_leaves_the_pages_closed);
     return check_done();
 }

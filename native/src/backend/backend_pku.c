@@ -29,6 +29,7 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "backend_pku.h"
 #include "cache.h"
 #include "enter.h"
 #include "gate.h"
@@ -462,6 +463,17 @@ static void pku_hw_stats(const struct vmpk_runtime *rt, uint32_t *held, uint64_t
     *resident = 0;
     for (uint32_t h = 0; h < n; h++)
         *resident += atomic_load(&PKU(rt)->hw[h].state) != 0;
+}
+
+/* backend_pku.h: for tests only. */
+struct hwkey *vmpk__pku_hwkey(const struct vmpk_runtime *rt, int h)
+{
+    return &PKU(rt)->hw[h];
+}
+
+int vmpk__pku_hw_of(const struct vkey *v)
+{
+    return atomic_load(&PKU_KEY(v)->hw);
 }
 
 const struct backend vmpk__backend_pku = {
