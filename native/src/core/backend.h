@@ -89,7 +89,7 @@ int vmpk__backend_choose(int asked, const struct backend **out);
 #define BACKEND_STATE(type, rt)                                                            \
     (FITS_OR_FAIL(type, BACKEND_STATE_BYTES), (type *)(uintptr_t)(rt)->be_state)
 #define BACKEND_KEY(type, v)                                                               \
-    (FITS_OR_FAIL(type, sizeof(union backend_vkey)), (type *)(uintptr_t)(v)->be.bytes)
+    (FITS_OR_FAIL(type, sizeof(struct backend_vkey)), (type *)(uintptr_t)(v)->be.bytes)
 /* Nothing at run time; a compile error where type is larger than n bytes. */
 #define FITS_OR_FAIL(type, n) ((void)sizeof(char[sizeof(type) <= (n) ? 1 : -1]))
 

@@ -61,9 +61,8 @@ struct range {
 /* Per-key state private to a backend (struct vkey's `be`): opaque bytes
  * here; backend_<name>.c lays its own struct over them (backend.h's
  * BACKEND_KEY) and no other file reads them. */
-union backend_vkey {
-    uint32_t word;
-    unsigned char bytes[4];
+struct backend_vkey {
+    _Alignas(4) unsigned char bytes[4];
 };
 
 struct vkey {
@@ -81,7 +80,7 @@ struct vkey {
     /* The backend's own per-key state: backend_<name>.c reads and writes
      * it, other files reach it only through struct backend. Its key_init
      * sets it up for a new key. */
-    union backend_vkey be;
+    struct backend_vkey be;
     struct range one;         /* the live region while cap == 0 */
     /* NULL when unnamed; kept until the slot is reused. A buffer of
      * VMPK_MAX_NAME + 1 bytes in malloc, writable by anyone: it only ever
