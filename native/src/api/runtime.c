@@ -174,6 +174,7 @@ int vmpk_close(vmpk_runtime *rt)
         }
         err = runtime_id_of(rt) < 0 ? VMPK_E_INVALID : close_in(rt, names, room);
         meta_leave(t, -1);
+        REQUIRE_META_CLOSED();
         for (uint32_t i = 0; err == 0 && i < room; i++)
             free(names[i]);
         free(names);
@@ -306,6 +307,7 @@ int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t windo
     int err = id < 0 ? VMPK_E_INVALID
                      : key_create_in(rt, copy, access, window_size, out, &old);
     meta_leave(t, !err ? id : -1);
+    REQUIRE_META_CLOSED();
     if (err)
         free(copy);
     free(old);
@@ -323,6 +325,7 @@ static int key_create_in(struct vmpk_runtime *rt, char *copy, int access, size_t
     uint32_t granules = window_size ? (uint32_t)((window_size + GRANULE - 1) / GRANULE)
                                     : rt->window_granules;
 
+    REQUIRE_META_OPEN();
     rt_lock(rt);
     uint32_t slot, granule;
     int err = vmpk__slot_new(rt, &slot);
@@ -386,6 +389,7 @@ int vmpk_key_destroy(vmpk_runtime *rt, vmpk_key key)
 
 static int alloc_locked(struct vmpk_runtime *rt, uint32_t slot, uint32_t pages, void **out)
 {
+    REQUIRE_LOCKED(rt);
     struct vkey *v = &rt->slots[slot];
     uint32_t page;
     int err = vmpk__region_alloc(rt, v, pages, &page);
@@ -416,6 +420,7 @@ int vmpk_alloc(vmpk_runtime *rt, vmpk_key key, size_t size, void **out)
 
 static int free_locked(struct vmpk_runtime *rt, uint32_t slot, void *region)
 {
+    REQUIRE_LOCKED(rt);
     struct vkey *v = &rt->slots[slot];
     uintptr_t base = (uintptr_t)window_base(v), at = (uintptr_t)region;
     if (at < base || at >= base + (uintptr_t)v->used * rt->page || (at - base) % rt->page)

@@ -319,6 +319,7 @@ out:
 
 int vmpk__fault_install(void)
 {
+    REQUIRE_NOT_IN_SIGNAL(); /* takes a lock, may install handlers */
     int err = 0;
     births_init();
     if ((err = vmpk__meta_init()))

@@ -278,6 +278,10 @@ static inline bool fail_now(enum fail_point p)
 /* vmpk's metadata is writable for the calling thread (enter.h). */
 bool vmpk__meta_is_open(void);
 #define REQUIRE_META_OPEN() REQUIRE(vmpk__meta_is_open())
+/* Closed for the calling thread: where malloc or free may run (a forged
+ * heap pointer must not get a write into meta). Only META_PKEY's opening
+ * is the thread's own; META_MPROTECT's is process-wide. */
+#define REQUIRE_META_CLOSED() REQUIRE(vmpk__meta_mode != META_PKEY || !vmpk__meta_is_open())
 /* Inside one of vmpk's signal handlers (meta_handler_enter..leave), or not:
  * a handler must not take a lock its interrupted thread may hold. */
 extern __thread int vmpk__signal_depth __attribute__((tls_model("initial-exec")));

@@ -72,6 +72,7 @@ static int reserve_one_more(struct vmpk_runtime *rt, struct vkey *v, uint64_t wi
 
 int vmpk__region_alloc(struct vmpk_runtime *rt, struct vkey *v, uint32_t pages, uint32_t *out)
 {
+    REQUIRE_LOCKED(rt);
     uint64_t window_pages = (uint64_t)v->granules * (GRANULE / rt->page);
     uint32_t at = 0, i = 0;
     const struct range *r = cranges(v);

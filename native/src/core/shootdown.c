@@ -112,8 +112,11 @@ int vmpk__shootdown_signal(void)
     return __SIGRTMAX - 3;
 }
 
+/* Meta open (an entry's), never in a handler: it waits on every thread's. */
 int vmpk__shootdown(struct vmpk_runtime *rt)
 {
+    REQUIRE_META_OPEN();
+    REQUIRE_NOT_IN_SIGNAL();
     const int signo = vmpk__shootdown_signal();
     pthread_mutex_lock(&lock);
     int n = tasks_list(tids, MAX_TARGETS), err = n < 0 ? vmpk__os_error(n) : 0;

@@ -77,6 +77,7 @@ static void make_exit_key(void)
  * for the destructor to run; thread_exit finds the struct through TLS. */
 void vmpk__thread_prepare(void)
 {
+    REQUIRE_META_CLOSED();
     pthread_once(&exit_key_once, make_exit_key);
     if (!pthread_getspecific(exit_key))
         pthread_setspecific(exit_key, &exit_key);
