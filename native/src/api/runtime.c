@@ -224,9 +224,7 @@ int vmpk_info(const vmpk_runtime *rt, struct vmpk_info *out)
         .hw_keys_budget = rt->be->hw_budget(rt),
         .page_size = rt->page,
         .window_size = (size_t)rt->window_granules * GRANULE,
-#ifdef VMPK_PKRU_STUB
-        .pkru_stubbed = rt->be->kind == VMPK_BACKEND_PKU,
-#endif
+        .pkru_stubbed = rt->be->kind == VMPK_BACKEND_PKU && os_pkeys_stubbed(),
     };
     return 0;
 }
