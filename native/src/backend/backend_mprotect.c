@@ -23,6 +23,7 @@ struct mp_vkey {
     uint16_t open_write;
 };
 
+BACKEND_FITS(char, struct mp_vkey); /* no runtime state */
 #define MP_KEY(v) BACKEND_KEY(struct mp_vkey, v)
 
 static int effective(const struct vkey *v)

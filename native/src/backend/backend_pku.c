@@ -54,6 +54,7 @@ struct pku_vkey {
     _Atomic uint8_t hw;       /* hw index while resident, else HW_NONE */
 };
 
+BACKEND_FITS(struct pku_runtime, struct pku_vkey);
 #define PKU(rt) BACKEND_STATE(struct pku_runtime, rt)
 #define PKU_KEY(v) BACKEND_KEY(struct pku_vkey, v)
 

@@ -85,13 +85,13 @@ extern const struct backend vmpk__backend_mprotect;
 int vmpk__backend_choose(int asked, const struct backend **out);
 
 /* A backend's private state over the opaque bytes: `type` is a struct of
- * its own file, checked to fit. Only that backend's file uses these. */
-#define BACKEND_STATE(type, rt)                                                            \
-    (FITS_OR_FAIL(type, BACKEND_STATE_BYTES), (type *)(uintptr_t)(rt)->be_state)
-#define BACKEND_KEY(type, v)                                                               \
-    (FITS_OR_FAIL(type, sizeof(struct backend_vkey)), (type *)(uintptr_t)(v)->be.bytes)
-/* Nothing at run time; a compile error where type is larger than n bytes. */
-#define FITS_OR_FAIL(type, n) ((void)sizeof(char[sizeof(type) <= (n) ? 1 : -1]))
+ * its own file, which checks that it fits (BACKEND_FITS). Only that
+ * backend's file uses these. */
+#define BACKEND_STATE(type, rt) ((type *)(rt)->be_state)
+#define BACKEND_KEY(type, v) ((type *)(v)->be.bytes)
+#define BACKEND_FITS(state, key)                                                           \
+    _Static_assert(sizeof(state) <= BACKEND_STATE_BYTES, #state " fits be_state");         \
+    _Static_assert(sizeof(key) <= sizeof(struct backend_vkey), #key " fits be")
 
 /* --- the calls, with their preconditions checked ------------------------- */
 

@@ -161,13 +161,13 @@ struct vmpk_runtime {
 
     uint32_t window_granules; /* default window of a new key */
 
-    struct runtime_counters c;
-    struct thread_counters base; /* thread counters at open, for this id */
-
     /* The backend's own state: opaque here; backend_<name>.c lays its own
      * struct over it (backend.h's BACKEND_STATE) and no other file reads
      * it. Zero when setup runs. */
-    _Alignas(64) unsigned char be_state[BACKEND_STATE_BYTES];
+    _Alignas(8) unsigned char be_state[BACKEND_STATE_BYTES];
+
+    struct runtime_counters c;
+    struct thread_counters base; /* thread counters at open, for this id */
 };
 
 /* handles (vkeys.c) */
