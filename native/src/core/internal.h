@@ -144,8 +144,6 @@ struct backend;
 
 struct vmpk_runtime {
     pthread_mutex_t lock;
-    /* Checked builds: the thread that holds `lock` (pthread_self), else 0. */
-    _Atomic uintptr_t lock_owner;
     const struct backend *be;
     uint8_t id;
     size_t page;
@@ -168,6 +166,8 @@ struct vmpk_runtime {
 
     struct runtime_counters c;
     struct thread_counters base; /* thread counters at open, for this id */
+    /* Checked builds: the thread that holds `lock` (pthread_self), else 0. */
+    _Atomic uintptr_t lock_owner;
 };
 
 /* handles (vkeys.c) */
