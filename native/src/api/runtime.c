@@ -221,7 +221,7 @@ int vmpk_info(const vmpk_runtime *rt, struct vmpk_info *out)
     *out = (struct vmpk_info){
         .backend = rt->be->kind,
         .thread_local = rt->be->thread_local,
-        .hw_keys_budget = rt->be->hw_budget(rt),
+        .hw_keys_budget = be_hw_budget(rt),
         .page_size = rt->page,
         .window_size = (size_t)rt->window_granules * GRANULE,
         .pkru_stubbed = rt->be->kind == VMPK_BACKEND_PKU && os_pkeys_stubbed(),

@@ -184,6 +184,11 @@ static inline uint32_t be_thread_pkru(const struct vmpk_runtime *rt, uint32_t pk
     return rt->be->thread_pkru ? rt->be->thread_pkru(rt, pkru, t) : pkru;
 }
 
+static inline int be_hw_budget(const struct vmpk_runtime *rt)
+{
+    return rt->be->hw_budget(rt);
+}
+
 static inline void be_hw_stats(const struct vmpk_runtime *rt, uint32_t *held,
                                uint64_t *resident)
 {
