@@ -330,6 +330,66 @@ static void failed_eviction_leaves_the_pages_closed(void)
     CHECK_EQ(vmpk_close(rt), 0);
 }
 
+/* A miss whose tag of the key fails midway (a free hw key, no eviction):
+ * the first page carried the hw key's pkey for a moment; the key goes back
+ * to pkey 0 with its perm (readable here), so when the hw key serves
+ * another key, that key's gate opens none of this one's pages. */
+static void failed_bind_gives_the_pages_back(void)
+{
+    NEED_PKU();
+    rt = open_rt(1);
+    char *a_pages[2];
+    vmpk_key a, b = make_key(1);
+    CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_READ, 0, &a), 0);
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(vmpk_alloc(rt, a, 4096, (void **)&a_pages[i]), 0);
+    vmpk__fail_next[FAIL_PKU_RETAG] = 1;
+    CHECK_EQ(vmpk_begin(rt, a, VMPK_RW), VMPK_E_NOMEM);
+    CHECK_EQ(vmpk__fail_next[FAIL_PKU_RETAG], 0);
+    struct vmpk_stats s = stats_of(rt);
+    CHECK_EQ(s.resident_vkeys, 0);
+    CHECK_EQ(s.hw_keys_held, 1);
+    CHECK_EQ(vmpk_probe(a_pages[0], VMPK_READ), 1); /* its perm, for everyone */
+    CHECK_EQ(vmpk_probe(a_pages[0], VMPK_RW), 0);
+    CHECK_EQ(vmpk_begin(rt, b, VMPK_RW), 0);        /* the hw key serves b */
+    CHECK_EQ(vmpk_probe(a_pages[0], VMPK_RW), 0);   /* b's gate opens none of a */
+    CHECK_EQ(vmpk_probe(a_pages[1], VMPK_RW), 0);
+    CHECK_EQ(vmpk_end(rt, b), 0);
+    destroy_all((vmpk_key[]){ a, b }, 2);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+
+/* A region whose pages fail to take a resident key's pkey midway: the
+ * alloc fails, and the pages stay closed past the key's used end, where
+ * its later evictions do not reach, so the next key on that hw key cannot
+ * write into what becomes this key's next region. */
+static void failed_grow_leaves_the_pages_closed(void)
+{
+    NEED_PKU();
+    rt = open_rt(1);
+    char *a_pages[2], *c;
+    vmpk_key a = resident_key(VMPK_NONE, 'a', a_pages), b = make_key(1);
+    CHECK_EQ(vmpk_begin(rt, a, VMPK_RW), 0);           /* a resident, pinned */
+    vmpk__fail_next[FAIL_PKU_GROW] = 1;
+    CHECK_EQ(vmpk_alloc(rt, a, 2 * 4096, (void **)&c), VMPK_E_NOMEM);
+    CHECK_EQ(vmpk__fail_next[FAIL_PKU_GROW], 0);
+    char *next = a_pages[1] + 4096; /* where the failed region was */
+    CHECK_EQ(vmpk_lookup(rt, next, NULL, NULL, NULL), VMPK_E_NOT_REGION); /* not kept */
+    CHECK_EQ(stats_of(rt).regions, 2);
+    CHECK_EQ(vmpk_probe(next, VMPK_READ), 0);          /* closed even in a's gate */
+    CHECK_EQ(vmpk_end(rt, a), 0);
+    CHECK_EQ(vmpk_begin(rt, b, VMPK_RW), 0);           /* evicts a: b takes its pkey */
+    CHECK_EQ(vmpk_probe(next, VMPK_RW), 0);
+    CHECK_EQ(vmpk_probe(next + 4096, VMPK_RW), 0);
+    CHECK_EQ(vmpk_end(rt, b), 0);
+    CHECK_EQ(vmpk_alloc(rt, a, 2 * 4096, (void **)&c), 0); /* the same pages, now */
+    CHECK(c == next);
+    CHECK_EQ(vmpk_begin(rt, a, VMPK_READ), 0);
+    CHECK(c[0] == 0 && c[4096] == 0);
+    CHECK_EQ(vmpk_end(rt, a), 0);
+    destroy_all((vmpk_key[]){ a, b }, 2);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
 #endif /* VMPK_CHECKS */
 
 int main(void)
@@ -344,6 +404,8 @@ int main(void)
 #if VMPK_CHECKS /* fail points: compiled out of release, so not run there */
     RUN(failed_eviction_puts_the_victim_back);
     RUN(failed_eviction_leaves_the_pages_closed);
+    RUN(failed_bind_gives_the_pages_back);
+    RUN(failed_grow_leaves_the_pages_closed);
 #endif
     return check_done();
 }

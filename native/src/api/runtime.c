@@ -395,8 +395,7 @@ static int alloc_locked(struct vmpk_runtime *rt, uint32_t slot, uint32_t pages, 
         return err;
     if (page + pages > v->used) {
         if ((err = be_grow(rt, slot, v->used, page + pages))) {
-            uint32_t ignored;
-            vmpk__region_free(v, page, &ignored);
+            vmpk__region_undo(v, page); /* region_free refuses: past v->used */
             return err;
         }
         rt->used_pages += page + pages - v->used;

@@ -143,8 +143,13 @@ static int mp_grow(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32
     int access = effective(v);
     if (access == VMPK_NONE) /* fresh pages are PROT_NONE already */
         return 0;
-    int r = os_mprotect(&rt->c, window_base(v) + (size_t)from * rt->page,
-                        (size_t)(to - from) * rt->page, prot_of_vkey(v, access));
+    uint8_t *at = window_base(v) + (size_t)from * rt->page;
+    size_t len = (size_t)(to - from) * rt->page;
+    int r = os_mprotect(&rt->c, at, len, prot_of_vkey(v, access));
+    /* Past v->used no later change reaches them: closed, or some could
+     * stay open after the key's access narrows. */
+    if (r && os_mprotect(&rt->c, at, len, PROT_NONE))
+        abort();
     return vmpk__os_error(r);
 }
 

@@ -202,8 +202,15 @@ static int bind(struct vmpk_runtime *rt, uint32_t slot, uint8_t *out)
                 return err;
         }
         int err = retag(rt, v, prot_resident(v), k->pkey);
-        if (err)
+        if (err) {
+            /* Part of v's window may carry k's pkey, and k serves no key:
+             * back to pkey 0 with v's perm, or closed, before k serves
+             * another key. */
+            if (retag(rt, v, prot_of_vkey(v, atomic_load(&v->access)), 0) && v->used &&
+                os_mprotect(&rt->c, window_base(v), (size_t)v->used * rt->page, PROT_NONE))
+                abort();
             return err;
+        }
         atomic_store(&k->open_elsewhere, atomic_load(&v->access) != VMPK_NONE);
         hw_bind_pinned(k, slot);
         atomic_store(&PKU_KEY(v)->hw, (uint8_t)pick);
@@ -382,10 +389,22 @@ static int pku_grow(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint3
     size_t len = (size_t)(to - from) * rt->page;
     uint8_t h = atomic_load(&PKU_KEY(v)->hw);
     int r = 0;
-    if (h != HW_NONE)
-        r = os_pkey_mprotect(&rt->c, at, len, prot_resident(v), PKU_HW(rt)[h].pkey);
-    else if (atomic_load(&v->access) != VMPK_NONE) /* fresh pages are PROT_NONE, pkey 0 */
+    if (h != HW_NONE) {
+        if (fail_now(FAIL_PKU_GROW)) { /* a test's failure midway: one page done */
+            os_pkey_mprotect(&rt->c, at, rt->page, prot_resident(v), PKU_HW(rt)[h].pkey);
+            r = -ENOMEM;
+        } else {
+            r = os_pkey_mprotect(&rt->c, at, len, prot_resident(v), PKU_HW(rt)[h].pkey);
+        }
+    } else if (atomic_load(&v->access) != VMPK_NONE) { /* fresh pages are PROT_NONE, pkey 0 */
         r = os_mprotect(&rt->c, at, len, prot_of_vkey(v, atomic_load(&v->access)));
+    }
+    /* The pages stay past v->used, where no later retag of the window
+     * reaches them: closed, or some could keep h's pkey open to the next
+     * key h serves (or the perm after it narrows) until they come into
+     * use, and hand that key's writes to this one's next region. */
+    if (r && os_mprotect(&rt->c, at, len, PROT_NONE))
+        abort();
     return vmpk__os_error(r);
 }
 

@@ -203,6 +203,9 @@ void vmpk__slot_release(struct vmpk_runtime *rt, uint32_t slot);
 /* regions inside a window (regions.c) */
 int vmpk__region_alloc(struct vmpk_runtime *rt, struct vkey *v, uint32_t pages, uint32_t *page);
 int vmpk__region_free(struct vkey *v, uint32_t page, uint32_t *pages);
+/* Takes back the region vmpk__region_alloc just made at page, which may
+ * reach past v->used (its pages never came into use). */
+void vmpk__region_undo(struct vkey *v, uint32_t page);
 const struct range *vmpk__region_containing(const struct vkey *v, uint32_t page);
 void vmpk__regions_clear(struct vkey *v);
 size_t vmpk__regions_bytes(const struct vkey *v);
@@ -264,7 +267,11 @@ void vmpk__require_failed(const char *cond, const char *file, int line)
 /* Failures on demand for tests, where the checks are live: the next n
  * calls at a point fail (vmpk__fail_next[point] = n, require.c). Compiled
  * out of release. */
-enum fail_point { FAIL_PKU_RETAG, FAIL_POINTS };
+enum fail_point {
+    FAIL_PKU_RETAG, /* backend_pku.c's retag of a whole window, midway */
+    FAIL_PKU_GROW,  /* its tag of pages coming into use, midway */
+    FAIL_POINTS
+};
 #if VMPK_CHECKS
 extern _Atomic int vmpk__fail_next[FAIL_POINTS];
 static inline bool fail_now(enum fail_point p)

@@ -119,6 +119,15 @@ int vmpk__region_free(struct vkey *v, uint32_t page, uint32_t *pages)
     return 0;
 }
 
+void vmpk__region_undo(struct vkey *v, uint32_t page)
+{
+    uint32_t i = lower_bound(v, page);
+    struct range *r = ranges(v);
+    REQUIRE(i < v->nregions && r[i].page == page);
+    memmove(r + i, r + i + 1, (v->nregions - i - 1) * sizeof *r);
+    v->nregions--;
+}
+
 /* The table's pages stay committed for the window's next key. */
 void vmpk__regions_clear(struct vkey *v)
 {
