@@ -96,7 +96,7 @@ int vmpk_open(const struct vmpk_options *opts, vmpk_runtime **out)
         return err;
     if ((err = vmpk__fault_install()))
         return err;
-    if (o.harden && (err = vmpk__harden(be->kind == VMPK_BACKEND_PKU)))
+    if (o.harden && (err = vmpk__harden(be->pkeys)))
         return err;
     struct vmpk_thread *t = meta_enter();
     if (!t)
@@ -224,7 +224,7 @@ int vmpk_info(const vmpk_runtime *rt, struct vmpk_info *out)
         .hw_keys_budget = be_hw_budget(rt),
         .page_size = rt->page,
         .window_size = (size_t)rt->window_granules * GRANULE,
-        .pkru_stubbed = rt->be->kind == VMPK_BACKEND_PKU && os_pkeys_stubbed(),
+        .pkru_stubbed = rt->be->pkeys && os_pkeys_stubbed(),
     };
     return 0;
 }

@@ -213,6 +213,7 @@ const struct backend vmpk__backend_mprotect = {
     .name = "mprotect",
     .kind = VMPK_BACKEND_MPROTECT,
     .thread_local = false,
+    .pkeys = false,
     .setup = mp_setup,
     .teardown = mp_teardown,
     .begin = mp_begin,

@@ -506,6 +506,7 @@ const struct backend vmpk__backend_pku = {
     .name = "pku",
     .kind = VMPK_BACKEND_PKU,
     .thread_local = true,
+    .pkeys = true,
     .setup = pku_setup,
     .teardown = pku_teardown,
     .begin = pku_begin,

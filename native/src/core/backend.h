@@ -29,6 +29,10 @@
  *   grow         L M T pages [from, to) of the window came into use.
  *   retire       L M T the key is being destroyed: unbind it, its used pages
  *                      PROT_NONE on pkey 0; VMPK_E_BUSY if gates pin it.
+ *
+ * Every call that fails leaves the key's pages no more open than before and
+ * the backend's state saying which pkey each page may carry (a retag that
+ * fails midway is undone, or the pages are closed).
  *   pin, unpin   L M T vmpk_pin / vmpk_unpin: keep the key resident, or stop.
  *   gates_open   L M T whether any thread has a gate of rt open (vmpk_close
  *                      refuses then). vmpk_pin's pins are the core's.
@@ -46,7 +50,8 @@
  *
  * Adding a backend: its own backend/backend_<name>.c (this table filled
  * in), the platform calls it needs under platform/, and a row in
- * backend/select.c. Nothing else names a backend.
+ * backend/select.c, with its value of vmpk.h's enum vmpk_backend (which
+ * src/codes.ts mirrors). No other file names a backend.
  */
 #ifndef VMPK_BACKEND_H
 #define VMPK_BACKEND_H
@@ -55,8 +60,11 @@
 
 struct backend {
     const char *name;
-    int kind;                 /* enum vmpk_backend */
-    bool thread_local;
+    int kind;                 /* enum vmpk_backend: vmpk_info's, nothing decides on it */
+    bool thread_local;        /* a gate opens pages to its own thread only */
+    bool pkeys;               /* it tags pages with pkeys: the hardened
+                               * filter lets pkey_mprotect through, and
+                               * vmpk_info.pkru_stubbed asks */
     int (*setup)(struct vmpk_runtime *rt, int max_hw_keys);
     void (*teardown)(struct vmpk_runtime *rt);
     int (*begin)(struct vmpk_runtime *rt, vmpk_key key, int access);
