@@ -1,6 +1,7 @@
 /*
  * The hardware-key cache's policy (cache.c) as plain functions over a
- * runtime struct built by hand: no runtime is opened, no syscall made, so
+ * table of hw keys and a sketch built by hand (the pku backend's own hold
+ * them in a runtime): no runtime is opened, no syscall made, so
  * it runs the same on every machine and build. Each pick names its victim
  * exactly.
  */
@@ -8,7 +9,10 @@
 
 #include "cache.h"
 
-static struct vmpk_runtime rt;
+static struct {
+    struct hwkey hw[MAX_HW_KEYS];
+    struct cache_sketch sketch;
+} rt;
 
 static void reset(void)
 {
@@ -28,7 +32,7 @@ static void least_used_is_the_victim(void)
     serve(0, 10, 0, 5);
     serve(1, 11, 0, 2);
     serve(2, 12, 0, 7);
-    CHECK_EQ(cache_pick(&rt, 3), 1);
+    CHECK_EQ(cache_pick(rt.hw, 3, &rt.sketch), 1);
     /* The uses were folded into the sketch, exactly, and reset. */
     CHECK_EQ(cache_estimate(&rt.sketch, 10), 5);
     CHECK_EQ(cache_estimate(&rt.sketch, 11), 2);
@@ -37,7 +41,7 @@ static void least_used_is_the_victim(void)
         CHECK_EQ(atomic_load(&rt.hw[h].uses), 0);
     CHECK_EQ(rt.sketch.added, 5 + 2 + 7);
     /* Folding again adds nothing: the same victim. */
-    CHECK_EQ(cache_pick(&rt, 3), 1);
+    CHECK_EQ(cache_pick(rt.hw, 3, &rt.sketch), 1);
     CHECK_EQ(cache_estimate(&rt.sketch, 11), 2);
 }
 
@@ -47,7 +51,7 @@ static void an_unbound_hw_key_comes_first(void)
     serve(0, 10, 0, 0);
     serve(2, 12, 0, 0);
     atomic_store(&rt.hw[1].uses, 9); /* left by a racing hit: dropped */
-    CHECK_EQ(cache_pick(&rt, 3), 1);
+    CHECK_EQ(cache_pick(rt.hw, 3, &rt.sketch), 1);
     CHECK_EQ(atomic_load(&rt.hw[1].uses), 0);
     CHECK_EQ(rt.sketch.added, 0);
 }
@@ -58,11 +62,11 @@ static void pinned_keys_are_never_picked(void)
     serve(0, 10, 0, 5);
     serve(1, 11, 1, 2); /* least used, but a gate pins it */
     serve(2, 12, 0, 7);
-    CHECK_EQ(cache_pick(&rt, 3), 0);
+    CHECK_EQ(cache_pick(rt.hw, 3, &rt.sketch), 0);
     serve(0, 10, 3, 0);
     serve(2, 12, 1, 0);
-    CHECK_EQ(cache_pick(&rt, 3), -1); /* every one pinned */
-    CHECK_EQ(cache_pick(&rt, 0), -1); /* no hw key at all */
+    CHECK_EQ(cache_pick(rt.hw, 3, &rt.sketch), -1); /* every one pinned */
+    CHECK_EQ(cache_pick(rt.hw, 0, &rt.sketch), -1); /* no hw key at all */
 }
 
 static void ties_go_to_the_lowest_index(void)
@@ -71,9 +75,9 @@ static void ties_go_to_the_lowest_index(void)
     serve(0, 10, 0, 4);
     serve(1, 11, 0, 3);
     serve(2, 12, 0, 3);
-    CHECK_EQ(cache_pick(&rt, 3), 1);
+    CHECK_EQ(cache_pick(rt.hw, 3, &rt.sketch), 1);
     serve(1, 11, 1, 0);
-    CHECK_EQ(cache_pick(&rt, 3), 2);
+    CHECK_EQ(cache_pick(rt.hw, 3, &rt.sketch), 2);
 }
 
 /* What LRU cannot do: a vkey's uses while it was not resident count when
@@ -85,7 +89,7 @@ static void uses_are_remembered_across_residencies(void)
     serve(0, 20, 0, 1);                /* back: the gate that missed */
     serve(1, 21, 0, 3);
     serve(2, 22, 0, 1);                /* a newcomer, used once */
-    CHECK_EQ(cache_pick(&rt, 3), 2);
+    CHECK_EQ(cache_pick(rt.hw, 3, &rt.sketch), 2);
     CHECK_EQ(cache_estimate(&rt.sketch, 20), 10);
 }
 
@@ -111,7 +115,7 @@ static void counts_saturate_and_halve(void)
     /* So yesterday's favourite loses to today's. */
     serve(0, 2, 0, 0);
     serve(1, 4, 0, 200);
-    CHECK_EQ(cache_pick(&rt, 2), 0);
+    CHECK_EQ(cache_pick(rt.hw, 2, &rt.sketch), 0);
 }
 
 /* Billions of hits between two misses neither wrap a count nor skip a

@@ -6,6 +6,9 @@
  * whose bookkeeping is the same code.
  */
 #include "check.h"
+#if VMPK_CHECKS
+#include "internal.h" /* vmpk__fail_next: failures on demand */
+#endif
 
 static vmpk_runtime *rt;
 
@@ -232,6 +235,163 @@ static void batch_opens_meta_once_per_chunk(void)
     CHECK_EQ(vmpk_close(rt), 0);
 }
 
+#if VMPK_CHECKS
+/* Two pages in two regions of a new key with perm `access`, each filled
+ * with `fill` under a gate, which leaves the key resident. */
+static vmpk_key resident_key(int access, char fill, char **page)
+{
+    vmpk_key k;
+    CHECK_EQ(vmpk_key_create(rt, NULL, access, 0, &k), 0);
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(vmpk_alloc(rt, k, 4096, (void **)&page[i]), 0);
+    CHECK_EQ(vmpk_begin(rt, k, VMPK_RW), 0);
+    memset(page[0], fill, 4096);
+    memset(page[1], fill, 4096);
+    CHECK_EQ(vmpk_end(rt, k), 0);
+    return k;
+}
+
+static bool filled(const char *p, char fill)
+{
+    for (int i = 0; i < 4096; i++)
+        if (p[i] != fill)
+            return false;
+    return true;
+}
+
+/* An eviction whose retag fails midway (the fail point retags the first
+ * page, then says ENOMEM): the miss fails with VMPK_E_NOMEM and changes
+ * nothing that can be seen. The victim's pages were closed (one mprotect)
+ * and it was put back on its hw key (one pkey_mprotect): it is still
+ * resident, its next gate a hit with its bytes intact, no eviction is
+ * counted, and the next miss evicts it for real. */
+static void failed_eviction_puts_the_victim_back(void)
+{
+    NEED_PKU();
+    rt = open_rt(1);
+    char *a_pages[2];
+    vmpk_key a = resident_key(VMPK_NONE, 'a', a_pages), b = make_key(1);
+    struct vmpk_stats before = stats_of(rt);
+    vmpk__fail_next[FAIL_PKU_RETAG] = 1;
+    CHECK_EQ(vmpk_begin(rt, b, VMPK_RW), VMPK_E_NOMEM);
+    CHECK_EQ(vmpk__fail_next[FAIL_PKU_RETAG], 0);
+    struct vmpk_stats after = stats_of(rt);
+    CHECK_EQ(DELTA(misses), 0);
+    CHECK_EQ(DELTA(evictions), 0);
+    CHECK_EQ(DELTA(pkey_mprotect_calls), 2); /* the failed retag, the one back */
+    CHECK_EQ(DELTA(mprotect_calls), 1);      /* closing the pages */
+    CHECK_EQ(after.resident_vkeys, 1);
+    CHECK_EQ(vmpk_begin(rt, a, VMPK_READ), 0);
+    CHECK(filled(a_pages[0], 'a') && filled(a_pages[1], 'a'));
+    CHECK_EQ(vmpk_end(rt, a), 0);
+    before = after;
+    after = stats_of(rt);
+    CHECK_EQ(DELTA(hits), 1);
+    CHECK_EQ(DELTA(misses), 0);
+    gate(b);
+    before = after;
+    after = stats_of(rt);
+    CHECK_EQ(DELTA(misses), 1);
+    CHECK_EQ(DELTA(evictions), 1);
+    CHECK_EQ(vmpk_probe(a_pages[1], VMPK_READ), 0); /* evicted, perm none */
+    CHECK_EQ(vmpk_begin(rt, a, VMPK_READ), 0);
+    CHECK(filled(a_pages[0], 'a') && filled(a_pages[1], 'a'));
+    CHECK_EQ(vmpk_end(rt, a), 0);
+    destroy_all((vmpk_key[]){ a, b }, 2);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+
+/* The same, with the way back failing midway too: the pages it did not
+ * reach stay closed, even to readers the victim's perm lets in (fail
+ * closed), while the victim stays bound to its hw key, so that pkey serves
+ * no other key while pages may still carry it. The next miss retags the
+ * whole window and opens them again by the perm. */
+static void failed_eviction_leaves_the_pages_closed(void)
+{
+    NEED_PKU();
+    rt = open_rt(1);
+    char *a_pages[2];
+    vmpk_key a = resident_key(VMPK_READ, 'a', a_pages), b = make_key(1);
+    CHECK_EQ(vmpk_probe(a_pages[1], VMPK_READ), 1);
+    vmpk__fail_next[FAIL_PKU_RETAG] = 2;
+    CHECK_EQ(vmpk_begin(rt, b, VMPK_RW), VMPK_E_NOMEM);
+    CHECK_EQ(vmpk__fail_next[FAIL_PKU_RETAG], 0);
+    CHECK_EQ(stats_of(rt).resident_vkeys, 1);
+    CHECK_EQ(vmpk_probe(a_pages[1], VMPK_READ), 0); /* closed, although perm READ */
+    CHECK_EQ(vmpk_probe(a_pages[0], VMPK_READ), 1); /* the page the retag reached */
+    struct vmpk_stats before = stats_of(rt);
+    gate(b);
+    struct vmpk_stats after = stats_of(rt);
+    CHECK_EQ(DELTA(evictions), 1);
+    CHECK_EQ(vmpk_probe(a_pages[1], VMPK_READ), 1);
+    CHECK(filled(a_pages[0], 'a') && filled(a_pages[1], 'a'));
+    CHECK_EQ(vmpk_probe(a_pages[1], VMPK_RW), 0);
+    destroy_all((vmpk_key[]){ a, b }, 2);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+
+/* A miss whose tag of the key fails midway (a free hw key, no eviction):
+ * the first page carried the hw key's pkey for a moment; the key goes back
+ * to pkey 0 with its perm (readable here), so when the hw key serves
+ * another key, that key's gate opens none of this one's pages. */
+static void failed_bind_gives_the_pages_back(void)
+{
+    NEED_PKU();
+    rt = open_rt(1);
+    char *a_pages[2];
+    vmpk_key a, b = make_key(1);
+    CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_READ, 0, &a), 0);
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(vmpk_alloc(rt, a, 4096, (void **)&a_pages[i]), 0);
+    vmpk__fail_next[FAIL_PKU_RETAG] = 1;
+    CHECK_EQ(vmpk_begin(rt, a, VMPK_RW), VMPK_E_NOMEM);
+    CHECK_EQ(vmpk__fail_next[FAIL_PKU_RETAG], 0);
+    struct vmpk_stats s = stats_of(rt);
+    CHECK_EQ(s.resident_vkeys, 0);
+    CHECK_EQ(s.hw_keys_held, 1);
+    CHECK_EQ(vmpk_probe(a_pages[0], VMPK_READ), 1); /* its perm, for everyone */
+    CHECK_EQ(vmpk_probe(a_pages[0], VMPK_RW), 0);
+    CHECK_EQ(vmpk_begin(rt, b, VMPK_RW), 0);        /* the hw key serves b */
+    CHECK_EQ(vmpk_probe(a_pages[0], VMPK_RW), 0);   /* b's gate opens none of a */
+    CHECK_EQ(vmpk_probe(a_pages[1], VMPK_RW), 0);
+    CHECK_EQ(vmpk_end(rt, b), 0);
+    destroy_all((vmpk_key[]){ a, b }, 2);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+
+/* A region whose pages fail to take a resident key's pkey midway: the
+ * alloc fails, and the pages stay closed past the key's used end, where
+ * its later evictions do not reach, so the next key on that hw key cannot
+ * write into what becomes this key's next region. */
+static void failed_grow_leaves_the_pages_closed(void)
+{
+    NEED_PKU();
+    rt = open_rt(1);
+    char *a_pages[2], *c;
+    vmpk_key a = resident_key(VMPK_NONE, 'a', a_pages), b = make_key(1);
+    CHECK_EQ(vmpk_begin(rt, a, VMPK_RW), 0);           /* a resident, pinned */
+    vmpk__fail_next[FAIL_PKU_GROW] = 1;
+    CHECK_EQ(vmpk_alloc(rt, a, 2 * 4096, (void **)&c), VMPK_E_NOMEM);
+    CHECK_EQ(vmpk__fail_next[FAIL_PKU_GROW], 0);
+    char *next = a_pages[1] + 4096; /* where the failed region was */
+    CHECK_EQ(vmpk_lookup(rt, next, NULL, NULL, NULL), VMPK_E_NOT_REGION); /* not kept */
+    CHECK_EQ(stats_of(rt).regions, 3); /* a's two, b's one */
+    CHECK_EQ(vmpk_probe(next, VMPK_READ), 0);          /* closed even in a's gate */
+    CHECK_EQ(vmpk_end(rt, a), 0);
+    CHECK_EQ(vmpk_begin(rt, b, VMPK_RW), 0);           /* evicts a: b takes its pkey */
+    CHECK_EQ(vmpk_probe(next, VMPK_RW), 0);
+    CHECK_EQ(vmpk_probe(next + 4096, VMPK_RW), 0);
+    CHECK_EQ(vmpk_end(rt, b), 0);
+    CHECK_EQ(vmpk_alloc(rt, a, 2 * 4096, (void **)&c), 0); /* the same pages, now */
+    CHECK(c == next);
+    CHECK_EQ(vmpk_begin(rt, a, VMPK_READ), 0);
+    CHECK(c[0] == 0 && c[4096] == 0);
+    CHECK_EQ(vmpk_end(rt, a), 0);
+    destroy_all((vmpk_key[]){ a, b }, 2);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+#endif /* VMPK_CHECKS */
+
 int main(void)
 {
     RUN(scripted_pattern_with_two_hw_keys);
@@ -241,5 +401,11 @@ int main(void)
     RUN(two_syscalls_per_miss);
     RUN(cold_alloc_is_free);
     RUN(batch_opens_meta_once_per_chunk);
+#if VMPK_CHECKS /* fail points: compiled out of release, so not run there */
+    RUN(failed_eviction_puts_the_victim_back);
+    RUN(failed_eviction_leaves_the_pages_closed);
+    RUN(failed_bind_gives_the_pages_back);
+    RUN(failed_grow_leaves_the_pages_closed);
+#endif
     return check_done();
 }

@@ -22,6 +22,7 @@
 
 #include "check.h"
 #include "internal.h"
+#include "backend_pku.h"
 
 static vmpk_runtime *rt;
 static vmpk_key key;
@@ -55,7 +56,7 @@ static void act(enum scene scene)
         *(volatile uint8_t *)&slot0()->access = VMPK_RW;
         break;
     case WRITE_HW_STATE: /* add a pin, so the key could never be evicted */
-        *(volatile uint64_t *)&rt->hw[0].state += 1;
+        *(volatile uint64_t *)&vmpk__pku_hwkey(rt, 0)->state += 1;
         break;
     case WRITE_GATE_RECORD: /* forge an open RW gate on the key */
         vmpk__self->gates[0].access = VMPK_RW;
@@ -150,18 +151,18 @@ static void probed_writes_change_nothing(void)
     setup();
     struct vkey *v = slot0();
     struct vmpk_stats before = stats_of(rt);
-    uint64_t state = atomic_load(&rt->hw[0].state);
+    uint64_t state = atomic_load(&vmpk__pku_hwkey(rt, 0)->state);
     CHECK(vmpk__meta.mode != META_OFF);
     CHECK_EQ(vmpk_probe(&v->access, VMPK_READ), 1);
     CHECK_EQ(vmpk_probe(&vmpk__self->depth, VMPK_READ), 1);
     CHECK_EQ(vmpk_probe(&vmpk__self->depth, VMPK_RW), 0);
     CHECK_EQ(vmpk_probe(&vmpk__self->gates[0], VMPK_RW), 0);
     CHECK_EQ(vmpk_probe(&vmpk__self->pkru_expect, VMPK_RW), 0);
-    CHECK_EQ(vmpk_probe(&rt->hw[0].state, VMPK_RW), 0);
+    CHECK_EQ(vmpk_probe(&vmpk__pku_hwkey(rt, 0)->state, VMPK_RW), 0);
     CHECK_EQ(vmpk_probe(&rt->be, VMPK_RW), 0);
     if (vmpk__meta.mode == META_PKEY) { /* the tables too */
         CHECK_EQ(vmpk_probe(&v->access, VMPK_RW), 0);
-        CHECK_EQ(vmpk_probe(&v->hw, VMPK_RW), 0);
+        CHECK_EQ(vmpk_probe(&v->be, VMPK_RW), 0);
         CHECK_EQ(vmpk_probe(&v->gen, VMPK_RW), 0);
         CHECK_EQ(vmpk_probe(&vmpk__meta.owned, VMPK_RW), 0);
         CHECK_EQ(vmpk_probe(&vmpk__meta.runtimes[0], VMPK_RW), 0);
@@ -170,7 +171,7 @@ static void probed_writes_change_nothing(void)
     /* The key's pages are as closed as before, and its state unchanged. */
     CHECK_EQ(vmpk_probe((const void *)mem, VMPK_READ), 0);
     CHECK_EQ(atomic_load(&v->access), VMPK_NONE);
-    CHECK_EQ(atomic_load(&rt->hw[0].state), state);
+    CHECK_EQ(atomic_load(&vmpk__pku_hwkey(rt, 0)->state), state);
     struct vmpk_stats after = stats_of(rt);
     CHECK_EQ(after.resident_vkeys, before.resident_vkeys);
     CHECK_EQ(after.pins, 0);

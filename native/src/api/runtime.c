@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "backend.h"
 #include "enter.h"
 #include "gate.h"
 #include "harden.h"
@@ -95,7 +96,7 @@ int vmpk_open(const struct vmpk_options *opts, vmpk_runtime **out)
         return err;
     if ((err = vmpk__fault_install()))
         return err;
-    if (o.harden && (err = vmpk__harden(be->kind == VMPK_BACKEND_PKU)))
+    if (o.harden && (err = vmpk__harden(be->pkeys)))
         return err;
     struct vmpk_thread *t = meta_enter();
     if (!t)
@@ -127,7 +128,7 @@ static int open_in(const struct backend *be, const struct vmpk_options *opts,
     rt->be = be;
     rt->page = os_page_size();
     rt->window_granules = o.window_size ? (uint32_t)((o.window_size + GRANULE - 1) / GRANULE) : 1;
-    if ((err = be->setup(rt, o.max_hw_keys)))
+    if ((err = be_setup(rt, o.max_hw_keys)))
         return err;
     vmpk__thread_counters(id, &rt->base);
     atomic_store(&vmpk__runtimes[id], rt);
@@ -137,7 +138,7 @@ static int open_in(const struct backend *be, const struct vmpk_options *opts,
 
 static bool gates_open(const struct vmpk_runtime *rt)
 {
-    if (rt->be->gates_open(rt))
+    if (be_gates_open(rt))
         return true;
     for (uint32_t s = 0; s < rt->nslots; s++)
         if (rt->slots[s].live && rt->slots[s].pins)
@@ -150,31 +151,46 @@ static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot);
 static int close_in(struct vmpk_runtime *rt, char **names, uint32_t room);
 
 /* The names are freed after meta is closed again (see vmpk_key_create):
- * close_in hands them over in names[], made before meta opens. */
+ * close_in hands them over in names[], made before meta opens, with room
+ * for every slot. Keys made between the count and the lock leave it short:
+ * close_in then changes nothing (CLOSE_RETRY) and the count is taken again,
+ * so no name is ever freed with meta open. */
+#define CLOSE_RETRY 1
+
 int vmpk_close(vmpk_runtime *rt)
 {
-    if (runtime_id_of(rt) < 0)
-        return VMPK_E_INVALID;
-    uint32_t room = atomic_load(&rt->nslots);
-    char **names = room ? calloc(room, sizeof *names) : NULL;
-    struct vmpk_thread *t = meta_enter();
-    if (!t) {
+    int err;
+    do {
+        if (runtime_id_of(rt) < 0)
+            return VMPK_E_INVALID;
+        uint32_t room = atomic_load(&rt->nslots);
+        char **names = room ? calloc(room, sizeof *names) : NULL;
+        if (room && !names)
+            return VMPK_E_NOMEM;
+        struct vmpk_thread *t = meta_enter();
+        if (!t) {
+            free(names);
+            return VMPK_E_NOMEM;
+        }
+        err = runtime_id_of(rt) < 0 ? VMPK_E_INVALID : close_in(rt, names, room);
+        meta_leave(t, -1);
+        REQUIRE_META_CLOSED();
+        for (uint32_t i = 0; err == 0 && i < room; i++)
+            free(names[i]);
         free(names);
-        return VMPK_E_NOMEM;
-    }
-    int err = runtime_id_of(rt) < 0 ? VMPK_E_INVALID : close_in(rt, names, names ? room : 0);
-    meta_leave(t, -1);
-    for (uint32_t i = 0; names && i < room; i++)
-        free(names[i]);
-    free(names);
+    } while (err == CLOSE_RETRY);
     return err;
 }
 
 static int close_in(struct vmpk_runtime *rt, char **names, uint32_t room)
 {
-    pthread_mutex_lock(&rt->lock);
+    rt_lock(rt);
+    if (rt->nslots > room) {
+        rt_unlock(rt);
+        return CLOSE_RETRY;
+    }
     if (gates_open(rt)) {
-        pthread_mutex_unlock(&rt->lock);
+        rt_unlock(rt);
         return VMPK_E_BUSY;
     }
     int err = 0;
@@ -185,19 +201,16 @@ static int close_in(struct vmpk_runtime *rt, char **names, uint32_t room)
         err = err ? err : r;
     }
     if (err) { /* the keys left alive stay usable; close can be retried */
-        pthread_mutex_unlock(&rt->lock);
+        rt_unlock(rt);
         return err;
     }
-    rt->be->teardown(rt);
+    be_teardown(rt);
     for (uint32_t s = 0; s < rt->nslots; s++) {
-        if (s < room)
-            names[s] = rt->slots[s].name;
-        else
-            free(rt->slots[s].name); /* slots made since, or no memory for names[] */
+        names[s] = rt->slots[s].name;
         rt->slots[s].name = NULL;
     }
     atomic_store(&vmpk__runtimes[rt->id], NULL);
-    pthread_mutex_unlock(&rt->lock);
+    rt_unlock(rt);
     return 0;
 }
 
@@ -208,12 +221,10 @@ int vmpk_info(const vmpk_runtime *rt, struct vmpk_info *out)
     *out = (struct vmpk_info){
         .backend = rt->be->kind,
         .thread_local = rt->be->thread_local,
-        .hw_keys_budget = rt->be->hw_budget(rt),
+        .hw_keys_budget = be_hw_budget(rt),
         .page_size = rt->page,
         .window_size = (size_t)rt->window_granules * GRANULE,
-#ifdef VMPK_PKRU_STUB
-        .pkru_stubbed = rt->be->kind == VMPK_BACKEND_PKU,
-#endif
+        .pkru_stubbed = rt->be->pkeys && os_pkeys_stubbed(),
     };
     return 0;
 }
@@ -233,10 +244,10 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
     thread_counters_total(&t, &hits, &pkru_writes, &meta_pkru_writes);
     thread_counters_total(&rt->base, &base_hits, &base_pkru, &base_meta);
     struct vmpk_runtime *m = (struct vmpk_runtime *)rt; /* the lock only */
-    pthread_mutex_lock(&m->lock);
+    rt_lock(m);
     uint32_t n;
     uint64_t resident, names = 0, ranges = 0, pins = 0;
-    rt->be->hw_stats(rt, &n, &resident);
+    be_hw_stats(rt, &n, &resident);
     for (uint32_t s = 0; s < rt->nslots; s++) {
         const struct vkey *v = &rt->slots[s];
         names += v->name ? strnlen(v->name, VMPK_MAX_NAME) + 1 : 0;
@@ -266,7 +277,7 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
         .shootdown_signals = atomic_load(&rt->c.shootdown_signals),
         .pins = pins,
     };
-    pthread_mutex_unlock(&m->lock);
+    rt_unlock(m);
     return 0;
 }
 
@@ -297,6 +308,7 @@ int vmpk_key_create(vmpk_runtime *rt, const char *name, int access, size_t windo
     int err = id < 0 ? VMPK_E_INVALID
                      : key_create_in(rt, copy, access, window_size, out, &old);
     meta_leave(t, !err ? id : -1);
+    REQUIRE_META_CLOSED();
     if (err)
         free(copy);
     free(old);
@@ -314,7 +326,8 @@ static int key_create_in(struct vmpk_runtime *rt, char *copy, int access, size_t
     uint32_t granules = window_size ? (uint32_t)((window_size + GRANULE - 1) / GRANULE)
                                     : rt->window_granules;
 
-    pthread_mutex_lock(&rt->lock);
+    REQUIRE_META_OPEN();
+    rt_lock(rt);
     uint32_t slot, granule;
     int err = vmpk__slot_new(rt, &slot);
     if (!err && (err = vmpk__arena_window_new(OWNER(rt->id, slot), granules, &granule)))
@@ -327,15 +340,14 @@ static int key_create_in(struct vmpk_runtime *rt, char *copy, int access, size_t
         v->granules = granules;
         v->used = 0;
         v->nregions = v->cap = 0;
-        v->be.zero = 0;
         v->exec = exec;
         atomic_store(&v->access, (uint8_t)access);
-        atomic_store(&v->hw, HW_NONE);
+        be_key_init(rt, slot);
         v->live = true;
         rt->live++;
         *out = vmpk__handle(rt, slot, atomic_load(&v->gen));
     }
-    pthread_mutex_unlock(&rt->lock);
+    rt_unlock(rt);
     return err;
 }
 
@@ -347,7 +359,7 @@ static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot)
     struct vkey *v = &rt->slots[slot];
     if (v->pins)
         return VMPK_E_BUSY;
-    int err = rt->be->retire(rt, slot); /* pages now PROT_NONE on pkey 0 */
+    int err = be_retire(rt, slot); /* pages now PROT_NONE on pkey 0 */
     if (err)
         return err;
     if (v->used)
@@ -364,10 +376,10 @@ static int destroy_locked(struct vmpk_runtime *rt, uint32_t slot)
 /* An entry point on one key: `body` under rt->lock, `slot` the key's. */
 #define WITH_SLOT(rt, key, slot, body)                                                     \
     ENTRY(rt, true, ({                                                                     \
-              pthread_mutex_lock(&(rt)->lock);                                             \
+              rt_lock(rt);                                                                 \
               int64_t slot = vmpk__slot_of((rt), (key));                                   \
               int r_ = slot < 0 ? (int)slot : (body);                                      \
-              pthread_mutex_unlock(&(rt)->lock);                                           \
+              rt_unlock(rt);                                                               \
               r_;                                                                          \
           }))
 
@@ -378,15 +390,15 @@ int vmpk_key_destroy(vmpk_runtime *rt, vmpk_key key)
 
 static int alloc_locked(struct vmpk_runtime *rt, uint32_t slot, uint32_t pages, void **out)
 {
+    REQUIRE_LOCKED(rt);
     struct vkey *v = &rt->slots[slot];
     uint32_t page;
     int err = vmpk__region_alloc(rt, v, pages, &page);
     if (err)
         return err;
     if (page + pages > v->used) {
-        if ((err = rt->be->grow(rt, slot, v->used, page + pages))) {
-            uint32_t ignored;
-            vmpk__region_free(v, page, &ignored);
+        if ((err = be_grow(rt, slot, v->used, page + pages))) {
+            vmpk__region_undo(v, page); /* region_free refuses: past v->used */
             return err;
         }
         rt->used_pages += page + pages - v->used;
@@ -408,6 +420,7 @@ int vmpk_alloc(vmpk_runtime *rt, vmpk_key key, size_t size, void **out)
 
 static int free_locked(struct vmpk_runtime *rt, uint32_t slot, void *region)
 {
+    REQUIRE_LOCKED(rt);
     struct vkey *v = &rt->slots[slot];
     uintptr_t base = (uintptr_t)window_base(v), at = (uintptr_t)region;
     if (at < base || at >= base + (uintptr_t)v->used * rt->page || (at - base) % rt->page)
@@ -434,7 +447,7 @@ int vmpk_protect(vmpk_runtime *rt, vmpk_key key, int access)
     WITH_SLOT(rt, key, slot,
               rt->slots[slot].exec && access != VMPK_READ
                   ? VMPK_E_INVALID /* code stays readable, and unwritable outside gates */
-                  : rt->be->protect(rt, (uint32_t)slot, access));
+                  : be_protect(rt, (uint32_t)slot, access));
 }
 
 /* The backend's begin and end are entry points themselves (the gate path
@@ -521,7 +534,7 @@ int vmpk_leave_index(uint32_t index)
 
 static int pin_locked(struct vmpk_runtime *rt, uint32_t slot)
 {
-    int err = rt->be->pin(rt, slot);
+    int err = be_pin(rt, slot);
     if (!err)
         rt->slots[slot].pins++;
     return err;
@@ -531,7 +544,7 @@ static int unpin_locked(struct vmpk_runtime *rt, uint32_t slot)
 {
     if (!rt->slots[slot].pins)
         return VMPK_E_INVALID;
-    rt->be->unpin(rt, slot);
+    be_unpin(rt, slot);
     rt->slots[slot].pins--;
     return 0;
 }
@@ -562,7 +575,7 @@ static int lookup_in(const struct vmpk_runtime *rt, const void *addr, vmpk_key *
     if (!owner || (owner & OWNER_FREED) || OWNER_RT(owner) != rt->id)
         return VMPK_E_NOT_REGION;
     struct vmpk_runtime *m = (struct vmpk_runtime *)rt;
-    pthread_mutex_lock(&m->lock);
+    rt_lock(m);
     uint32_t slot = OWNER_SLOT1(owner) - 1;
     const struct vkey *v = &rt->slots[slot];
     size_t off = (size_t)((const uint8_t *)addr - window_base(v));
@@ -575,7 +588,7 @@ static int lookup_in(const struct vmpk_runtime *rt, const void *addr, vmpk_key *
         if (region_size)
             *region_size = (size_t)r->pages * rt->page;
     }
-    pthread_mutex_unlock(&m->lock);
+    rt_unlock(m);
     return r ? 0 : VMPK_E_NOT_REGION;
 }
 
@@ -606,7 +619,7 @@ const char *vmpk_strerror(int err)
  * itself takes no lock: a fault goes to the lock-free handler. */
 static int probe_key_in(struct vmpk_runtime *rt, vmpk_key key, const void *addr, int access)
 {
-    pthread_mutex_lock(&rt->lock);
+    rt_lock(rt);
     int64_t slot = vmpk__slot_of(rt, key);
     int r;
     if (slot < 0) {
@@ -619,7 +632,7 @@ static int probe_key_in(struct vmpk_runtime *rt, vmpk_key key, const void *addr,
         else
             r = access == VMPK_NONE ? 1 : vmpk_probe(addr, access);
     }
-    pthread_mutex_unlock(&rt->lock);
+    rt_unlock(rt);
     return r;
 }
 

@@ -11,14 +11,25 @@
  */
 #include <stdlib.h>
 
+#include "backend.h"
 #include "enter.h"
 #include "gate.h"
 #include "internal.h"
 #include "os.h"
 
+/* The backend's own per-key state (backend.h); no other file reads it. */
+struct mp_vkey {
+    uint16_t open_read;       /* gates open, all threads */
+    uint16_t open_write;
+};
+
+BACKEND_FITS(char, struct mp_vkey); /* no runtime state */
+#define MP_KEY(v) BACKEND_KEY(struct mp_vkey, v)
+
 static int effective(const struct vkey *v)
 {
-    int gates = v->be.mprotect.open_write ? VMPK_RW : v->be.mprotect.open_read ? VMPK_READ : VMPK_NONE;
+    const struct mp_vkey *m = MP_KEY(v);
+    int gates = m->open_write ? VMPK_RW : m->open_read ? VMPK_READ : VMPK_NONE;
     return gates | atomic_load(&v->access);
 }
 
@@ -36,9 +47,9 @@ static int apply(struct vmpk_runtime *rt, struct vkey *v, int before)
 static void count_gate(struct vkey *v, int access, int delta)
 {
     if (access == VMPK_RW)
-        v->be.mprotect.open_write += delta;
+        MP_KEY(v)->open_write += delta;
     else
-        v->be.mprotect.open_read += delta;
+        MP_KEY(v)->open_read += delta;
 }
 
 static int mp_setup(struct vmpk_runtime *rt, int max_hw_keys)
@@ -65,7 +76,7 @@ static int mp_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
         return r;
     }
     struct vkey *v = &rt->slots[slot];
-    pthread_mutex_lock(&rt->lock);
+    rt_lock(rt);
     r = VMPK_E_STALE;
     if (v->live && atomic_load(&v->gen) == vmpk__gen_of(key)) {
         int before = effective(v);
@@ -76,7 +87,7 @@ static int mp_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
         else
             gate_push(t, rt, key, slot, HW_NONE, access);
     }
-    pthread_mutex_unlock(&rt->lock);
+    rt_unlock(rt);
     if (r == 0)
         counter_add(&t->counters[rt->id].hits, 1);
     else if (r == 1)
@@ -91,7 +102,7 @@ static int mp_end_in(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key ke
     if (!g)
         return VMPK_E_GATE_ORDER;
     struct vkey *v = &rt->slots[g->slot];
-    pthread_mutex_lock(&rt->lock);
+    rt_lock(rt);
     int before = effective(v);
     count_gate(v, g->access, -1);
     t->depth--;
@@ -99,7 +110,7 @@ static int mp_end_in(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key ke
      * no safe way on, so stop. */
     if (apply(rt, v, before) < 0)
         abort();
-    pthread_mutex_unlock(&rt->lock);
+    rt_unlock(rt);
     return 0;
 }
 
@@ -132,20 +143,30 @@ static int mp_grow(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32
     int access = effective(v);
     if (access == VMPK_NONE) /* fresh pages are PROT_NONE already */
         return 0;
-    int r = os_mprotect(&rt->c, window_base(v) + (size_t)from * rt->page,
-                        (size_t)(to - from) * rt->page, prot_of_vkey(v, access));
+    uint8_t *at = window_base(v) + (size_t)from * rt->page;
+    size_t len = (size_t)(to - from) * rt->page;
+    int r = os_mprotect(&rt->c, at, len, prot_of_vkey(v, access));
+    /* Past v->used no later change reaches them: closed, or some could
+     * stay open after the key's access narrows. */
+    if (r && os_mprotect(&rt->c, at, len, PROT_NONE))
+        abort();
     return vmpk__os_error(r);
 }
 
 static int mp_retire(struct vmpk_runtime *rt, uint32_t slot)
 {
     struct vkey *v = &rt->slots[slot];
-    if (v->be.mprotect.open_read || v->be.mprotect.open_write)
+    if (MP_KEY(v)->open_read || MP_KEY(v)->open_write)
         return VMPK_E_BUSY;
     int before = effective(v);
     atomic_store(&v->access, VMPK_NONE);
     int r = apply(rt, v, before);
     return r < 0 ? r : 0;
+}
+
+static void mp_key_init(struct vmpk_runtime *rt, uint32_t slot)
+{
+    *MP_KEY(&rt->slots[slot]) = (struct mp_vkey){ 0, 0 };
 }
 
 /* Nothing to keep resident: the runtime counts the pins. */
@@ -164,7 +185,7 @@ static bool mp_gates_open(const struct vmpk_runtime *rt)
 {
     for (uint32_t s = 0; s < rt->nslots; s++) {
         const struct vkey *v = &rt->slots[s];
-        if (v->live && (v->be.mprotect.open_read || v->be.mprotect.open_write))
+        if (v->live && (MP_KEY(v)->open_read || MP_KEY(v)->open_write))
             return true;
     }
     return false;
@@ -172,7 +193,7 @@ static bool mp_gates_open(const struct vmpk_runtime *rt)
 
 static bool mp_write_held(const struct vmpk_runtime *rt, uint32_t slot)
 {
-    return rt->slots[slot].be.mprotect.open_write != 0;
+    return MP_KEY(&rt->slots[slot])->open_write != 0;
 }
 
 static int mp_hw_budget(const struct vmpk_runtime *rt)
@@ -192,6 +213,7 @@ const struct backend vmpk__backend_mprotect = {
     .name = "mprotect",
     .kind = VMPK_BACKEND_MPROTECT,
     .thread_local = false,
+    .pkeys = false,
     .setup = mp_setup,
     .teardown = mp_teardown,
     .begin = mp_begin,
@@ -199,11 +221,13 @@ const struct backend vmpk__backend_mprotect = {
     .end_in = mp_end_in,
     .protect = mp_protect,
     .grow = mp_grow,
+    .key_init = mp_key_init,
     .retire = mp_retire,
     .pin = mp_pin,
     .unpin = mp_unpin,
     .gates_open = mp_gates_open,
     .write_held = mp_write_held,
+    .serves = NULL,
     .thread_pkru = NULL,
     .hw_budget = mp_hw_budget,
     .hw_stats = mp_hw_stats,

@@ -115,6 +115,8 @@ static bool take_free_window(uint32_t granules, uint32_t *granule)
 
 int vmpk__arena_window_new(uint32_t owner, uint32_t granules, uint32_t *out)
 {
+    REQUIRE_META_OPEN();
+    REQUIRE_NOT_IN_SIGNAL();
     int err = 0;
     uint32_t g;
     pthread_mutex_lock(&arena.lock);
@@ -143,6 +145,8 @@ done:
 
 int vmpk__arena_window_free(uint32_t granule, uint32_t granules)
 {
+    REQUIRE_META_OPEN();
+    REQUIRE_NOT_IN_SIGNAL();
     int err = 0;
     pthread_mutex_lock(&arena.lock);
     if (arena.nfree == arena.free_committed) {

@@ -56,14 +56,13 @@ void cache_add(struct cache_sketch *s, uint32_t slot, uint32_t n)
         halve(s);
 }
 
-int cache_pick(struct vmpk_runtime *rt, uint32_t n)
+int cache_pick(struct hwkey *hw, uint32_t n, struct cache_sketch *sketch)
 {
-    struct hwkey *hw = rt->hw;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t s = atomic_load(&hw[i].state);
         uint32_t uses = atomic_exchange_explicit(&hw[i].uses, 0, memory_order_relaxed);
         if (HW_SLOT1(s))
-            cache_add(&rt->sketch, HW_SLOT1(s) - 1, uses);
+            cache_add(sketch, HW_SLOT1(s) - 1, uses);
     }
     int best = -1;
     uint32_t least = UINT32_MAX;
@@ -73,7 +72,7 @@ int cache_pick(struct vmpk_runtime *rt, uint32_t n)
             return (int)i;
         if (HW_PINS(s))
             continue;
-        uint32_t used = cache_estimate(&rt->sketch, HW_SLOT1(s) - 1);
+        uint32_t used = cache_estimate(sketch, HW_SLOT1(s) - 1);
         if (used < least) {
             least = used;
             best = (int)i;

@@ -1,7 +1,8 @@
 /*
  * The hardware-key cache: which vkey each hw key serves, its pins, and the
- * choice of a victim. Plain C over struct hwkey and the runtime's sketch,
- * no syscalls.
+ * choice of a victim. Plain C over a table of struct hwkey and a sketch,
+ * no syscalls. The pku backend owns the table and the sketch (its private
+ * runtime state, backend_pku.c) and drives this mechanism.
  *
  * The policy is frequency-aware (TinyLFU's idea, fitted to a cache that
  * must admit every miss: a gate cannot run without its vkey resident):
@@ -32,6 +33,36 @@
 #define VMPK_CACHE_H
 
 #include "internal.h"
+
+/* A hardware key held by the runtime. `state` packs the binding and the pins
+ * so that the gate hit path can pin with one CAS:
+ *   bits 63..32  slot + 1 of the resident vkey, 0 when unbound
+ *   bits 31..0   pins (open gates, any thread) */
+struct hwkey {
+    _Atomic uint64_t state;
+    _Atomic uint32_t uses;    /* gates since a miss last folded them into
+                               * the sketch (cache.c); speed only */
+    int pkey;
+    /* Some thread may hold bits for pkey wider than its own gates: the perm
+     * of the vkey it serves (lazy grants), or a gate's bits copied into a
+     * thread created inside the gate. Reusing the pkey then needs a
+     * shootdown first (invariant 2); otherwise it is free. */
+    _Atomic bool open_elsewhere;
+};
+
+#define HW_STATE(slot, pins) (((uint64_t)(slot) + 1) << 32 | (pins))
+#define HW_SLOT1(state) ((uint32_t)((state) >> 32))
+#define HW_PINS(state) ((uint32_t)(state))
+
+/* The cache's memory of how often each vkey is used, resident or not: a
+ * count-min sketch over slots (cache.c), written on the miss path only,
+ * under rt->lock. Speed only: a wrong count costs hits, never protection. */
+#define SKETCH_ROWS 4
+#define SKETCH_WIDTH 512      /* a power of two */
+struct cache_sketch {
+    uint8_t count[SKETCH_ROWS][SKETCH_WIDTH];
+    uint32_t added;           /* uses added since the last halving */
+};
 
 /* Pins k if it serves slot; false if it serves another or none. */
 static inline bool hw_pin_if_bound(struct hwkey *k, uint32_t slot)
@@ -84,10 +115,10 @@ uint32_t cache_estimate(const struct cache_sketch *s, uint32_t slot);
  * (one call adds at most SKETCH_SAMPLE of them). */
 void cache_add(struct cache_sketch *s, uint32_t slot, uint32_t n);
 
-/* The miss path's choice, under rt->lock: folds the uses of rt->hw[0..n)
- * into the sketch, then returns an unbound hw key, else the unpinned one
- * whose vkey the sketch says is least used; -1 when every hw key is
- * pinned. */
-int cache_pick(struct vmpk_runtime *rt, uint32_t n);
+/* The miss path's choice, under the runtime's lock: folds the uses of
+ * hw[0..n) into the sketch, then returns an unbound hw key, else the
+ * unpinned one whose vkey the sketch says is least used; -1 when every hw
+ * key is pinned. */
+int cache_pick(struct hwkey *hw, uint32_t n, struct cache_sketch *sketch);
 
 #endif /* VMPK_CACHE_H */

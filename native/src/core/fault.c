@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "backend.h"
 #include "enter.h"
 #include "internal.h"
 #include "os.h"
@@ -138,10 +139,9 @@ static bool allowed_now(const struct fault *f, const siginfo_t *si, ucontext_t *
         retry_addr = f->addr, retries = 0;
     if (++retries > MAX_RETRIES)
         return false;
-    uint8_t h = atomic_load(&f->v->hw);
     uint32_t pkru;
-    if (si->si_code == SEGV_PKUERR && h != HW_NONE && f->rt->hw[h].pkey == (int)si->si_pkey &&
-        HW_SLOT1(atomic_load(&f->rt->hw[h].state)) == f->slot + 1 && sigframe_pkru(uc, &pkru)) {
+    if (si->si_code == SEGV_PKUERR && be_serves(f->rt, f->slot, (int)si->si_pkey) &&
+        sigframe_pkru(uc, &pkru)) {
         uint32_t bits = pkru_bits_for(allowed);
         uint32_t want = pkru_with(pkru, (int)si->si_pkey, bits);
         if (want != pkru && sigframe_set_pkru(uc, want)) {
@@ -170,7 +170,7 @@ static const char *reason(const struct fault *f, const struct range **region)
         return "the address is not inside a live region of the key (freed, or past its end)";
     if (f->fetch && !f->v->exec)
         return "instruction fetch from a key that is not executable (made without VMPK_KEY_EXEC)";
-    if (f->fetch && f->rt->be->write_held && f->rt->be->write_held(f->rt, f->slot))
+    if (f->fetch && be_write_held(f->rt, f->slot))
         return "instruction fetch while an RW gate (an emit) holds the executable key's pages "
                "writable, not executable (W^X, mprotect backend)";
     struct vmpk_thread *t = vmpk__self;
@@ -319,6 +319,7 @@ out:
 
 int vmpk__fault_install(void)
 {
+    REQUIRE_NOT_IN_SIGNAL(); /* takes a lock, may install handlers */
     int err = 0;
     births_init();
     if ((err = vmpk__meta_init()))

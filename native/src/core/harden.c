@@ -118,9 +118,8 @@ static int probe_child(uint8_t *page, size_t ps, bool pku)
  * would fault under a filter that fakes mprotect. */
 static int probe(bool pku)
 {
-#ifdef VMPK_PKRU_STUB
-    pku = false; /* the stub's pkeys tag nothing: there is nothing to see */
-#endif
+    if (os_pkeys_stubbed())
+        pku = false; /* the stub's pkeys tag nothing: there is nothing to see */
     static uint8_t *page; /* kept for later probes */
     size_t ps = os_page_size();
     if (!page && !(page = os_reserve(NULL, ps)))

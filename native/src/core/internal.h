@@ -6,8 +6,9 @@
  *   slot      a vkey's entry in the runtime's vkey table. A handle (vmpk_key)
  *             names a slot and the slot's generation at creation.
  *   pkey      a hardware protection key number (1..15) as the kernel knows it.
- *   hw        an index into rt->hw[], the hardware keys this runtime holds;
- *             rt->hw[h].pkey is the pkey.
+ *   hw        an index into the pku backend's table of the hardware keys
+ *             this runtime holds (struct hwkey, cache.h; the table is
+ *             private to backend_pku.c).
  *   resident  a vkey bound to a hw key: its pages are tagged with that pkey.
  *   pin       an open gate (on any thread) keeps its vkey resident.
  *   window    the contiguous address space of one vkey; its regions are
@@ -19,8 +20,10 @@
  *   gate      a begin/end pair on one thread: thread-local access on pku.
  *   perm      a vkey's process-wide access (vmpk_protect).
  *
- * Locking: rt->lock guards every slow path. The pku gate hit path takes no
- * lock: it pins the hw key with a CAS and then checks the handle's generation.
+ * Locking: rt->lock guards every slow path (rt_lock/rt_unlock, which record
+ * the owner in checked builds so REQUIRE_LOCKED can ask "held by me?"). The
+ * pku gate hit path takes no lock: it pins the hw key with a CAS and then
+ * checks the handle's generation.
  */
 #ifndef VMPK_INTERNAL_H
 #define VMPK_INTERNAL_H
@@ -38,7 +41,7 @@
 
 #define MAX_HW_KEYS 15
 #define GRANULE ((size_t)1 << 20) /* 1 MiB: the arena unit, the smallest window */
-#define HW_NONE 0xff
+#define HW_NONE 0xff          /* struct gate's hw where no hw key is pinned */
 #define SLOT_BITS 24          /* slot index + 1 in a handle */
 #define GEN_BITS 21
 #define RT_BITS 3             /* runtime id: VMPK_MAX_RUNTIMES == 1 << RT_BITS */
@@ -56,19 +59,16 @@ struct range {
     uint32_t pages;
 };
 
-/* Per-key state private to a backend (struct vkey's `be`). */
-union backend_vkey {
-    uint32_t zero;            /* what a new key starts from */
-    struct {
-        uint16_t open_read;   /* gates open, all threads */
-        uint16_t open_write;
-    } mprotect;
+/* Per-key state private to a backend (struct vkey's `be`): opaque bytes
+ * here; backend_<name>.c lays its own struct over them (backend.h's
+ * BACKEND_KEY) and no other file reads them. */
+struct backend_vkey {
+    _Alignas(4) unsigned char bytes[4];
 };
 
 struct vkey {
     _Atomic uint32_t gen;     /* generation handles must carry; bumped on destroy */
     _Atomic uint8_t access;   /* perm: process-wide vmpk_access */
-    _Atomic uint8_t hw;       /* hw index while resident, else HW_NONE */
     bool live;
     bool exec;                /* VMPK_KEY_EXEC: its pages also execute */
     uint32_t granule;         /* the window's first granule */
@@ -79,9 +79,9 @@ struct vkey {
      * key; 0 while `one` holds its region. */
     uint32_t cap;
     /* The backend's own per-key state: backend_<name>.c reads and writes
-     * it, other files reach it only through struct backend. A new key's
-     * starts at zero. */
-    union backend_vkey be;
+     * it, other files reach it only through struct backend. Its key_init
+     * sets it up for a new key. */
+    struct backend_vkey be;
     struct range one;         /* the live region while cap == 0 */
     /* NULL when unnamed; kept until the slot is reused. A buffer of
      * VMPK_MAX_NAME + 1 bytes in malloc, writable by anyone: it only ever
@@ -92,42 +92,12 @@ struct vkey {
     uint32_t pins;            /* vmpk_pin, not yet unpinned */
 };
 
-/* A hardware key held by the runtime. `state` packs the binding and the pins
- * so that the gate hit path can pin with one CAS:
- *   bits 63..32  slot + 1 of the resident vkey, 0 when unbound
- *   bits 31..0   pins (open gates, any thread) */
-struct hwkey {
-    _Atomic uint64_t state;
-    _Atomic uint32_t uses;    /* gates since a miss last folded them into
-                               * the sketch (cache.c); speed only */
-    int pkey;
-    /* Some thread may hold bits for pkey wider than its own gates: the perm
-     * of the vkey it serves (lazy grants), or a gate's bits copied into a
-     * thread created inside the gate. Reusing the pkey then needs a
-     * shootdown first (invariant 2); otherwise it is free. */
-    _Atomic bool open_elsewhere;
-};
-
-/* The cache's memory of how often each vkey is used, resident or not: a
- * count-min sketch over slots (cache.c), written on the miss path only,
- * under rt->lock. Speed only: a wrong count costs hits, never protection. */
-#define SKETCH_ROWS 4
-#define SKETCH_WIDTH 512      /* a power of two */
-struct cache_sketch {
-    uint8_t count[SKETCH_ROWS][SKETCH_WIDTH];
-    uint32_t added;           /* uses added since the last halving */
-};
-
-#define HW_STATE(slot, pins) (((uint64_t)(slot) + 1) << 32 | (pins))
-#define HW_SLOT1(state) ((uint32_t)((state) >> 32))
-#define HW_PINS(state) ((uint32_t)(state))
-
 /* One open gate on the calling thread. */
 struct gate {
     struct vmpk_runtime *rt;
     vmpk_key key;
     uint32_t slot;
-    uint8_t hw;               /* pku: the hw key pinned */
+    uint8_t hw;               /* pku: the hw key pinned; HW_NONE otherwise */
     uint8_t access;           /* what this gate grants */
     uint8_t outer;            /* what an enclosing gate on the same vkey grants */
     unsigned births;          /* births_now() at begin: a clone copies PKRU */
@@ -203,6 +173,9 @@ _Static_assert(offsetof(struct runtime_counters, os) == 0 &&
 
 struct backend;
 
+/* The size of a backend's own runtime state (backend.h's BACKEND_STATE). */
+#define BACKEND_STATE_BYTES 2560
+
 struct vmpk_runtime {
     pthread_mutex_t lock;
     const struct backend *be;
@@ -220,64 +193,16 @@ struct vmpk_runtime {
 
     uint32_t window_granules; /* default window of a new key */
 
-    /* pku backend */
-    struct hwkey hw[MAX_HW_KEYS];
-    _Atomic uint32_t nhw;
-    int hw_budget;
-    struct cache_sketch sketch;
+    /* The backend's own state: opaque here; backend_<name>.c lays its own
+     * struct over it (backend.h's BACKEND_STATE) and no other file reads
+     * it. Zero when setup runs. */
+    _Alignas(8) unsigned char be_state[BACKEND_STATE_BYTES];
 
     struct runtime_counters c;
     struct thread_counters base; /* thread counters at open, for this id */
+    /* Checked builds: the thread that holds `lock` (pthread_self), else 0. */
+    _Atomic uintptr_t lock_owner;
 };
-
-/* The backend contract. Every entry is called with rt->lock held except:
- * setup, which runs before vmpk_open publishes the runtime (nothing else can
- * reach it yet); begin and end, which are vmpk_begin and vmpk_end themselves
- * (the gate path is the hot one, so each backend owns it whole) and lock where
- * they need; and end_in, which a thread's exit runs like end, meta open. */
-struct backend {
-    const char *name;
-    int kind;                 /* enum vmpk_backend */
-    bool thread_local;
-    int (*setup)(struct vmpk_runtime *rt, int max_hw_keys);
-    void (*teardown)(struct vmpk_runtime *rt);
-    int (*begin)(struct vmpk_runtime *rt, vmpk_key key, int access);
-    int (*end)(struct vmpk_runtime *rt, vmpk_key key);
-    /* end with meta open (a thread's exit closing its gates); the bits it
-     * leaves go to t->sync_* or are set already. */
-    int (*end_in)(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key key);
-    int (*protect)(struct vmpk_runtime *rt, uint32_t slot, int access);
-    /* Pages [from, to) of the window came into use. */
-    int (*grow)(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32_t to);
-    /* The vkey is being destroyed: unbind it. VMPK_E_BUSY if gates pin it. */
-    int (*retire)(struct vmpk_runtime *rt, uint32_t slot);
-    /* vmpk_pin / vmpk_unpin: keep the vkey resident, or stop. */
-    int (*pin)(struct vmpk_runtime *rt, uint32_t slot);
-    void (*unpin)(struct vmpk_runtime *rt, uint32_t slot);
-    /* Whether any thread has a gate of this runtime open (vmpk_close
-     * refuses then). vmpk_pin's pins are the core's, counted apart. */
-    bool (*gates_open)(const struct vmpk_runtime *rt);
-    /* For a fault report, in the signal handler (reads only): whether an
-     * RW gate holds the vkey's pages writable and not executable for every
-     * thread (W^X). NULL where a gate is the thread's own. */
-    bool (*write_held)(const struct vmpk_runtime *rt, uint32_t slot);
-    /* The calling thread's PKRU with this runtime's pkeys at their ideal
-     * bits, for the shootdown handler and meta's slow leave: no locks,
-     * reads only. NULL for a backend that holds no pkey. */
-    uint32_t (*thread_pkru)(const struct vmpk_runtime *rt, uint32_t pkru,
-                            const struct vmpk_thread *t);
-    /* vmpk_info's and vmpk_stats' hardware-key figures: the most keys it
-     * may hold; those it holds, and those serving a vkey now (all 0
-     * without pkeys). */
-    int (*hw_budget)(const struct vmpk_runtime *rt);
-    void (*hw_stats)(const struct vmpk_runtime *rt, uint32_t *held, uint64_t *resident);
-};
-
-extern const struct backend vmpk__backend_pku;
-extern const struct backend vmpk__backend_mprotect;
-/* The backend vmpk_open's options ask for, VMPK_BACKEND read from the
- * environment for AUTO: 0, VMPK_E_INVALID or VMPK_E_UNSUPPORTED (select.c). */
-int vmpk__backend_choose(int asked, const struct backend **out);
 
 /* handles (vkeys.c) */
 vmpk_key vmpk__handle(const struct vmpk_runtime *rt, uint32_t slot, uint32_t gen);
@@ -312,6 +237,9 @@ void vmpk__slot_release(struct vmpk_runtime *rt, uint32_t slot);
 /* regions inside a window (regions.c) */
 int vmpk__region_alloc(struct vmpk_runtime *rt, struct vkey *v, uint32_t pages, uint32_t *page);
 int vmpk__region_free(struct vkey *v, uint32_t page, uint32_t *pages);
+/* Takes back the region vmpk__region_alloc just made at page, which may
+ * reach past v->used (its pages never came into use). */
+void vmpk__region_undo(struct vkey *v, uint32_t page);
 const struct range *vmpk__region_containing(const struct vkey *v, uint32_t page);
 void vmpk__regions_clear(struct vkey *v);
 size_t vmpk__regions_bytes(const struct vkey *v);
@@ -370,15 +298,58 @@ void vmpk__require_failed(const char *cond, const char *file, int line)
         if (VMPK_CHECKS && !(cond))                                                        \
             vmpk__require_failed(#cond, __FILE__, __LINE__);                               \
     } while (0)
-/* rt->lock is held: by the caller, as nothing else may then run this code
- * (a trylock never blocks, and takes the lock only when the check fails). */
-#define REQUIRE_LOCKED(rt) REQUIRE(pthread_mutex_trylock(&(rt)->lock) == EBUSY)
+/* Failures on demand for tests, where the checks are live: the next n
+ * calls at a point fail (vmpk__fail_next[point] = n, require.c). Compiled
+ * out of release. */
+enum fail_point {
+    FAIL_PKU_RETAG, /* backend_pku.c's retag of a whole window, midway */
+    FAIL_PKU_GROW,  /* its tag of pages coming into use, midway */
+    FAIL_POINTS
+};
+#if VMPK_CHECKS
+extern _Atomic int vmpk__fail_next[FAIL_POINTS];
+static inline bool fail_now(enum fail_point p)
+{
+    return relaxed_load(&vmpk__fail_next[p]) > 0 && atomic_fetch_sub(&vmpk__fail_next[p], 1) > 0;
+}
+#else
+#define fail_now(p) false
+#endif
+
 /* vmpk's metadata is writable for the calling thread (enter.h). */
 bool vmpk__meta_is_open(void);
 #define REQUIRE_META_OPEN() REQUIRE(vmpk__meta_is_open())
-/* Inside one of vmpk's signal handlers (meta_handler_enter..leave). */
+/* Closed for the calling thread: where malloc or free may run (a forged
+ * heap pointer must not get a write into meta). Only META_PKEY's opening
+ * is the thread's own; META_MPROTECT's is process-wide. */
+#define REQUIRE_META_CLOSED() REQUIRE(vmpk__meta_mode != META_PKEY || !vmpk__meta_is_open())
+/* Inside one of vmpk's signal handlers (meta_handler_enter..leave), or not:
+ * a handler must not take a lock its interrupted thread may hold. */
 extern __thread int vmpk__signal_depth __attribute__((tls_model("initial-exec")));
 #define REQUIRE_IN_SIGNAL() REQUIRE(vmpk__signal_depth > 0)
+#define REQUIRE_NOT_IN_SIGNAL() REQUIRE(vmpk__signal_depth == 0)
+/* rt->lock is held by the calling thread, or not (rt_lock records the
+ * owner where the checks are live). */
+#define REQUIRE_LOCKED(rt) REQUIRE(relaxed_load(&(rt)->lock_owner) == (uintptr_t)pthread_self())
+#define REQUIRE_UNLOCKED(rt) REQUIRE(relaxed_load(&(rt)->lock_owner) != (uintptr_t)pthread_self())
+
+/* rt->lock, which lives in meta: meta open, never in a signal handler. */
+static inline void rt_lock(struct vmpk_runtime *rt)
+{
+    REQUIRE_NOT_IN_SIGNAL();
+    REQUIRE_UNLOCKED(rt); /* not recursive */
+    pthread_mutex_lock(&rt->lock);
+    if (VMPK_CHECKS)
+        relaxed_store(&rt->lock_owner, (uintptr_t)pthread_self());
+}
+
+static inline void rt_unlock(struct vmpk_runtime *rt)
+{
+    REQUIRE_LOCKED(rt);
+    if (VMPK_CHECKS)
+        relaxed_store(&rt->lock_owner, 0);
+    pthread_mutex_unlock(&rt->lock);
+}
 /* The errno of the calling thread's last VMPK_E_SYSTEM (errors.c). */
 int vmpk__last_errno(void);
 

@@ -166,6 +166,7 @@ int vmpk__meta_commit(struct runtime_counters *c, void *addr, size_t len)
 
 void vmpk__meta_own(int pkey)
 {
+    REQUIRE_META_OPEN();
     if (vmpk__meta.mode == META_PKEY)
         set_owned(relaxed_load(&vmpk__meta.owned) | 3u << (2 * pkey));
 }
@@ -194,6 +195,7 @@ void vmpk__meta_mp_close(struct runtime_counters *c)
 
 struct vmpk_thread *vmpk__meta_thread_alloc(void)
 {
+    REQUIRE_META_OPEN();
     struct meta_page *m = &vmpk__meta;
     struct vmpk_thread *t = m->free_threads;
     if (t) {
@@ -216,6 +218,7 @@ struct vmpk_thread *vmpk__meta_thread_alloc(void)
 
 void vmpk__meta_thread_free(struct vmpk_thread *t)
 {
+    REQUIRE_META_OPEN();
     t->self = NULL;
     t->next = vmpk__meta.free_threads;
     vmpk__meta.free_threads = t;
@@ -268,7 +271,7 @@ bool vmpk__meta_is_open(void)
 {
     switch (vmpk__meta_mode) {
     case META_PKEY:
-        return (rdpkru() & vmpk__meta.m_wd) == 0;
+        return (rdpkru() & vmpk__meta.m_bits) == 0; /* AD alone denies writes too */
     case META_MPROTECT:
         return __atomic_load_n(&mp_open, __ATOMIC_RELAXED) > 0;
     default:

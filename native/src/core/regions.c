@@ -72,6 +72,7 @@ static int reserve_one_more(struct vmpk_runtime *rt, struct vkey *v, uint64_t wi
 
 int vmpk__region_alloc(struct vmpk_runtime *rt, struct vkey *v, uint32_t pages, uint32_t *out)
 {
+    REQUIRE_LOCKED(rt);
     uint64_t window_pages = (uint64_t)v->granules * (GRANULE / rt->page);
     uint32_t at = 0, i = 0;
     const struct range *r = cranges(v);
@@ -116,6 +117,15 @@ int vmpk__region_free(struct vkey *v, uint32_t page, uint32_t *pages)
     memmove(r + i, r + i + 1, (v->nregions - i - 1) * sizeof *r);
     v->nregions--;
     return 0;
+}
+
+void vmpk__region_undo(struct vkey *v, uint32_t page)
+{
+    uint32_t i = lower_bound(v, page);
+    struct range *r = ranges(v);
+    REQUIRE(i < v->nregions && r[i].page == page);
+    memmove(r + i, r + i + 1, (v->nregions - i - 1) * sizeof *r);
+    v->nregions--;
 }
 
 /* The table's pages stay committed for the window's next key. */

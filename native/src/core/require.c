@@ -8,6 +8,10 @@
 
 __thread int vmpk__signal_depth __attribute__((tls_model("initial-exec")));
 
+#if VMPK_CHECKS
+_Atomic int vmpk__fail_next[FAIL_POINTS];
+#endif
+
 static void put(const char *s)
 {
     ssize_t r = write(2, s, strlen(s)); /* async-signal-safe, unlike stdio */

@@ -52,19 +52,14 @@ static void on_shootdown(int sig, siginfo_t *si, void *ctx)
     uint32_t restore = meta_handler_enter();
     struct vmpk_thread *t = meta_self_checked();
     uint32_t pkru;
-#ifdef VMPK_PKRU_STUB
-    (void)ctx;
-    pkru = restore;
-    bool have = true;
-#else
     /* Inside an entry's RDPKRU..WRPKRU, or a check: start it again, so it
      * reads the PKRU this handler leaves instead of writing back an older
-     * one, or comparing an older one with the new expected value. */
+     * one, or comparing an older one with the new expected value. (The
+     * stub build has no such sequences: never.) */
     uintptr_t restart = vmpk__pkru_restart(sigframe_ip(ctx));
     if (restart)
         sigframe_restart_pkru(ctx, restart);
-    bool have = sigframe_pkru(ctx, &pkru);
-#endif
+    bool have = os_frame_pkru(ctx, restore, &pkru);
     if (have && t && vmpk__meta.mode == META_PKEY && !(pkru & vmpk__meta.m_bits)) {
         /* Inside vmpk (meta open): it sets every bit afresh on leaving, and
          * runs no code but vmpk's until then. Its PKRU stays as it is, so
@@ -76,11 +71,7 @@ static void on_shootdown(int sig, siginfo_t *si, void *ctx)
             t->pkru_expect = ideal;
         else
             ideal |= pkru; /* no struct: only narrow, as its checks expect */
-#ifdef VMPK_PKRU_STUB
-        restore = ideal;
-#else
-        sigframe_set_pkru(ctx, ideal);
-#endif
+        os_frame_set_pkru(ctx, &restore, ideal);
     }
     pid_t me = os_gettid();
     int n = atomic_load(&targets);
@@ -112,8 +103,11 @@ int vmpk__shootdown_signal(void)
     return __SIGRTMAX - 3;
 }
 
+/* Meta open (an entry's), never in a handler: it waits on every thread's. */
 int vmpk__shootdown(struct vmpk_runtime *rt)
 {
+    REQUIRE_META_OPEN();
+    REQUIRE_NOT_IN_SIGNAL();
     const int signo = vmpk__shootdown_signal();
     pthread_mutex_lock(&lock);
     int n = tasks_list(tids, MAX_TARGETS), err = n < 0 ? vmpk__os_error(n) : 0;

@@ -8,6 +8,7 @@
  */
 #include <stdlib.h>
 
+#include "backend.h"
 #include "enter.h"
 #include "internal.h"
 
@@ -37,7 +38,7 @@ static void thread_exit(void *arg)
     while (t->depth) {
         const struct gate *g = &t->gates[t->depth - 1];
         struct vmpk_runtime *rt = g->rt;
-        rt->be->end_in(rt, t, g->key);
+        be_end_in(rt, t, g->key);
         if (t->sync_v) { /* the end's bits, now: the next end may set others */
             const struct vkey *v = t->sync_v;
             t->sync_v = NULL;
@@ -79,6 +80,7 @@ static void make_exit_key(void)
  * for the destructor to run; thread_exit finds the struct through TLS. */
 void vmpk__thread_prepare(void)
 {
+    REQUIRE_META_CLOSED();
     pthread_once(&exit_key_once, make_exit_key);
     if (!pthread_getspecific(exit_key))
         pthread_setspecific(exit_key, &exit_key);
@@ -122,8 +124,8 @@ uint32_t vmpk__ideal_pkru(uint32_t pkru, const struct vmpk_thread *t)
 {
     for (int id = 0; id < VMPK_MAX_RUNTIMES; id++) {
         const struct vmpk_runtime *rt = atomic_load(&vmpk__runtimes[id]);
-        if (rt && rt->be->thread_pkru)
-            pkru = rt->be->thread_pkru(rt, pkru, t);
+        if (rt)
+            pkru = be_thread_pkru(rt, pkru, t);
     }
     const struct meta_pool *pool = &vmpk__meta.pool;
     for (int i = 0; i < pool->n; i++) /* racy read of a short array: fine */

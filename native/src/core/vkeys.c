@@ -42,6 +42,8 @@ void vmpk__slots_init(struct vmpk_runtime *rt)
 
 int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *out)
 {
+    REQUIRE_LOCKED(rt);
+    REQUIRE_META_OPEN();
     if (rt->free_slots) {
         uint32_t slot = rt->free_slots - 1;
         rt->free_slots = rt->slots[slot].next_free;
@@ -62,13 +64,14 @@ int vmpk__slot_new(struct vmpk_runtime *rt, uint32_t *out)
     struct vkey *v = &rt->slots[rt->nslots];
     uint32_t gen = atomic_load(&v->gen) % GEN_RETIRED + 1;
     atomic_store(&v->gen, gen);
-    atomic_store(&v->hw, HW_NONE);
     *out = rt->nslots++;
     return 0;
 }
 
 void vmpk__slot_release(struct vmpk_runtime *rt, uint32_t slot)
 {
+    REQUIRE_LOCKED(rt);
+    REQUIRE_META_OPEN();
     struct vkey *v = &rt->slots[slot];
     uint32_t gen = atomic_load(&v->gen) + 1;
     v->live = false;

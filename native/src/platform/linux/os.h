@@ -10,6 +10,7 @@
 #ifndef VMPK_OS_H
 #define VMPK_OS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -27,6 +28,14 @@ struct os_counters {
 };
 
 int os_pkey_supported(void);
+/* 1 in the stub build (pkru_stub.c): PKRU is a variable, pkeys tag nothing. */
+int os_pkeys_stubbed(void);
+/* In a signal handler: the interrupted thread's PKRU, and a new one for it
+ * to resume with. The frame's XSAVE area holds it (sigframe.h); in the stub
+ * build it is the variable's value at the handler's entry, `at_entry`,
+ * which the handler writes back by hand on leaving. false: no PKRU there. */
+bool os_frame_pkru(void *ctx, uint32_t at_entry, uint32_t *pkru);
+void os_frame_set_pkru(void *ctx, uint32_t *at_entry, uint32_t pkru);
 int os_pkey_alloc(struct runtime_counters *c);
 int os_pkey_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot, int pkey);
 int os_mprotect(struct runtime_counters *c, void *addr, size_t len, int prot);

@@ -10,6 +10,7 @@
 #include "cpu.h"
 #include "os.h"
 #include "os_raw.h"
+#include "sigframe.h"
 
 /* CPUID OSPKE first, so no PKRU instruction or pkey call runs where the CPU
  * or the kernel lacks support; then a pkey_alloc that must succeed. Decided
@@ -37,6 +38,23 @@ int os_pkey_supported(void)
 {
     pthread_once(&detect_once, detect);
     return pkeys_supported;
+}
+
+int os_pkeys_stubbed(void)
+{
+    return 0;
+}
+
+bool os_frame_pkru(void *ctx, uint32_t at_entry, uint32_t *pkru)
+{
+    (void)at_entry;
+    return sigframe_pkru(ctx, pkru);
+}
+
+void os_frame_set_pkru(void *ctx, uint32_t *at_entry, uint32_t pkru)
+{
+    (void)at_entry;
+    sigframe_set_pkru(ctx, pkru);
 }
 
 int os_pkey_alloc(struct runtime_counters *c)

@@ -20,6 +20,22 @@ static _Atomic int stub_next_pkey = 1;
 
 int os_pkey_supported(void) { return 1; }
 
+int os_pkeys_stubbed(void) { return 1; }
+
+/* The frame's PKRU is the variable's at the handler's entry (os.h). */
+bool os_frame_pkru(void *ctx, uint32_t at_entry, uint32_t *pkru)
+{
+    (void)ctx;
+    *pkru = at_entry;
+    return true;
+}
+
+void os_frame_set_pkru(void *ctx, uint32_t *at_entry, uint32_t pkru)
+{
+    (void)ctx;
+    *at_entry = pkru;
+}
+
 int os_pkey_alloc(struct runtime_counters *c)
 {
     count(c, OS_CALL);
