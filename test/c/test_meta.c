@@ -22,6 +22,7 @@
 
 #include "check.h"
 #include "internal.h"
+#include "meta.h"
 #include "backend_pku.h"
 
 static vmpk_runtime *rt;

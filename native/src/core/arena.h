@@ -15,7 +15,6 @@
  * fault through a kept pointer is still reported as vmpk's. */
 #define OWNER_FREED (1u << 31)
 #define OWNER_RT_MASK ((1u << RT_BITS) - 1)
-#define ARENA_MAX ((size_t)4 << 40)   /* 4 TiB: a million default windows, 4x over */
 
 int vmpk__arena_window_new(uint32_t owner, uint32_t granules, uint32_t *granule);
 /* The window's pages must already be PROT_NONE on pkey 0 and discarded. */

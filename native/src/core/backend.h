@@ -57,6 +57,7 @@
 #define VMPK_BACKEND_H
 
 #include "internal.h"
+#include "meta.h" /* REQUIRE_META_OPEN */
 
 struct backend {
     const char *name;

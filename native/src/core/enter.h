@@ -12,8 +12,8 @@
 
 #include "cpu.h"
 #include "internal.h"
+#include "meta.h"
 #include "pkru.h"
-#include "shootdown.h"
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
@@ -49,7 +49,9 @@ static inline int runtime_id_of(const struct vmpk_runtime *rt)
     return atomic_load_explicit(&vmpk__runtimes[id], memory_order_acquire) == rt ? id : -1;
 }
 
-/* A struct for a thread vmpk has not seen; returns with meta closed. */
+/* The slow paths of meta_enter and meta_leave, with the thread registry
+ * they need (thread.c). A struct for a thread vmpk has not seen; returns
+ * with meta closed. */
 struct vmpk_thread *vmpk__meta_bootstrap(void);
 /* A shootdown ran while the thread was inside: set every bit afresh. */
 void vmpk__meta_leave_slow(struct vmpk_thread *t);

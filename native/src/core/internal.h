@@ -41,6 +41,7 @@
 
 #define MAX_HW_KEYS 15
 #define GRANULE ((size_t)1 << 20) /* 1 MiB: the arena unit, the smallest window */
+#define ARENA_MAX ((size_t)4 << 40)   /* 4 TiB: a million default windows, 4x over */
 #define HW_NONE 0xff          /* struct gate's hw where no hw key is pinned */
 #define SLOT_BITS 24          /* slot index + 1 in a handle */
 #define GEN_BITS 21
@@ -257,10 +258,10 @@ static inline uint8_t *window_base(const struct vkey *v)
 
 /* per-thread state (thread.c) */
 extern __thread struct vmpk_thread *vmpk__self __attribute__((tls_model("initial-exec")));
-/* Registers the calling thread; meta open (enter.h makes it). */
-struct vmpk_thread *vmpk__thread_new(void);
-/* Before meta opens for a new thread: registers its exit destructor. */
-void vmpk__thread_prepare(void);
+/* Bumped by every shootdown (shootdown.c) after the state changed and
+ * before any signal: code that computed PKRU bits from that state re-checks
+ * it afterwards (enter.h's meta_leave, the pku hit path). */
+extern _Atomic uint64_t vmpk__revocations;
 /* Sum of every thread's counters for runtime id. */
 void vmpk__thread_counters(uint8_t id, struct thread_counters *sum);
 /* The access the calling thread's gates grant on (rt, slot). */
@@ -272,9 +273,6 @@ static inline int vmpk__thread_gate_access(const struct vmpk_thread *t,
             return t->gates[i].access;
     return VMPK_NONE;
 }
-
-/* Open runtimes by id, read lock-free by the signal handlers (meta.h). */
-#define vmpk__runtimes (vmpk__meta.runtimes)
 
 /* fault handling (fault.c) */
 int vmpk__fault_install(void);
@@ -316,15 +314,9 @@ static inline bool fail_now(enum fail_point p)
 #define fail_now(p) false
 #endif
 
-/* vmpk's metadata is writable for the calling thread (enter.h). */
-bool vmpk__meta_is_open(void);
-#define REQUIRE_META_OPEN() REQUIRE(vmpk__meta_is_open())
-/* Closed for the calling thread: where malloc or free may run (a forged
- * heap pointer must not get a write into meta). Only META_PKEY's opening
- * is the thread's own; META_MPROTECT's is process-wide. */
-#define REQUIRE_META_CLOSED() REQUIRE(vmpk__meta_mode != META_PKEY || !vmpk__meta_is_open())
-/* Inside one of vmpk's signal handlers (meta_handler_enter..leave), or not:
- * a handler must not take a lock its interrupted thread may hold. */
+/* (REQUIRE_META_OPEN and REQUIRE_META_CLOSED are meta.h's.) Inside one of
+ * vmpk's signal handlers (meta_handler_enter..leave), or not: a handler
+ * must not take a lock its interrupted thread may hold. */
 extern __thread int vmpk__signal_depth __attribute__((tls_model("initial-exec")));
 #define REQUIRE_IN_SIGNAL() REQUIRE(vmpk__signal_depth > 0)
 #define REQUIRE_NOT_IN_SIGNAL() REQUIRE(vmpk__signal_depth == 0)
@@ -380,7 +372,5 @@ static inline int access_valid(int a)
 {
     return a == VMPK_NONE || a == VMPK_READ || a == VMPK_RW;
 }
-
-#include "meta.h"
 
 #endif /* VMPK_INTERNAL_H */

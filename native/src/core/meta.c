@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arena.h"
-#include "enter.h"
+#include "cpu.h"
+#include "internal.h"
+#include "meta.h"
 #include "os.h"
+#include "pkru.h"
 
 _Static_assert(sizeof(struct meta_page) == 4096, "the meta page is one page");
 _Static_assert(sizeof(struct vmpk_thread) <= THREAD_STRIDE, "THREAD_STRIDE too small");
@@ -222,49 +224,6 @@ void vmpk__meta_thread_free(struct vmpk_thread *t)
     t->self = NULL;
     t->next = vmpk__meta.free_threads;
     vmpk__meta.free_threads = t;
-}
-
-/* A thread vmpk has not seen: open meta with every owned pkey closed for
- * it (a thread created inside a gate keeps none of its bits; perms come
- * back as lazy grants), make its struct, and close meta with the struct's
- * expected value in place. */
-__attribute__((noinline)) struct vmpk_thread *vmpk__meta_bootstrap(void)
-{
-    int mode = vmpk__meta_mode;
-    uint32_t m = 3u << (2 * vmpk__meta_pkey);
-    vmpk__thread_prepare(); /* may calloc: before meta opens */
-    if (mode == META_PKEY)
-        pkru_write_boot((rdpkru() | relaxed_load(&vmpk__meta_owned)) & ~m, 1);
-    else if (mode == META_MPROTECT)
-        vmpk__meta_mp_open();
-    struct vmpk_thread *t = vmpk__thread_new();
-    if (mode == META_PKEY) {
-        if (!t) {
-            pkru_write_boot(rdpkru() | vmpk__meta.m_wd, 0);
-            return NULL;
-        }
-        uint32_t v = rdpkru() | vmpk__meta.m_wd;
-        t->pkru_expect = v;
-        pkru_write_exact(v);
-    } else if (mode == META_MPROTECT) {
-        vmpk__meta_mp_close(NULL);
-    }
-    return t;
-}
-
-__attribute__((noinline)) void vmpk__meta_leave_slow(struct vmpk_thread *t)
-{
-    (void)t;
-    for (;;) {
-        struct vmpk_thread *me = pkru_write_enter();
-        atomic_store(&me->resync, false);
-        uint64_t seen = atomic_load(&vmpk__revocations);
-        uint32_t v = vmpk__ideal_pkru(rdpkru(), me) | vmpk__meta.m_wd;
-        me->pkru_expect = v;
-        pkru_write_exact(v);
-        if (atomic_load(&vmpk__revocations) == seen && !atomic_load(&me->resync))
-            return;
-    }
 }
 
 bool vmpk__meta_is_open(void)

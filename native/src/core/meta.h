@@ -108,6 +108,9 @@ struct meta_page {
 
 extern struct meta_page vmpk__meta __attribute__((visibility("hidden")));
 
+/* Open runtimes by id, read lock-free by the signal handlers. */
+#define vmpk__runtimes (vmpk__meta.runtimes)
+
 /* t is a struct of the threads area, and the one this thread's TLS slot
  * names: the test every check makes before it trusts t. */
 static inline bool meta_thread_valid(const struct vmpk_thread *t)
@@ -123,6 +126,14 @@ static inline bool meta_thread_valid(const struct vmpk_thread *t)
 extern int vmpk__meta_mode;
 extern int vmpk__meta_pkey;
 extern _Atomic uint32_t vmpk__meta_owned;
+
+/* vmpk's metadata is writable for the calling thread (enter.h). */
+bool vmpk__meta_is_open(void);
+#define REQUIRE_META_OPEN() REQUIRE(vmpk__meta_is_open())
+/* Closed for the calling thread: where malloc or free may run (a forged
+ * heap pointer must not get a write into meta). Only META_PKEY's opening
+ * is the thread's own; META_MPROTECT's is process-wide. */
+#define REQUIRE_META_CLOSED() REQUIRE(vmpk__meta_mode != META_PKEY || !vmpk__meta_is_open())
 
 /* Chooses the mode, reserves the areas, allocates the meta pkey. Once. */
 int vmpk__meta_init(void);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "meta.h"
 #include "os.h"
 
 struct range *vmpk__regions_table(uint32_t granule)

@@ -24,8 +24,6 @@
  * that such a thread costs tens of microseconds, not a millisecond. */
 #define SPINS_BEFORE_CHECKING 32
 
-_Atomic uint64_t vmpk__revocations;
-
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 /* Fixed arrays, reached by no pointer: the shooter (inside an entry) and
  * every thread's handler write them with meta open, so where they write

@@ -12,10 +12,6 @@
 
 #include "internal.h"
 
-/* Bumped by every shootdown after the state changed and before any signal:
- * code that computed PKRU bits from that state re-checks it afterwards. */
-extern _Atomic uint64_t vmpk__revocations;
-
 /* Installs the handler of the shootdown signal (a real-time one). */
 int vmpk__shootdown_install(void);
 int vmpk__shootdown_signal(void);

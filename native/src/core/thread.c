@@ -4,7 +4,9 @@
  * (a dlopen'd library gets a few bytes of static TLS, not a whole struct).
  * The structs live in the threads meta area (meta.c), registered so stats()
  * can sum their counters; a thread that exits with gates open has them
- * closed, so its pins do not leak.
+ * closed, so its pins do not leak. The slow paths of entering and leaving
+ * (enter.h) are here too: a thread's first entry makes its struct, and a
+ * leave after a shootdown sets the thread's ideal PKRU.
  */
 #include <stdlib.h>
 
@@ -13,6 +15,9 @@
 #include "internal.h"
 
 __thread struct vmpk_thread *vmpk__self __attribute__((tls_model("initial-exec")));
+/* Here, beside the registry and ideal_pkru, not in shootdown.c: every
+ * entry's leave reads it (enter.h), a shootdown only bumps it. */
+_Atomic uint64_t vmpk__revocations;
 
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
@@ -78,7 +83,7 @@ static void make_exit_key(void)
  * and malloc must not run while meta is writable (a forged heap or tcache
  * pointer would make it write there). The value only has to be non-NULL
  * for the destructor to run; thread_exit finds the struct through TLS. */
-void vmpk__thread_prepare(void)
+static void thread_prepare(void)
 {
     REQUIRE_META_CLOSED();
     pthread_once(&exit_key_once, make_exit_key);
@@ -87,7 +92,7 @@ void vmpk__thread_prepare(void)
 }
 
 /* Meta open. */
-struct vmpk_thread *vmpk__thread_new(void)
+static struct vmpk_thread *thread_new(void)
 {
     REQUIRE_META_OPEN();
     struct meta_page *m = &vmpk__meta;
@@ -102,6 +107,34 @@ struct vmpk_thread *vmpk__thread_new(void)
     if (!t)
         return NULL;
     vmpk__self = t;
+    return t;
+}
+
+/* A thread vmpk has not seen: open meta with every owned pkey closed for
+ * it (a thread created inside a gate keeps none of its bits; perms come
+ * back as lazy grants), make its struct, and close meta with the struct's
+ * expected value in place. */
+__attribute__((noinline)) struct vmpk_thread *vmpk__meta_bootstrap(void)
+{
+    int mode = vmpk__meta_mode;
+    uint32_t m = 3u << (2 * vmpk__meta_pkey);
+    thread_prepare(); /* may calloc: before meta opens */
+    if (mode == META_PKEY)
+        pkru_write_boot((rdpkru() | relaxed_load(&vmpk__meta_owned)) & ~m, 1);
+    else if (mode == META_MPROTECT)
+        vmpk__meta_mp_open();
+    struct vmpk_thread *t = thread_new();
+    if (mode == META_PKEY) {
+        if (!t) {
+            pkru_write_boot(rdpkru() | vmpk__meta.m_wd, 0);
+            return NULL;
+        }
+        uint32_t v = rdpkru() | vmpk__meta.m_wd;
+        t->pkru_expect = v;
+        pkru_write_exact(v);
+    } else if (mode == META_MPROTECT) {
+        vmpk__meta_mp_close(NULL);
+    }
     return t;
 }
 
@@ -131,4 +164,19 @@ uint32_t vmpk__ideal_pkru(uint32_t pkru, const struct vmpk_thread *t)
     for (int i = 0; i < pool->n; i++) /* racy read of a short array: fine */
         pkru = pkru_with(pkru, pool->pkeys[i], PKRU_CLOSED);
     return pkru;
+}
+
+__attribute__((noinline)) void vmpk__meta_leave_slow(struct vmpk_thread *t)
+{
+    (void)t;
+    for (;;) {
+        struct vmpk_thread *me = pkru_write_enter();
+        atomic_store(&me->resync, false);
+        uint64_t seen = atomic_load(&vmpk__revocations);
+        uint32_t v = vmpk__ideal_pkru(rdpkru(), me) | vmpk__meta.m_wd;
+        me->pkru_expect = v;
+        pkru_write_exact(v);
+        if (atomic_load(&vmpk__revocations) == seen && !atomic_load(&me->resync))
+            return;
+    }
 }

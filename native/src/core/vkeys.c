@@ -9,6 +9,7 @@
  * next runtime on the same id goes on from the last generation, wrapping.
  */
 #include "internal.h"
+#include "meta.h"
 #include "os.h"
 
 _Static_assert(MAX_SLOTS == VMPK_MAX_KEYS, "vmpk.h's key limit is the vkey table's");
