@@ -227,12 +227,17 @@ describe(`tenant-cache attacks: a connection bound to tenant a, on every thread,
     await bUnchanged();
   });
 
-  it('stats shows server-wide figures to every tenant (documented): b\'s stores move the item count a sees', async () => {
+  it('stats shows server-wide figures to every tenant (documented): b\'s stores move the item count a sees, a\'s stats reset zeroes b\'s counters', async () => {
     const a = await login(server.port, 'a');
     const before = stat(await a.call('stats\r\n'), 'curr_items');
     expect(await bText.call('set another 0 0 1\r\nx\r\n')).toBe('STORED\r\n');
     expect(stat(await a.call('stats\r\n'), 'curr_items')).toBe(before + 1);
     expect(await bText.call('delete another\r\n')).toBe('DELETED\r\n');
+    // The counters are server-wide too: a's "stats reset" zeroes what b sees (as in memcached).
+    expect(await bText.call('get secret\r\n')).toBe(value('secret', 0, SECRET) + 'END\r\n');
+    expect(stat(await bText.call('stats\r\n'), 'get_hits')).toBeGreaterThan(0);
+    expect(await a.call('stats reset\r\n')).toBe('RESET\r\n');
+    expect(stat(await bText.call('stats\r\n'), 'get_hits')).toBe(0);
     a.close();
   });
 });
