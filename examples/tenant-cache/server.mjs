@@ -107,7 +107,7 @@ class Connection {
     // The handle is closed: no write still reads these chunks.
     for (const rec of this.held) this.server.replies.give(rec);
     this.held.clear();
-    if (this.pending?.chunks) this.server.requests.give(this.pending.chunks);
+    if (this.pending?.chunks && !this.pending.own) this.server.requests.give(this.pending.chunks);
     this.pending = null;
     this.job = null;
   }
@@ -301,6 +301,14 @@ class Connection {
       this.pending = { binary: true, need: 24 + blen, got: 0, chunks: null };
       return pos;
     }
+    if (this.scope === undefined) {
+      // Before authentication only SASL (a short body) is taken: a large
+      // store would hold request-pool chunks for a client that may never
+      // authenticate. Refused as the request would be, then closed.
+      this.socket.write(binaryResponse(op, 0x20, buf.readUInt32BE(pos + 12), 0, null, null, null));
+      this.close();
+      return -1;
+    }
     const chunks = this.server.requests.take(this, 24 + blen);
     if (chunks === null) {
       this.waiting = 'pool';
@@ -344,7 +352,7 @@ class Connection {
           left -= m;
         }
         this.complete(p, pieces, at(p.need - 2) === 0x0d && at(p.need - 1) === 0x0a);
-        this.server.requests.give(p.chunks);
+        if (!p.own) this.server.requests.give(p.chunks);
       }
     }
     return pos + n;
@@ -530,8 +538,11 @@ class Connection {
       return next + bytes + 2;
     }
     // The block comes in pieces: gather it in request-pool chunks, or wait
-    // for them and read this line again then.
-    const chunks = this.server.requests.take(this, bytes + 2);
+    // for them and read this line again then. Before authentication the
+    // block (at most MAX_AUTH bytes) gets a buffer of its own: unauthenticated
+    // clients never hold the pool's chunks, which tenants' values wait for.
+    p.own = auth;
+    const chunks = auth ? [Buffer.alloc(bytes + 2)] : this.server.requests.take(this, bytes + 2);
     if (chunks === null) {
       this.waiting = 'pool';
       return s;
