@@ -536,26 +536,50 @@ describe(`tenant-cache attacks: holding the request pool (values that never fini
     b.close();
   });
 
-  // NOT FIXED (a break, kept as it.fails): a bound tenant (or, in prefix
-  // mode, any client) that declares large values and never sends their last
-  // byte holds the request pool for ever: there is no timeout for a client
-  // holding request chunks (--write-timeout covers replies only). Every other
-  // tenant's value that does not arrive in one read then waits in line
-  // behind it. Here tenant a's connections each hold 1 MiB (the whole pool
-  // of their thread); tenant b's 300 KB store never completes.
-  it.fails("a tenant's connections stalling mid-value starve another tenant's large stores (not fixed: no timeout for held request chunks)", async () => {
-    const hogs = (await byThread(() => login(server.port, 'a'), threadOf, 2, 2)).flat();
+  // Was a break: a bound tenant (or, in prefix mode, any client) that
+  // declared large values and never sent their last byte held the request
+  // pool for ever, and every other tenant's value that did not arrive in one
+  // read waited behind it. Now a connection holding request chunks that
+  // sends nothing for --read-timeout seconds is disconnected (here 2 s).
+  // Tenant a's connections each hold 1 MiB (the whole pool of their thread);
+  // tenant b's 300 KB stores complete once they are gone.
+  it("a tenant's connections stalling mid-value are disconnected after --read-timeout; another tenant's large stores then complete", async () => {
+    const quick = await startServer(['--threads', '2', '--auth-file', authFile, '--request-memory', '1m', '--tenant-bytes', '4m', '--max-item-size', '1m', '--read-timeout', '2']);
+    const hogs = (await byThread(() => login(quick.port, 'a'), threadOf, 2, 2)).flat();
     for (const h of hogs) h.socket.write(`set hog 0 0 ${MiB - 100}\r\n${'h'.repeat(10)}`);
-    const [[b1], [b2]] = await byThread(() => login(server.port, 'b'), threadOf, 2);
+    const [[b1], [b2]] = await byThread(() => login(quick.port, 'b'), threadOf, 2);
     try {
       for (const b of [b1, b2]) {
         b.socket.write(`set big 0 0 ${big.length}\r\n${big}\r\n`);
-        // A liveness bound, not a speed one: the store needs no more than an idle server's moment.
-        await b.until((x) => x.toString('latin1').endsWith('\r\n'), 10_000);
+        // A liveness bound, not a speed one: the 2 s timeout and a moment.
+        await b.until((x) => x.toString('latin1').endsWith('\r\n'), 15_000);
         expect(b.take()).toBe('STORED\r\n');
       }
+      const st = await b1.call('stats\r\n');
+      expect(stat(st, 'read_timeouts')).toBe(hogs.length);
+      expect(stat(st, 'request_buffer_bytes')).toBe(0);
+      expect(await b2.call('get big\r\n')).toBe(value('big', 0, big) + 'END\r\n');
     } finally {
       for (const c of [...hogs, b1, b2]) c.close();
+      await quick.stop();
+    }
+  });
+
+  it('--read-timeout restarts with every byte: a value sent in pieces 1.2 s apart (3.6 s in all, timeout 2 s) is stored', async () => {
+    const quick = await startServer(['--threads', '2', '--auth-file', authFile, '--request-memory', '1m', '--tenant-bytes', '4m', '--max-item-size', '1m', '--read-timeout', '2']);
+    const b = await login(quick.port, 'b');
+    try {
+      b.socket.write(`set slow 0 0 ${big.length}\r\n${big.slice(0, 100_000)}`);
+      for (const part of [big.slice(100_000, 200_000), big.slice(200_000)]) {
+        await new Promise((r) => setTimeout(r, 1200));
+        b.socket.write(part);
+      }
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(await b.call('\r\n')).toBe('STORED\r\n');
+      expect(stat(await b.call('stats\r\n'), 'read_timeouts')).toBe(0);
+    } finally {
+      b.close();
+      await quick.stop();
     }
   });
 });

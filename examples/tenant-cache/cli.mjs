@@ -27,6 +27,9 @@ const USAGE = `usage: vmpk-cache [options]
   --request-memory SIZE buffers for values arriving in pieces (default 32m)
   --write-timeout S     disconnect a client that leaves replies unread for S
                         seconds (default 30; 0: never)
+  --read-timeout S      disconnect a client that holds request buffers for a
+                        value and sends nothing for S seconds (default 30;
+                        0: never)
   --threads N           serve connections on N worker threads (default 1: the
                         main thread); every thread serves every tenant
   --test-faults         enable the debug commands (fault injection; also
@@ -70,6 +73,7 @@ try {
       'reply-memory': { type: 'string', default: '32m' },
       'request-memory': { type: 'string', default: '32m' },
       'write-timeout': { type: 'string', default: '30' },
+      'read-timeout': { type: 'string', default: '30' },
       threads: { type: 'string', default: '1' },
       'test-faults': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -128,6 +132,7 @@ const options = {
   replyMemory,
   requestMemory,
   writeTimeout: count('write-timeout', args['write-timeout'], 0, 86400),
+  readTimeout: count('read-timeout', args['read-timeout'], 0, 86400),
 };
 const port = count('port', args.port, 0, 65535);
 const describe = (address, extra = '') => {

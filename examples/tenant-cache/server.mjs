@@ -85,6 +85,8 @@ class Connection {
     this.closing = false;
     this.binary = undefined; // decided by the first byte
     this.stall = null; // the write-timeout timer while waiting for 'drain'
+    this.readStall = null; // the read-timeout timer while holding request chunks
+    this.lastRead = 0; // when the last bytes arrived (ms, monotonic)
     // With --auth-file, null until the client authenticates; then the tenant
     // every key of this connection lives in. Without it, keys name tenants.
     this.scope = server.auth === null ? null : undefined;
@@ -100,6 +102,7 @@ class Connection {
   closed() {
     this.closing = true;
     if (this.stall !== null) clearTimeout(this.stall);
+    if (this.readStall !== null) clearTimeout(this.readStall);
     this.server.connections.delete(this);
     this.server.countConnections();
     this.server.replies.forget(this);
@@ -178,8 +181,40 @@ class Connection {
 
   onData(chunk) {
     if (this.closing) return;
+    this.lastRead = performance.now();
     this.rest = this.rest === null ? chunk : Buffer.concat([this.rest, chunk]);
     if (this.waiting === null) this.pump();
+    this.armRead();
+  }
+
+  /** Holding request-pool chunks for a value still arriving. */
+  holdsRequest() {
+    return !!this.pending?.chunks && !this.pending.own;
+  }
+
+  /**
+   * A client that holds request chunks and sends nothing for --read-timeout
+   * seconds is disconnected, which returns them: otherwise connections that
+   * declare large values and never send their last byte would hold a
+   * thread's whole request pool, and every other tenant's large values would
+   * wait behind them for ever. Any byte that arrives restarts the clock.
+   */
+  armRead() {
+    if (this.server.readTimeout === 0 || this.closing || this.readStall !== null || !this.holdsRequest()) return;
+    const check = () => {
+      this.readStall = null;
+      if (this.closing || !this.holdsRequest()) return;
+      const left = this.lastRead + this.server.readTimeout * 1000 - performance.now();
+      if (left > 0) {
+        this.readStall = setTimeout(check, left);
+        this.readStall.unref();
+        return;
+      }
+      this.server.counters.readTimeouts++;
+      this.socket.destroy();
+    };
+    this.readStall = setTimeout(check, Math.max(0, this.lastRead + this.server.readTimeout * 1000 - performance.now()));
+    this.readStall.unref();
   }
 
   /** Waiting while holding unsent replies (the socket's, or pool chunks). */
@@ -205,6 +240,7 @@ class Connection {
     this.stall = null;
     this.waiting = null;
     this.pump();
+    this.armRead();
   }
 
   /**
@@ -801,6 +837,7 @@ class Connection {
       ['total_connections', c.totalConnections],
       ['rejected_connections', c.rejectedConnections],
       ['write_timeouts', c.writeTimeouts],
+      ['read_timeouts', c.readTimeouts],
       ['cmd_get', c.cmdGet],
       ['cmd_set', c.cmdSet],
       ['cmd_flush', c.cmdFlush],
@@ -882,7 +919,7 @@ export class Auth {
 
 function freshCounters() {
   return {
-    totalConnections: 0, rejectedConnections: 0, writeTimeouts: 0, cmdGet: 0, cmdSet: 0, cmdFlush: 0, cmdTouch: 0, getHits: 0, getMisses: 0,
+    totalConnections: 0, rejectedConnections: 0, writeTimeouts: 0, readTimeouts: 0, cmdGet: 0, cmdSet: 0, cmdFlush: 0, cmdTouch: 0, getHits: 0, getMisses: 0,
     deleteHits: 0, deleteMisses: 0, incrHits: 0, incrMisses: 0, decrHits: 0, decrMisses: 0, touchHits: 0, touchMisses: 0,
   };
 }
@@ -907,6 +944,7 @@ export class Server {
    * @param {number} [o.replyMemory] bytes of reply buffers for all connections together
    * @param {number} [o.requestMemory] bytes of buffers for values that arrive in pieces
    * @param {number} [o.writeTimeout] seconds a client may leave replies unread (0: forever)
+   * @param {number} [o.readTimeout] seconds a client holding request chunks may send nothing (0: forever)
    * @param {{ state: any, index: number, directory: import('./shared.mjs').Directory } | null} [o.thread]
    *   --threads N: this worker's index and what the threads share
    */
@@ -915,6 +953,7 @@ export class Server {
     this.cache = new Cache({ ...o, shared: this.thread && { state: this.thread.state, thread: this.thread.index, directory: this.thread.directory } });
     this.auth = o.auth ?? null;
     this.writeTimeout = o.writeTimeout ?? 30;
+    this.readTimeout = o.readTimeout ?? 30;
     this.separator = o.tenants.kind === 'prefix' ? o.tenants.separator : 0x3a;
     // Each pool holds at least one largest item (and its CR LF).
     const least = this.cache.maxItemSize + 2 + CHUNK;
