@@ -446,8 +446,19 @@ describe(`tenant-cache attacks: the per-thread bounds are N times the documented
         return c.take();
       }));
       const servedOn = replies.filter((r) => r.endsWith('END\r\n')).map((r) => stat(r, 'thread_id'));
-      expect(servedOn.sort()).toEqual([1, 1, 2, 2]);
-      expect(replies.filter((r) => r === 'SERVER_ERROR too many open connections\r\n')).toHaveLength(26);
+      const rejected = replies.filter((r) => r === 'SERVER_ERROR too many open connections\r\n').length;
+      expect(servedOn.length + rejected).toBe(30);
+      if (server.banner.includes('SO_REUSEPORT')) {
+        // The kernel spreads connections over the two sockets by a hash of
+        // their addresses: 30 of them put at least 2 on each thread (the
+        // chance of fewer is about 30 in 2^30).
+        expect(servedOn.sort()).toEqual([1, 1, 2, 2]);
+      } else {
+        // One shared descriptor (Node before 22.12): whichever thread wakes
+        // first accepts, so a busy machine may hand one thread all 30.
+        for (const t of [1, 2]) expect(servedOn.filter((x) => x === t).length).toBeLessThanOrEqual(2);
+        expect(servedOn.length).toBeGreaterThanOrEqual(2);
+      }
       for (const c of conns) c.close();
     } finally {
       await server.stop();
