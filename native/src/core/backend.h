@@ -29,10 +29,6 @@
  *   grow         L M T pages [from, to) of the window came into use.
  *   retire       L M T the key is being destroyed: unbind it, its used pages
  *                      PROT_NONE on pkey 0; VMPK_E_BUSY if gates pin it.
- *
- * Every call that fails leaves the key's pages no more open than before and
- * the backend's state saying which pkey each page may carry (a retag that
- * fails midway is undone, or the pages are closed).
  *   pin, unpin   L M T vmpk_pin / vmpk_unpin: keep the key resident, or stop.
  *   gates_open   L M T whether any thread has a gate of rt open (vmpk_close
  *                      refuses then). vmpk_pin's pins are the core's.
@@ -47,6 +43,10 @@
  *                      leave): reads only. NULL for a backend with no pkey.
  *   hw_budget    -     the most hardware keys it may hold (0 without pkeys).
  *   hw_stats     L M T those it holds, and those serving a key now.
+ *
+ * Every call that fails leaves the key's pages no more open than before and
+ * the backend's state saying which pkey each page may carry (a retag that
+ * fails midway is undone, or the pages are closed).
  *
  * Adding a backend: its own backend/backend_<name>.c (this table filled
  * in), the platform calls it needs under platform/, and a row in
