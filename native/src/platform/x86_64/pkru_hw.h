@@ -54,6 +54,16 @@ static inline uint32_t rdpkru(void)
  *
  * A failed check jumps to vmpk__pkru_mismatch (cpu.c): abort().
  */
+/* Records the RDPKRU at local label 1 and the WRPKRU at 2 as a restartable
+ * sequence (vmpk_restart, read by meta.c): a shootdown landing between
+ * them is redone from the RDPKRU. */
+#define PKRU_RESTART_ENTRY                                                                 \
+    ".pushsection vmpk_restart, \"a\"\n\t"                                                \
+    ".balign 4\n\t"                                                                        \
+    ".long 1b - .\n\t"                                                                     \
+    ".long 2b - .\n\t"                                                                     \
+    ".popsection\n\t"
+
 /* After WRPKRU: the thread's struct in rcx, validated; PKRU in eax. The
  * check is a restartable sequence too (section vmpk_recheck): a shootdown
  * handler that narrows this thread's PKRU and expected value after the
@@ -110,11 +120,7 @@ static inline __attribute__((always_inline)) void *pkru_write_enter(void)
     __asm__ volatile("1: .byte 0x0f, 0x01, 0xee\n\t" /* RDPKRU */
                      "andl vmpk__meta+%c[not_m](%%rip), %%eax\n\t"
                      "2: .byte 0x0f, 0x01, 0xef\n\t" /* WRPKRU */
-                     ".pushsection vmpk_restart, \"a\"\n\t"
-                     ".balign 4\n\t"
-                     ".long 1b - .\n\t"
-                     ".long 2b - .\n\t"
-                     ".popsection\n\t"
+                     PKRU_RESTART_ENTRY
                      PKRU_CHECK_THREAD("owned_enter")
                      : "=&a"(a), "+c"(c), "+d"(d)
                      : PKRU_THREAD_OPERANDS
@@ -140,11 +146,7 @@ pkru_write_enter_or(uint32_t set, uint32_t *before)
                      "orl %[set], %%eax\n\t"
                      "andl vmpk__meta+%c[not_m](%%rip), %%eax\n\t"
                      "2: .byte 0x0f, 0x01, 0xef\n\t" /* WRPKRU */
-                     ".pushsection vmpk_restart, \"a\"\n\t"
-                     ".balign 4\n\t"
-                     ".long 1b - .\n\t"
-                     ".long 2b - .\n\t"
-                     ".popsection\n\t"
+                     PKRU_RESTART_ENTRY
                      PKRU_CHECK_THREAD("owned_enter")
                      : "=&a"(a), "+c"(c), "+d"(d), [b] "=&r"(b)
                      : [set] "r"(set), PKRU_THREAD_OPERANDS
