@@ -326,15 +326,9 @@ export class SharedTenant {
 
   insert(h, mem, buf, ks, ke, pieces, flags, exp) {
     const klen = ke - ks;
-    let vlen = 0;
-    for (const [, , n] of pieces) vlen += n;
+    const vlen = piecesLength(pieces);
     const [off, order] = this.allocate(klen + vlen);
-    mem.set(buf.subarray(ks, ke), off);
-    let at = off + klen;
-    for (const [p, ps, n] of pieces) {
-      if (n) mem.set(p.subarray(ps, ps + n), at);
-      at += n;
-    }
+    writeItem(mem, off, buf, ks, ke, pieces);
     const s = (off >> MIN_ORDER) + 1;
     this.ehash[s] = h;
     this.eorder[s] = order;
@@ -360,6 +354,23 @@ const C_TENANTS = 0; // tenants created so far
 const C_HELD = 1; // test mode: the thread (1-based) sitting in a gate (debug hold)
 const C_RELEASE = 2; // test mode: debug release
 const C_REPLY = 8; // + thread: the main thread's answer to a creation request
+
+/** The bytes of a value given as [buffer, start, length] pieces. */
+export function piecesLength(pieces) {
+  let n = 0;
+  for (const [, , len] of pieces) n += len;
+  return n;
+}
+
+/** An item's bytes in tenant memory, for both indexes: the key, then the value's pieces. */
+export function writeItem(mem, off, buf, ks, ke, pieces) {
+  mem.set(buf.subarray(ks, ke), off);
+  let at = off + (ke - ks);
+  for (const [p, ps, n] of pieces) {
+    if (n) mem.set(p.subarray(ps, ps + n), at);
+    at += n;
+  }
+}
 
 export const CACHE_COUNTERS = ['evictions', 'expired', 'totalItems'];
 

@@ -7,7 +7,7 @@
 // tenant its key names.
 import { LRUCache } from 'lru-cache';
 import { Buddy, orderFor } from './buddy.mjs';
-import { CACHE_COUNTERS, counterRow, counterTotals } from './shared.mjs';
+import { CACHE_COUNTERS, counterRow, counterTotals, piecesLength, writeItem } from './shared.mjs';
 
 const THIRTY_DAYS = 60 * 60 * 24 * 30; // exptimes above this are unix times
 const U64 = (1n << 64n) - 1n;
@@ -132,15 +132,9 @@ class Tenant {
   /** Writes key and value (value given as [buffer, start, length] pieces) into a new entry and links it. */
   insert(h, mem, buf, ks, ke, pieces, flags, exp) {
     const klen = ke - ks;
-    let vlen = 0;
-    for (const [, , n] of pieces) vlen += n;
+    const vlen = piecesLength(pieces);
     const [off, order] = this.allocate(klen + vlen);
-    mem.set(buf.subarray(ks, ke), off);
-    let at = off + klen;
-    for (const [p, ps, n] of pieces) {
-      if (n) mem.set(p.subarray(ps, ps + n), at);
-      at += n;
-    }
+    writeItem(mem, off, buf, ks, ke, pieces);
     const e = new Entry(off, order, klen, vlen, flags, exp, this.cache.nextCas());
     e.next = this.index.get(h) ?? null;
     this.index.set(h, e);
