@@ -348,13 +348,6 @@ export class SharedTenant {
   }
 }
 
-// --- what every thread shares from the start --------------------------------
-
-const C_TENANTS = 0; // tenants created so far
-const C_HELD = 1; // test mode: the thread (1-based) sitting in a gate (debug hold)
-const C_RELEASE = 2; // test mode: debug release
-const C_REPLY = 8; // + thread: the main thread's answer to a creation request
-
 /** The bytes of a value given as [buffer, start, length] pieces. */
 export function piecesLength(pieces) {
   let n = 0;
@@ -371,6 +364,13 @@ export function writeItem(mem, off, buf, ks, ke, pieces) {
     at += n;
   }
 }
+
+// --- what every thread shares from the start --------------------------------
+
+const C_TENANTS = 0; // tenants created so far
+const C_HELD = 1; // test mode: the thread (1-based) sitting in a gate (debug hold)
+const C_RELEASE = 2; // test mode: debug release
+const C_REPLY = 8; // + thread: the main thread's answer to a creation request
 
 export const CACHE_COUNTERS = ['evictions', 'expired', 'totalItems'];
 
