@@ -14,8 +14,26 @@ import { adopt, open } from '../../dist/index.js';
  * @property {<T>(fn: () => T) => T} write runs fn with read and write access
  */
 
-class VmpkTenant {
+/** A tenant that is a vmpk key with one region: its gates and address. */
+class KeyTenant {
+  read(fn) {
+    return this.key.with('r', fn);
+  }
+
+  write(fn) {
+    return this.key.with('rw', fn);
+  }
+
+  /** The address of the tenant's first byte (for the fault injection). */
+  address() {
+    this.bytes();
+    return this.region.address;
+  }
+}
+
+class VmpkTenant extends KeyTenant {
   constructor(rt, name, size) {
+    super();
     this.size = size;
     this.key = rt.createKey({ name, windowSize: size });
     this.region = null;
@@ -30,20 +48,6 @@ class VmpkTenant {
     return this.view;
   }
 
-  read(fn) {
-    return this.key.with('r', fn);
-  }
-
-  write(fn) {
-    return this.key.with('rw', fn);
-  }
-
-  /** The address of the tenant's first byte (for the fault injection). */
-  address() {
-    this.bytes();
-    return this.region.address;
-  }
-
   /** --threads: what a worker needs to use this tenant (its key's handle, the region allocated now). */
   share() {
     this.bytes();
@@ -52,8 +56,9 @@ class VmpkTenant {
 }
 
 /** A worker's side of a VmpkTenant: the same key and region, adopted. */
-class AdoptedTenant {
+class AdoptedTenant extends KeyTenant {
   constructor(d) {
+    super();
     this.size = d.size;
     this.key = adopt(d.key);
     this.region = this.key.regions[0];
@@ -62,18 +67,6 @@ class AdoptedTenant {
 
   bytes() {
     return this.view;
-  }
-
-  read(fn) {
-    return this.key.with('r', fn);
-  }
-
-  write(fn) {
-    return this.key.with('rw', fn);
-  }
-
-  address() {
-    return this.region.address;
   }
 }
 
