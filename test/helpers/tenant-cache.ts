@@ -3,6 +3,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 
 export const cli = fileURLToPath(new URL('../../examples/tenant-cache/cli.mjs', import.meta.url));
 export const VERSION_LINE = 'VERSION 1.6.0-vmpk-cache\r\n';
@@ -52,6 +53,15 @@ export function startServer(args: string[], env: NodeJS.ProcessEnv = {}): Promis
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
     exited.then(({ code, signal }) => reject(new Error(`vmpk-cache exited (${code ?? signal}) before listening: ${err}`)));
   });
+}
+
+/** The server died by SIGSEGV with exactly one vmpk report: that line. */
+export async function crashReport(server: CacheServer): Promise<string> {
+  const { signal } = await server.exited;
+  expect(signal, server.stderr()).toBe('SIGSEGV');
+  const lines = server.stderr().split('\n').filter((l) => l.startsWith('vmpk: '));
+  expect(lines, server.stderr()).toHaveLength(1);
+  return lines[0]!;
 }
 
 /** A raw protocol client: sends bytes, reads replies up to a sentinel. */
