@@ -1,7 +1,7 @@
 /*
  * Exact counts of the pku backend's cache: hits, misses, evictions, syscalls
  * and PKRU writes for scripted access patterns (and a batch's metadata
- * switches). Runs where the backend is
+ * switches, and the mprotect backend's gate cycle). Runs where the backend is
  * pku: in the PKU guest, and on any machine with the stub build (make stub),
  * whose bookkeeping is the same code.
  */
@@ -235,6 +235,35 @@ static void batch_opens_meta_once_per_chunk(void)
     CHECK_EQ(vmpk_close(rt), 0);
 }
 
+/* The mprotect backend's gate cycle on a key whose perm is none: one
+ * mprotect to open the pages, one to close them, counted as one miss (the
+ * pages changed) and nothing else. Where mprotect guards the metadata (no
+ * PKU) the gate opens none of it (meta.h); where a pkey does, it opens and
+ * closes it as every entry point: two WRPKRUs each way. A nested gate on
+ * the same key changes no page: a hit, no call. */
+static void mprotect_gate_costs_two_calls(void)
+{
+    struct vmpk_options o = { .backend = VMPK_BACKEND_MPROTECT };
+    CHECK_EQ(vmpk_open(&o, &rt), 0);
+    vmpk_key k = make_key(2);
+    struct vmpk_stats before = stats_of(rt);
+    CHECK_EQ(vmpk_begin(rt, k, VMPK_READ), 0);
+    CHECK_EQ(vmpk_begin(rt, k, VMPK_READ), 0);
+    CHECK_EQ(vmpk_end(rt, k), 0);
+    CHECK_EQ(vmpk_end(rt, k), 0);
+    struct vmpk_stats after = stats_of(rt);
+    int by_pkey = DELTA(meta_pkru_writes) != 0;
+    CHECK_EQ(DELTA(mprotect_calls), 2);
+    CHECK_EQ(DELTA(syscalls), 2);
+    CHECK_EQ(DELTA(meta_mprotect_calls), 0);
+    CHECK_EQ(DELTA(meta_pkru_writes), by_pkey ? 8 : 0);
+    CHECK_EQ(DELTA(gates), 2);
+    CHECK_EQ(DELTA(misses), 1);
+    CHECK_EQ(DELTA(hits), 1);
+    destroy_all(&k, 1);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+
 #if VMPK_CHECKS
 /* Two pages in two regions of a new key with perm `access`, each filled
  * with `fill` under a gate, which leaves the key resident. */
@@ -401,6 +430,7 @@ int main(void)
     RUN(two_syscalls_per_miss);
     RUN(cold_alloc_is_free);
     RUN(batch_opens_meta_once_per_chunk);
+    RUN(mprotect_gate_costs_two_calls);
 #if VMPK_CHECKS /* fail points: compiled out of release, so not run there */
     RUN(failed_eviction_puts_the_victim_back);
     RUN(failed_eviction_leaves_the_pages_closed);

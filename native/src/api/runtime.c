@@ -124,7 +124,9 @@ static int open_in(const struct backend *be, const struct vmpk_options *opts,
     rt->slots = slots;
     rt->slots_committed = committed;
     rt->id = id;
-    pthread_mutex_init(&rt->lock, NULL);
+    rt->lock = vmpk__meta_rt_lock(rt);
+    pthread_mutex_init(&rt->lock->m, NULL);
+    relaxed_store(&rt->lock->owner, 0);
     rt->be = be;
     rt->page = os_page_size();
     rt->window_granules = o.window_size ? (uint32_t)((o.window_size + GRANULE - 1) / GRANULE) : 1;
@@ -254,14 +256,17 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
         pins += v->live ? v->pins : 0;
         ranges += vmpk__regions_bytes(v);
     }
+    /* The mprotect backend's gates count in the threads' counters. */
+    uint64_t misses = atomic_load(&rt->c.misses) + t.misses - rt->base.misses;
+    uint64_t gate_mprotects = t.mprotect_calls - rt->base.mprotect_calls;
     *out = (struct vmpk_stats){
-        .gates = hits - base_hits + atomic_load(&rt->c.misses),
+        .gates = hits - base_hits + misses,
         .hits = hits - base_hits,
-        .misses = atomic_load(&rt->c.misses),
+        .misses = misses,
         .evictions = atomic_load(&rt->c.evictions),
         .pkey_mprotect_calls = atomic_load(&rt->c.pkey_mprotect_calls),
-        .mprotect_calls = atomic_load(&rt->c.mprotect_calls),
-        .syscalls = atomic_load(&rt->c.syscalls),
+        .mprotect_calls = atomic_load(&rt->c.mprotect_calls) + gate_mprotects,
+        .syscalls = atomic_load(&rt->c.syscalls) + gate_mprotects,
         .pkru_writes = pkru_writes - base_pkru,
         .meta_pkru_writes = meta_pkru_writes - base_meta,
         .meta_mprotect_calls = atomic_load(&rt->c.meta_mprotect_calls),

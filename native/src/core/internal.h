@@ -116,6 +116,10 @@ struct thread_counters {
      * unless they were already what the gate needs (`same`: then both only
      * opened or closed meta). */
     _Atomic uint64_t fast_begins, fast_ends, fast_same;
+    /* The mprotect backend's gates count their misses and mprotect calls
+     * here, not in the runtime's counters: without PKU the runtime struct
+     * stays read-only while they run (meta.h, META_MPROTECT). */
+    _Atomic uint64_t misses, mprotect_calls;
 };
 
 /* hits, pkru_writes and meta_pkru_writes with the hit path's derived in. */
@@ -174,11 +178,20 @@ _Static_assert(offsetof(struct runtime_counters, os) == 0 &&
 
 struct backend;
 
+/* A runtime's lock, and its holder where the checks are live. */
+struct rt_mutex {
+    pthread_mutex_t m;
+    _Atomic uintptr_t owner;  /* pthread_self of the holder, else 0 */
+};
+
 /* The size of a backend's own runtime state (backend.h's BACKEND_STATE). */
 #define BACKEND_STATE_BYTES 2560
 
 struct vmpk_runtime {
-    pthread_mutex_t lock;
+    /* &own_lock, or where the runtime struct is read-only while gates take
+     * the lock (META_MPROTECT) a writable twin (vmpk__meta_rt_lock). */
+    struct rt_mutex *lock;
+    struct rt_mutex own_lock;
     const struct backend *be;
     uint8_t id;
     size_t page;
@@ -201,8 +214,6 @@ struct vmpk_runtime {
 
     struct runtime_counters c;
     struct thread_counters base; /* thread counters at open, for this id */
-    /* Checked builds: the thread that holds `lock` (pthread_self), else 0. */
-    _Atomic uintptr_t lock_owner;
 };
 
 /* handles (vkeys.c) */
@@ -322,25 +333,26 @@ extern __thread int vmpk__signal_depth __attribute__((tls_model("initial-exec"))
 #define REQUIRE_NOT_IN_SIGNAL() REQUIRE(vmpk__signal_depth == 0)
 /* rt->lock is held by the calling thread, or not (rt_lock records the
  * owner where the checks are live). */
-#define REQUIRE_LOCKED(rt) REQUIRE(relaxed_load(&(rt)->lock_owner) == (uintptr_t)pthread_self())
-#define REQUIRE_UNLOCKED(rt) REQUIRE(relaxed_load(&(rt)->lock_owner) != (uintptr_t)pthread_self())
+#define REQUIRE_LOCKED(rt) REQUIRE(relaxed_load(&(rt)->lock->owner) == (uintptr_t)pthread_self())
+#define REQUIRE_UNLOCKED(rt) REQUIRE(relaxed_load(&(rt)->lock->owner) != (uintptr_t)pthread_self())
 
-/* rt->lock, which lives in meta: meta open, never in a signal handler. */
+/* rt->lock: meta open (or, META_MPROTECT, an mprotect gate), never in a
+ * signal handler. */
 static inline void rt_lock(struct vmpk_runtime *rt)
 {
     REQUIRE_NOT_IN_SIGNAL();
     REQUIRE_UNLOCKED(rt); /* not recursive */
-    pthread_mutex_lock(&rt->lock);
+    pthread_mutex_lock(&rt->lock->m);
     if (VMPK_CHECKS)
-        relaxed_store(&rt->lock_owner, (uintptr_t)pthread_self());
+        relaxed_store(&rt->lock->owner, (uintptr_t)pthread_self());
 }
 
 static inline void rt_unlock(struct vmpk_runtime *rt)
 {
     REQUIRE_LOCKED(rt);
     if (VMPK_CHECKS)
-        relaxed_store(&rt->lock_owner, 0);
-    pthread_mutex_unlock(&rt->lock);
+        relaxed_store(&rt->lock->owner, 0);
+    pthread_mutex_unlock(&rt->lock->m);
 }
 /* The errno of the calling thread's last VMPK_E_SYSTEM (errors.c). */
 int vmpk__last_errno(void);

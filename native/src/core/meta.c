@@ -64,6 +64,7 @@ static int init_err;
  * closed, so they cannot live there. */
 static pthread_mutex_t mp_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t mp_open;
+static struct rt_mutex rt_locks_writable[VMPK_MAX_RUNTIMES];
 
 static size_t round_page(size_t n)
 {
@@ -135,7 +136,7 @@ static void init(void)
     }
     vmpk__meta_pkey = m->pkey;
     vmpk__meta_mode = m->mode;
-    if (m->mode == META_MPROTECT && os_mprotect(NULL, base, rts + threads, PROT_READ))
+    if (m->mode == META_MPROTECT && os_mprotect(NULL, base, rts, PROT_READ))
         init_err = vmpk__system_error(errno);
 }
 
@@ -157,8 +158,8 @@ int vmpk__meta_commit(struct runtime_counters *c, void *addr, size_t len)
     switch (vmpk__meta.mode) {
     case META_PKEY:
         return os_commit_pkey(c, addr, len, vmpk__meta.pkey);
-    case META_MPROTECT: /* the runtimes and threads open and close at once */
-        if ((uint8_t *)addr < (uint8_t *)vmpk__meta.threads_lo + vmpk__meta.threads_len)
+    case META_MPROTECT: /* the runtimes area opens and closes at once */
+        if ((uintptr_t)addr < vmpk__meta.threads_lo)
             return 0;
         return os_commit(c, addr, len);
     default:
@@ -177,7 +178,7 @@ int vmpk__meta_mp_open(void)
 {
     struct meta_page *m = &vmpk__meta;
     pthread_mutex_lock(&mp_lock);
-    size_t len = m->threads_lo + m->threads_len - (uintptr_t)m->base;
+    size_t len = m->threads_lo - (uintptr_t)m->base;
     int calls = mp_open++ == 0;
     if (calls && os_mprotect_meta(NULL, m->base, len, PROT_READ | PROT_WRITE))
         abort(); /* vmpk could not go on */
@@ -189,10 +190,15 @@ void vmpk__meta_mp_close(struct runtime_counters *c)
 {
     struct meta_page *m = &vmpk__meta;
     pthread_mutex_lock(&mp_lock);
-    size_t len = m->threads_lo + m->threads_len - (uintptr_t)m->base;
+    size_t len = m->threads_lo - (uintptr_t)m->base;
     if (--mp_open == 0 && os_mprotect_meta(c, m->base, len, PROT_READ))
         abort(); /* the metadata would stay writable */
     pthread_mutex_unlock(&mp_lock);
+}
+
+struct rt_mutex *vmpk__meta_rt_lock(struct vmpk_runtime *rt)
+{
+    return vmpk__meta.mode == META_MPROTECT ? &rt_locks_writable[rt->id] : &rt->own_lock;
 }
 
 struct vmpk_thread *vmpk__meta_thread_alloc(void)

@@ -18,12 +18,16 @@
  *   META_PKEY      the pages carry the meta pkey, write-disabled (WD) in
  *                  every thread's PKRU outside vmpk's entry points; reads
  *                  stay free. Where PKU works, for both backends.
- *   META_MPROTECT  no PKU: the meta page and the runtimes and threads areas
- *                  are PROT_READ outside mutations, made writable by a
- *                  counted, process-wide open/close (two mprotect calls
- *                  each way). The owner, free, slots and regions areas stay
- *                  writable there: mprotect's cost grows with the pages it
- *                  covers, and those grow with the number of keys.
+ *   META_MPROTECT  no PKU: the runtimes area is PROT_READ outside slow
+ *                  paths, made writable by a counted, process-wide
+ *                  open/close (one mprotect call each way). Everything else
+ *                  stays writable: the owner, free, slots and regions areas
+ *                  (mprotect's cost grows with the pages it covers, and
+ *                  those grow with the number of keys), the threads area
+ *                  (the mprotect backend's gates write their thread's gate
+ *                  stack and counters there without a syscall) and this
+ *                  meta page (in the library's .data). Against stray
+ *                  writes, not against a forger (design.md).
  *   META_OFF       plain read-write pages (VMPK_META=off, for comparison).
  */
 #ifndef VMPK_META_H
@@ -155,5 +159,10 @@ void vmpk__meta_thread_free(struct vmpk_thread *t);
  * its call in *c when not NULL). */
 int vmpk__meta_mp_open(void);
 void vmpk__meta_mp_close(struct runtime_counters *c);
+
+/* Where rt's lock lives (struct vmpk_runtime's `lock`): in the runtime
+ * struct, or on META_MPROTECT a writable twin by id, since the mprotect
+ * backend's gates take it with the runtimes area read-only. */
+struct rt_mutex *vmpk__meta_rt_lock(struct vmpk_runtime *rt);
 
 #endif /* VMPK_META_H */
