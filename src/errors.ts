@@ -87,7 +87,7 @@ export const NATIVE_CODES: ReadonlyMap<number, NativeCode> = new Map<number, Nat
   [E_NO_HW_KEYS, { code: 'NO_HARDWARE_KEYS', advice: "the pku backend could not get a single hardware key (others in this process hold them all); use backend 'mprotect' or 'auto'" }],
   [E_SYSTEM, { code: 'SYSTEM', advice: 'an unexpected system call failure' }],
   [E_FILTERED, { code: 'SECCOMP_FILTERED', advice: 'hardened mode refused: a seccomp filter already in place makes a system call vmpk needs fail; open without harden, or drop that filter' }],
-  [E_TOO_MANY, { code: 'TOO_MANY', advice: `too many live keys or open runtimes (at most ${MAX_RUNTIMES} runtimes at once); destroy keys or close runtimes first` }],
+  [E_TOO_MANY, { code: 'TOO_MANY', advice: `too many live keys or open runtimes (at most ${MAX_RUNTIMES} runtimes at once), or of gates open on one key across threads (mprotect: 65,535 read, 32,767 read-write); destroy keys, close runtimes or end gates first` }],
 ]);
 
 /**

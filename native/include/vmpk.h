@@ -98,7 +98,9 @@ enum vmpk_error {
     VMPK_E_GATE_DEPTH   = -10, /* gates nested deeper than VMPK_MAX_GATE_DEPTH */
     VMPK_E_NO_HW_KEYS   = -11, /* the pku backend could not get a single hardware key */
     VMPK_E_SYSTEM       = -12, /* an unexpected OS failure; vmpk_last_errno() says which */
-    VMPK_E_TOO_MANY     = -13, /* too many live vkeys or runtimes (see limits below) */
+    VMPK_E_TOO_MANY     = -13, /* too many live vkeys or runtimes (see limits below),
+                                  or of gates open on one key at once (mprotect:
+                                  65,535 read, 32,767 read-write, all threads) */
     VMPK_E_FILTERED     = -14, /* harden: a seccomp filter already in place stops a
                                   system call vmpk needs (vmpk_harden_info says which) */
 };

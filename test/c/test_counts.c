@@ -235,32 +235,93 @@ static void batch_opens_meta_once_per_chunk(void)
     CHECK_EQ(vmpk_close(rt), 0);
 }
 
+/* The bounds of the VMA that holds addr (/proc/self/maps), or 0s. */
+static void vma_of(const void *addr, uintptr_t *lo, uintptr_t *hi)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    *lo = *hi = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long a, b;
+        if (sscanf(line, "%lx-%lx", &a, &b) == 2 && (uintptr_t)addr >= a && (uintptr_t)addr < b) {
+            *lo = a;
+            *hi = b;
+        }
+    }
+    if (f)
+        fclose(f);
+}
+
 /* The mprotect backend's gate cycle on a key whose perm is none: one
  * mprotect to open the pages, one to close them, counted as one miss (the
- * pages changed) and nothing else. Where mprotect guards the metadata (no
- * PKU) the gate opens none of it (meta.h); where a pkey does, it opens and
- * closes it as every entry point: two WRPKRUs each way. A nested gate on
- * the same key changes no page: a hit, no call. */
+ * pages changed); a nested gate on the same key changes no page: a hit, no
+ * call. The first cycle of a key also keeps its pages apart in a VMA of
+ * their own (one madvise), which the key gives back when destroyed. Where
+ * mprotect guards the metadata (no PKU) the gate opens none of it
+ * (meta.h); where a pkey does, it opens and closes it as every entry point
+ * does: two WRPKRUs each way. */
 static void mprotect_gate_costs_two_calls(void)
 {
     struct vmpk_options o = { .backend = VMPK_BACKEND_MPROTECT };
     CHECK_EQ(vmpk_open(&o, &rt), 0);
-    vmpk_key k = make_key(2);
-    struct vmpk_stats before = stats_of(rt);
-    CHECK_EQ(vmpk_begin(rt, k, VMPK_READ), 0);
-    CHECK_EQ(vmpk_begin(rt, k, VMPK_READ), 0);
-    CHECK_EQ(vmpk_end(rt, k), 0);
-    CHECK_EQ(vmpk_end(rt, k), 0);
-    struct vmpk_stats after = stats_of(rt);
-    int by_pkey = DELTA(meta_pkru_writes) != 0;
-    CHECK_EQ(DELTA(mprotect_calls), 2);
-    CHECK_EQ(DELTA(syscalls), 2);
-    CHECK_EQ(DELTA(meta_mprotect_calls), 0);
-    CHECK_EQ(DELTA(meta_pkru_writes), by_pkey ? 8 : 0);
-    CHECK_EQ(DELTA(gates), 2);
-    CHECK_EQ(DELTA(misses), 1);
-    CHECK_EQ(DELTA(hits), 1);
+    vmpk_key k;
+    char *page;
+    CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_NONE, 0, &k), 0);
+    CHECK_EQ(vmpk_alloc(rt, k, 2 * 4096, (void **)&page), 0);
+    uintptr_t lo, hi;
+    vma_of(page, &lo, &hi);
+    CHECK(lo < (uintptr_t)page || hi > (uintptr_t)page + 2 * 4096); /* the arena's */
+    for (int cycle = 0; cycle < 2; cycle++) {
+        struct vmpk_stats before = stats_of(rt);
+        CHECK_EQ(vmpk_begin(rt, k, VMPK_READ), 0);
+        CHECK_EQ(vmpk_begin(rt, k, VMPK_READ), 0);
+        CHECK_EQ(vmpk_end(rt, k), 0);
+        CHECK_EQ(vmpk_end(rt, k), 0);
+        struct vmpk_stats after = stats_of(rt);
+        int by_pkey = DELTA(meta_pkru_writes) != 0;
+        CHECK_EQ(DELTA(mprotect_calls), 2);
+        CHECK_EQ(DELTA(syscalls), cycle == 0 ? 3 : 2);
+        CHECK_EQ(DELTA(meta_mprotect_calls), 0);
+        CHECK_EQ(DELTA(meta_pkru_writes), by_pkey ? 8 : 0);
+        CHECK_EQ(DELTA(gates), 2);
+        CHECK_EQ(DELTA(misses), 1);
+        CHECK_EQ(DELTA(hits), 1);
+        vma_of(page, &lo, &hi);
+        CHECK_EQ(lo, (uintptr_t)page);
+        CHECK_EQ(hi, (uintptr_t)page + 2 * 4096);
+    }
     destroy_all(&k, 1);
+    vma_of(page, &lo, &hi);
+    CHECK(lo < (uintptr_t)page || hi > (uintptr_t)page + 2 * 4096); /* merged back */
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+
+/* At most 4096 keys keep their pages apart (each may cost two VMAs); the
+ * next key's first cycle is its two mprotect calls alone, until a key that
+ * had its own VMA is destroyed. */
+static void keys_apart_are_bounded(void)
+{
+    enum { APART = 4096 };
+    struct vmpk_options o = { .backend = VMPK_BACKEND_MPROTECT };
+    CHECK_EQ(vmpk_open(&o, &rt), 0);
+    static vmpk_key keys[APART + 2];
+    for (int i = 0; i < APART + 2; i++) {
+        void *p;
+        CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_NONE, 0, &keys[i]), 0);
+        CHECK_EQ(vmpk_alloc(rt, keys[i], 4096, &p), 0);
+    }
+    for (int i = 0; i < APART; i++)
+        gate(keys[i]);
+    struct vmpk_stats before = stats_of(rt);
+    gate(keys[APART]);
+    struct vmpk_stats after = stats_of(rt);
+    CHECK_EQ(DELTA(syscalls), 2);
+    CHECK_EQ(vmpk_key_destroy(rt, keys[0]), 0);
+    before = stats_of(rt);
+    gate(keys[APART + 1]);
+    after = stats_of(rt);
+    CHECK_EQ(DELTA(syscalls), 3);
+    destroy_all(keys + 1, APART + 1);
     CHECK_EQ(vmpk_close(rt), 0);
 }
 
@@ -431,6 +492,7 @@ int main(void)
     RUN(cold_alloc_is_free);
     RUN(batch_opens_meta_once_per_chunk);
     RUN(mprotect_gate_costs_two_calls);
+    RUN(keys_apart_are_bounded);
 #if VMPK_CHECKS /* fail points: compiled out of release, so not run there */
     RUN(failed_eviction_puts_the_victim_back);
     RUN(failed_eviction_leaves_the_pages_closed);

@@ -258,6 +258,7 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
     }
     /* The mprotect backend's gates count in the threads' counters. */
     uint64_t misses = atomic_load(&rt->c.misses) + t.misses - rt->base.misses;
+    uint64_t gate_syscalls = t.syscalls - rt->base.syscalls;
     uint64_t gate_mprotects = t.mprotect_calls - rt->base.mprotect_calls;
     *out = (struct vmpk_stats){
         .gates = hits - base_hits + misses,
@@ -266,7 +267,7 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
         .evictions = atomic_load(&rt->c.evictions),
         .pkey_mprotect_calls = atomic_load(&rt->c.pkey_mprotect_calls),
         .mprotect_calls = atomic_load(&rt->c.mprotect_calls) + gate_mprotects,
-        .syscalls = atomic_load(&rt->c.syscalls) + gate_mprotects,
+        .syscalls = atomic_load(&rt->c.syscalls) + gate_syscalls,
         .pkru_writes = pkru_writes - base_pkru,
         .meta_pkru_writes = meta_pkru_writes - base_meta,
         .meta_mprotect_calls = atomic_load(&rt->c.meta_mprotect_calls),

@@ -20,8 +20,17 @@
 /* The backend's own per-key state (backend.h); no other file reads it. */
 struct mp_vkey {
     uint16_t open_read;       /* gates open, all threads */
-    uint16_t open_write;
+    uint16_t open_write : 15;
+    uint16_t apart : 1;       /* its used pages are VMAs of their own */
 };
+#define MAX_OPEN_READ 0xffffu
+#define MAX_OPEN_WRITE 0x7fffu
+
+/* Keys whose used pages are kept apart (keep_apart), process-wide. Each
+ * costs the process up to two more VMAs (vm.max_map_count is 65,530 by
+ * default, and the arena is one VMA): past the budget, keys go on without. */
+#define APART_MAX 4096
+static _Atomic uint32_t apart_keys;
 
 BACKEND_FITS(char, struct mp_vkey); /* no runtime state */
 #define MP_KEY(v) BACKEND_KEY(struct mp_vkey, v)
@@ -33,18 +42,55 @@ static int effective(const struct vkey *v)
     return gates | atomic_load(&v->access);
 }
 
-/* Applies the protection the vkey's state now asks for, if it changed.
- * The call is counted in the runtime's counters, or for a gate in the
- * thread's (`tc`), which stay writable where the runtime's do not. */
+/* Counts in the runtime's counters, or for a gate in the thread's (`tc`),
+ * which stay writable where the runtime's do not (gate_enter). */
+static struct runtime_counters *counting(struct vmpk_runtime *rt, struct thread_counters *tc,
+                                         bool mprotect)
+{
+    if (!tc)
+        return &rt->c;
+    counter_add(&tc->syscalls, 1);
+    if (mprotect)
+        counter_add(&tc->mprotect_calls, 1);
+    return NULL;
+}
+
+/* The mark keep_apart gives a key's pages: neighbouring windows of one
+ * granule alternate, so two marked ones side by side stay apart. */
+static int apart_mark(const struct vkey *v)
+{
+    return 1 + (int)(v->granule & 1);
+}
+
+/* A key's used pages share the arena's VMA while closed (that keeps a
+ * million keys in one VMA), so each mprotect of them splits it and the
+ * next merges it back, about twice the cost of changing a VMA of their
+ * own (docs/benchmarks.md, section 10). The first time a key's pages
+ * open, they get one, while the budget lasts; mp_grow extends it to new
+ * pages, mp_retire gives it back. Speed only: a failure changes nothing. */
+static void keep_apart(struct vmpk_runtime *rt, struct vkey *v, struct thread_counters *tc)
+{
+    if (atomic_fetch_add(&apart_keys, 1) >= APART_MAX) {
+        atomic_fetch_sub(&apart_keys, 1);
+        return;
+    }
+    if (os_keep_apart(counting(rt, tc, false), window_base(v), (size_t)v->used * rt->page,
+                      apart_mark(v)) == 0)
+        MP_KEY(v)->apart = 1;
+    else
+        atomic_fetch_sub(&apart_keys, 1);
+}
+
+/* Applies the protection the vkey's state now asks for, if it changed. */
 static int apply(struct vmpk_runtime *rt, struct vkey *v, int before, struct thread_counters *tc)
 {
     int after = effective(v);
     if (after == before || !v->used)
         return 0;
-    int r = os_mprotect(tc ? NULL : &rt->c, window_base(v), (size_t)v->used * rt->page,
+    if (before == VMPK_NONE && !MP_KEY(v)->apart)
+        keep_apart(rt, v, tc);
+    int r = os_mprotect(counting(rt, tc, true), window_base(v), (size_t)v->used * rt->page,
                         prot_of_vkey(v, after));
-    if (tc)
-        counter_add(&tc->mprotect_calls, 1);
     return r == 0 ? 1 : vmpk__os_error(r);
 }
 
@@ -102,7 +148,10 @@ static int mp_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
     struct thread_counters *tc = &t->counters[rt->id];
     rt_lock(rt);
     r = VMPK_E_STALE;
-    if (v->live && atomic_load(&v->gen) == vmpk__gen_of(key)) {
+    if (access == VMPK_RW ? MP_KEY(v)->open_write == MAX_OPEN_WRITE
+                          : MP_KEY(v)->open_read == MAX_OPEN_READ) {
+        r = VMPK_E_TOO_MANY;
+    } else if (v->live && atomic_load(&v->gen) == vmpk__gen_of(key)) {
         int before = effective(v);
         count_gate(v, access, +1);
         r = apply(rt, v, before, tc);
@@ -165,10 +214,12 @@ static int mp_grow(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32
 {
     struct vkey *v = &rt->slots[slot];
     int access = effective(v);
-    if (access == VMPK_NONE) /* fresh pages are PROT_NONE already */
-        return 0;
     uint8_t *at = window_base(v) + (size_t)from * rt->page;
     size_t len = (size_t)(to - from) * rt->page;
+    if (MP_KEY(v)->apart) /* speed only: a failure changes nothing */
+        os_keep_apart(&rt->c, at, len, apart_mark(v));
+    if (access == VMPK_NONE) /* fresh pages are PROT_NONE already */
+        return 0;
     int r = os_mprotect(&rt->c, at, len, prot_of_vkey(v, access));
     /* Past v->used no later change reaches them: closed, or some could
      * stay open after the key's access narrows. */
@@ -185,12 +236,17 @@ static int mp_retire(struct vmpk_runtime *rt, uint32_t slot)
     int before = effective(v);
     atomic_store(&v->access, VMPK_NONE);
     int r = apply(rt, v, before, NULL);
+    if (r >= 0 && MP_KEY(v)->apart) { /* merged back; a failure costs speed only */
+        os_keep_apart(&rt->c, window_base(v), (size_t)v->used * rt->page, 0);
+        MP_KEY(v)->apart = 0;
+        atomic_fetch_sub(&apart_keys, 1);
+    }
     return r < 0 ? r : 0;
 }
 
 static void mp_key_init(struct vmpk_runtime *rt, uint32_t slot)
 {
-    *MP_KEY(&rt->slots[slot]) = (struct mp_vkey){ 0, 0 };
+    *MP_KEY(&rt->slots[slot]) = (struct mp_vkey){ 0 };
 }
 
 /* Nothing to keep resident: the runtime counts the pins. */

@@ -116,10 +116,10 @@ struct thread_counters {
      * unless they were already what the gate needs (`same`: then both only
      * opened or closed meta). */
     _Atomic uint64_t fast_begins, fast_ends, fast_same;
-    /* The mprotect backend's gates count their misses and mprotect calls
+    /* The mprotect backend's gates count their misses and system calls
      * here, not in the runtime's counters: without PKU the runtime struct
      * stays read-only while they run (meta.h, META_MPROTECT). */
-    _Atomic uint64_t misses, mprotect_calls;
+    _Atomic uint64_t misses, syscalls, mprotect_calls;
 };
 
 /* hits, pkru_writes and meta_pkru_writes with the hit path's derived in. */

@@ -31,6 +31,7 @@ static void add_counters(struct thread_counters *to, const struct thread_counter
     counter_add(&to->fast_ends, relaxed_load(&from->fast_ends));
     counter_add(&to->fast_same, relaxed_load(&from->fast_same));
     counter_add(&to->misses, relaxed_load(&from->misses));
+    counter_add(&to->syscalls, relaxed_load(&from->syscalls));
     counter_add(&to->mprotect_calls, relaxed_load(&from->mprotect_calls));
 }
 

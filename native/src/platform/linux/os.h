@@ -49,6 +49,14 @@ int os_pkey_alloc_readonly(void);
 int os_commit_pkey(struct runtime_counters *c, void *addr, size_t len, int pkey);
 /* mprotect counted as meta_mprotect_calls only (not syscalls). */
 int os_mprotect_meta(struct runtime_counters *c, void *addr, size_t len, int prot);
+/* Marks [addr, addr + len) so that the kernel keeps it in VMAs of its
+ * own, apart from unmarked neighbours (mark 1 or 2: two markings, so that
+ * two marked ranges side by side stay apart too), or takes the mark off
+ * (0) and lets it merge again. An mprotect of exactly such a range then
+ * changes it in place instead of splitting a larger VMA and merging it
+ * back. Changes no access: the marks are MADV_RANDOM and MADV_SEQUENTIAL,
+ * which only steer readahead (MADV_NORMAL takes them off). */
+int os_keep_apart(struct runtime_counters *c, void *addr, size_t len, int mark);
 /* Drops the pages' contents; they read as zero afterwards. */
 int os_discard(struct runtime_counters *c, void *addr, size_t len);
 pid_t os_gettid(void);

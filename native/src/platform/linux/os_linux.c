@@ -210,6 +210,13 @@ int os_commit(struct runtime_counters *c, void *addr, size_t len)
     return result(RAW(SYS_mprotect, addr, len, PROT_READ | PROT_WRITE, 0, 0, 0));
 }
 
+int os_keep_apart(struct runtime_counters *c, void *addr, size_t len, int mark)
+{
+    static const int advice[] = { MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL };
+    count(c, OS_CALL);
+    return result(RAW(SYS_madvise, addr, len, advice[mark], 0, 0, 0));
+}
+
 int os_discard(struct runtime_counters *c, void *addr, size_t len)
 {
     count(c, OS_CALL);
