@@ -94,6 +94,8 @@ it(`${KEYS} vkeys, ${GATES} gates in random order (${backend} backend): every re
     expect(s.evictions).toBe(0);
   }
   // Non-resident keys' pages stay in mergeable states: the number of
-  // mappings does not grow with the number of keys.
-  expect(mapCount() - mapsBefore).toBeLessThan(1000);
+  // mappings does not grow with the number of keys, besides the mprotect
+  // backend's 4096 keys whose pages keep a VMA of their own (two more
+  // each: the arena before and after them).
+  expect(mapCount() - mapsBefore).toBeLessThan(1000 + (backend === 'mprotect' ? 2 * 4096 : 0));
 });

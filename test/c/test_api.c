@@ -226,7 +226,9 @@ static void windows_hold_their_regions(void)
 }
 
 /* 100,000 vkeys with a region each, each written once in a gate: windows of
- * non-resident keys merge back, so VMAs stay in the tens. */
+ * non-resident keys merge back, so VMAs stay in the tens, besides the
+ * mprotect backend's 4096 keys whose pages keep a VMA of their own (two
+ * more each: the arena before and after them). */
 static void many_keys_few_vmas(void)
 {
     enum { N = 100000 };
@@ -242,7 +244,7 @@ static void many_keys_few_vmas(void)
     }
     int vmas = count_vmas() - before;
     printf("# %d vkeys: %d more VMAs\n", N, vmas);
-    CHECK(vmas <= 300);
+    CHECK(vmas <= 300 + (backend_of(rt) == VMPK_BACKEND_MPROTECT ? 2 * 4096 : 0));
     int wrong = 0;
     for (int i = 0; i < N; i += 97) {
         CHECK_EQ(vmpk_begin(rt, k[i], VMPK_READ), 0);
