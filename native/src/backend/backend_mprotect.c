@@ -65,8 +65,8 @@ static int apart_mark(const struct vkey *v)
 /* A key's used pages share the arena's VMA while closed (that keeps a
  * million keys in one VMA), so each mprotect of them splits it and the
  * next merges it back, about twice the cost of changing a VMA of their
- * own (docs/benchmarks.md, section 10). The first time a key's pages
- * open, they get one, while the budget lasts; mp_grow extends it to new
+ * own (docs/benchmarks.md, section 10). The first time a gate opens a
+ * key's pages, they get one, while the budget lasts; mp_grow extends it to new
  * pages, mp_retire gives it back. Speed only: a failure changes nothing. */
 static void keep_apart(struct vmpk_runtime *rt, struct vkey *v, struct thread_counters *tc)
 {
@@ -87,7 +87,7 @@ static int apply(struct vmpk_runtime *rt, struct vkey *v, int before, struct thr
     int after = effective(v);
     if (after == before || !v->used)
         return 0;
-    if (before == VMPK_NONE && !MP_KEY(v)->apart)
+    if (tc && before == VMPK_NONE && !MP_KEY(v)->apart) /* a gate opens them */
         keep_apart(rt, v, tc);
     int r = os_mprotect(counting(rt, tc, true), window_base(v), (size_t)v->used * rt->page,
                         prot_of_vkey(v, after));
