@@ -6,7 +6,10 @@
 //   args32 pair     noop_enter32(ix); fn(); noop_leave32(ix)
 //                   empty C functions with a gate index's signature
 //   koffi pair      vmpk_begin(); fn(); vmpk_end()  the gate by handle, no JS API
-//   koffi32 pair    vmpk_enter_rw(ix); fn(); vmpk_leave_index(ix)  what with() calls
+//   koffi32 pair    vmpk_enter_rw(ix); fn(); vmpk_leave_index(ix)  the index as an argument
+//   mailbox pair    box[0] = ix; vmpk_mailbox_enter_rw(); check box[1]; fn(); the same
+//                   for vmpk_mailbox_leave: what with() calls (void (void), the
+//                   index and result in the thread's mailbox)
 //   with() pku      key.with('rw', fn), a cache hit on the pku backend
 //   with() mprotect key.with('rw', fn) on the mprotect backend (2 mprotect calls)
 //
@@ -47,7 +50,8 @@ export async function main() {
   // functions, on the library the JS API loads), on a runtime opened through
   // the C API (the JS API hides its handles).
   const { getNative } = await import(pathToFileURL(join(ROOT, 'dist', 'native.js')).href);
-  const { vmpk_open, vmpk_close, vmpk_key_create, vmpk_begin, vmpk_end, vmpk_gate_index, vmpk_enter_rw, vmpk_leave_index } = getNative(library).raw;
+  const { vmpk_open, vmpk_close, vmpk_key_create, vmpk_begin, vmpk_end, vmpk_gate_index, vmpk_enter_rw, vmpk_leave_index, vmpk_gate_mailbox, vmpk_mailbox_enter_rw, vmpk_mailbox_leave } = getNative(library).raw;
+  const box = new Int32Array(koffi.view(vmpk_gate_mailbox(), 8));
   const cell = [0];
   if (vmpk_open({ backend: 1, max_hw_keys: 0, window_size: 0, harden: 0 }, cell) !== 0) throw new Error('gate: vmpk_open failed');
   const rawRt = Number(cell[0]);
@@ -102,6 +106,17 @@ export async function main() {
         if (vmpk_leave_index(rawIndex) !== 0) throw new Error('gate: vmpk_leave_index failed');
       }
     },
+    mailbox: (n) => {
+      for (let i = 0; i < n; i++) {
+        box[0] = rawIndex;
+        vmpk_mailbox_enter_rw();
+        if (box[1] !== 0) throw new Error('gate: vmpk_mailbox_enter_rw failed');
+        sink += fn();
+        box[0] = rawIndex;
+        vmpk_mailbox_leave();
+        if (box[1] !== 0) throw new Error('gate: vmpk_mailbox_leave failed');
+      }
+    },
     pku: (n) => {
       for (let i = 0; i < n; i++) sink += keyP.with('rw', fn);
     },
@@ -151,7 +166,8 @@ export async function main() {
     args32Pair: ratio('args32', 'noop'),
     koffiPair: ratio('koffi', 'noop'),
     core: ratio('koffi', 'args'),
-    wrapper: ratio('pku', 'koffi32'),
+    wrapper: ratio('pku', 'mailbox'),
+    mailboxPair: ratio('mailbox', 'noop'),
     withMprotect: ratio('mprotect', 'noop'),
     koffi32Pair: ratio('koffi32', 'noop'),
     core32: ratio('koffi32', 'args32'),
@@ -163,11 +179,13 @@ export async function main() {
   if (stubbed) console.log('PKRU stubbed: WRPKRU cost not included (each WRPKRU/RDPKRU is a thread-local store/load,\n  initial-exec TLS: no __tls_get_addr call on the hit path)');
   console.log(`trials: ${TRIALS}, interleaved; per-trial ratios, median (quartiles):`);
   console.log(`  with('rw') pku hit       / noop pair: ${ratioText(r.withPku)}   target <= ${TARGET}x: ${met ? 'MET' : 'NOT MET'}`);
-  console.log('  with() calls vmpk_enter_rw/vmpk_leave_index, int (uint32_t): the key\'s 32-bit gate index');
+  console.log('  with() calls vmpk_mailbox_enter_rw/vmpk_mailbox_leave, void (void): the key\'s 32-bit gate index and the result in the thread\'s mailbox');
+  console.log(`  koffi mailbox pair                    / noop pair: ${ratioText(r.mailboxPair)}   (the C core's share, and the mailbox's)`);
+  console.log(`  with('rw') pku hit / koffi mailbox pair: ${ratioText(r.wrapper)}   (the JS API's share)`);
+  console.log('  the index as an argument (vmpk_enter_rw/vmpk_leave_index, int (uint32_t)):');
   console.log(`  empty calls, int (uint32_t) x2        / noop pair: ${ratioText(r.args32Pair)}   (koffi's marshalling of the index)`);
   console.log(`  koffi enter_rw+leave_index pair       / noop pair: ${ratioText(r.koffi32Pair)}`);
   console.log(`  koffi enter_rw+leave_index pair       / empty uint32_t calls: ${ratioText(r.core32)}   (the C core's share)`);
-  console.log(`  with('rw') pku hit / koffi index pair: ${ratioText(r.wrapper)}   (the JS API's share)`);
   console.log('  by handle, as before the index (vmpk_begin/vmpk_end, uintptr_t + uint64_t):');
   console.log(`  empty calls, gate's args              / noop pair: ${ratioText(r.argsPair)}   (koffi's marshalling of rt and handle)`);
   console.log(`  koffi begin+end pair                  / noop pair: ${ratioText(r.koffiPair)}`);

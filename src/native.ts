@@ -104,7 +104,7 @@ export interface Native {
    * generation, exactly), or 0 where it has none: then begin/end.
    */
   gateIndex(key: number): number;
-  /** vmpk_enter_r / vmpk_enter_rw / vmpk_leave_index: the gate by its index, one uint32_t each. */
+  /** vmpk_enter_r / vmpk_enter_rw / vmpk_leave_index: the gate by its index, passed through the thread's mailbox (vmpk_mailbox_*). */
   enterR(index: number): number;
   enterRw(index: number): number;
   leaveIndex(index: number): number;
@@ -149,7 +149,7 @@ export interface Native {
    * (bench/*.mjs measure a bare koffi call against the API): declared once,
    * here, against vmpk.h's structs.
    */
-  readonly raw: Readonly<Record<'vmpk_open' | 'vmpk_close' | 'vmpk_key_create' | 'vmpk_alloc' | 'vmpk_begin' | 'vmpk_end' | 'vmpk_enter' | 'vmpk_leave' | 'vmpk_gate_index' | 'vmpk_enter_rw' | 'vmpk_leave_index', (...args: unknown[]) => unknown>>;
+  readonly raw: Readonly<Record<'vmpk_open' | 'vmpk_close' | 'vmpk_key_create' | 'vmpk_alloc' | 'vmpk_begin' | 'vmpk_end' | 'vmpk_enter' | 'vmpk_leave' | 'vmpk_gate_index' | 'vmpk_enter_rw' | 'vmpk_leave_index' | 'vmpk_gate_mailbox' | 'vmpk_mailbox_enter_rw' | 'vmpk_mailbox_leave', (...args: unknown[]) => unknown>>;
   /**
    * vmpk_view_hold: counts a view of the window holding `address` (delta 1)
    * or releases one (-1); a destroyed key's window is reused by no later key
@@ -266,9 +266,18 @@ function load(path: string): Native {
   // (uint64_t, int) costs it (bench/gate.mjs); the C side decodes the index
   // back into the handle and checks it in full.
   const vmpk_gate_index = lib.func('vmpk_gate_index', 'uint32_t', ['uint64_t']);
-  const vmpk_enter_r = lib.func('vmpk_enter_r', 'int', ['uint32_t']);
   const vmpk_enter_rw = lib.func('vmpk_enter_rw', 'int', ['uint32_t']);
   const vmpk_leave_index = lib.func('vmpk_leave_index', 'int', ['uint32_t']);
+  // Cheapest: no argument, no result. The index goes in, the result comes out
+  // through this thread's mailbox (two int32 of thread-local storage): koffi
+  // makes a void(void) call for about half of an int(uint32_t) one, and a
+  // typed-array store or load costs next to nothing. The mailbox is the
+  // calling thread's, and this module is loaded once per thread (isolate).
+  const vmpk_gate_mailbox = lib.func('vmpk_gate_mailbox', 'void *', []);
+  const vmpk_mailbox_enter_r = lib.func('vmpk_mailbox_enter_r', 'void', []);
+  const vmpk_mailbox_enter_rw = lib.func('vmpk_mailbox_enter_rw', 'void', []);
+  const vmpk_mailbox_leave = lib.func('vmpk_mailbox_leave', 'void', []);
+  const mailbox = new Int32Array(koffi.view(vmpk_gate_mailbox(), 8));
   const vmpk_protect = lib.func('vmpk_protect', 'int', ['uintptr_t', 'uint64_t', 'int']);
   const vmpk_pin = lib.func('vmpk_pin', 'int', ['uintptr_t', 'uint64_t']);
   const vmpk_unpin = lib.func('vmpk_unpin', 'int', ['uintptr_t', 'uint64_t']);
@@ -296,7 +305,7 @@ function load(path: string): Native {
 
   return {
     path,
-    raw: { vmpk_open, vmpk_close, vmpk_key_create, vmpk_alloc, vmpk_begin, vmpk_end, vmpk_enter, vmpk_leave, vmpk_gate_index, vmpk_enter_rw, vmpk_leave_index },
+    raw: { vmpk_open, vmpk_close, vmpk_key_create, vmpk_alloc, vmpk_begin, vmpk_end, vmpk_enter, vmpk_leave, vmpk_gate_index, vmpk_enter_rw, vmpk_leave_index, vmpk_gate_mailbox, vmpk_mailbox_enter_rw, vmpk_mailbox_leave },
     identity: koffi.address(lib.symbol('vmpk_open')),
     open(o, outRt) {
       const cell: [number | bigint] = [0];
@@ -351,9 +360,21 @@ function load(path: string): Native {
     begin: (key, access) => vmpk_enter(key, access) as number,
     end: (key) => vmpk_leave(key) as number,
     gateIndex: (key) => vmpk_gate_index(key) as number,
-    enterR: vmpk_enter_r as (index: number) => number,
-    enterRw: vmpk_enter_rw as (index: number) => number,
-    leaveIndex: vmpk_leave_index as (index: number) => number,
+    enterR(index) {
+      mailbox[0] = index;
+      vmpk_mailbox_enter_r();
+      return mailbox[1]!;
+    },
+    enterRw(index) {
+      mailbox[0] = index;
+      vmpk_mailbox_enter_rw();
+      return mailbox[1]!;
+    },
+    leaveIndex(index) {
+      mailbox[0] = index;
+      vmpk_mailbox_leave();
+      return mailbox[1]!;
+    },
     protect: (rt, key, access) => vmpk_protect(rt, key, access) as number,
     pin: (rt, key) => vmpk_pin(rt, key) as number,
     unpin: (rt, key) => vmpk_unpin(rt, key) as number,

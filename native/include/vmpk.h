@@ -278,6 +278,21 @@ VMPK_API int vmpk_enter_r(uint32_t index);
 VMPK_API int vmpk_enter_rw(uint32_t index);
 VMPK_API int vmpk_leave_index(uint32_t index);
 
+/* The index calls once more, with no argument and no result: the calling
+ * thread's mailbox, two int32_t in its thread-local storage, carries both.
+ * The call reads the index from word 0 (once) and writes its result, 0 or
+ * a vmpk_error, to word 1. For FFI callers whose cost per call grows with
+ * each argument and result converted (koffi: two void(void) calls cost
+ * about half of two int(uint32_t) ones, docs/benchmarks.md section 1)
+ * while a store to memory costs them next to nothing. The mailbox is
+ * ordinary memory, anyone's to write: its index is untrusted input, checked
+ * as an argument would be. vmpk_gate_mailbox gives the calling thread's;
+ * it lives as long as the thread. */
+VMPK_API int32_t *vmpk_gate_mailbox(void);
+VMPK_API void vmpk_mailbox_enter_r(void);
+VMPK_API void vmpk_mailbox_enter_rw(void);
+VMPK_API void vmpk_mailbox_leave(void);
+
 /* Sets the key's process-wide access, like mprotect(2) on all its pages.
  * When it returns, a narrowing holds in every thread of the process,
  * including threads that never called vmpk (on pku: the key leaves its

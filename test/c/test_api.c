@@ -1,4 +1,5 @@
 /* The C API on the backend VMPK_BACKEND selects: behaviour and misuse. */
+#include <pthread.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -486,6 +487,64 @@ static void gate_indexes_name_one_key(void)
     CHECK_EQ(vmpk_key_destroy(rt, k2), 0);
 }
 
+/* The mailbox calls (vmpk.h): the index in word 0, the result in word 1. */
+static int mb_call(void (*call)(void), uint32_t ix)
+{
+    int32_t *box = vmpk_gate_mailbox();
+    box[0] = (int32_t)ix;
+    box[1] = 12345; /* overwritten by every call */
+    call();
+    return box[1];
+}
+
+static void *mailbox_of_thread(void *arg)
+{
+    (void)arg;
+    return vmpk_gate_mailbox();
+}
+
+/* They are the index calls: the same results for good, stale, forged and
+ * zero indexes, and the gates they open are the same gates. Each thread has
+ * a mailbox of its own. */
+static void mailbox_calls_are_the_index_calls(void)
+{
+    vmpk_key k, k2;
+    char *p, *p2;
+    CHECK_EQ(vmpk_key_create(rt, "mb", VMPK_NONE, 0, &k), 0);
+    CHECK_EQ(vmpk_alloc(rt, k, 4096, (void **)&p), 0);
+    uint32_t ix = vmpk_gate_index(k);
+    CHECK_EQ(mb_call(vmpk_mailbox_enter_rw, ix), 0);
+    p[0] = 9;
+    CHECK_EQ(mb_call(vmpk_mailbox_leave, ix), 0);
+    CHECK_EQ(vmpk_probe(p, VMPK_READ), 0);
+    CHECK_EQ(mb_call(vmpk_mailbox_enter_r, ix), 0);
+    CHECK_EQ(p[0], 9);
+    CHECK_EQ(vmpk_probe(p, VMPK_RW), 0);
+    CHECK_EQ(vmpk_leave_index(ix), 0); /* the same gate, by index */
+    CHECK_EQ(mb_call(vmpk_mailbox_leave, ix), VMPK_E_GATE_ORDER);
+
+    CHECK_EQ(vmpk_key_destroy(rt, k), 0);
+    CHECK_EQ(vmpk_key_create(rt, "mb2", VMPK_NONE, 0, &k2), 0); /* reuses the slot */
+    CHECK_EQ(vmpk_alloc(rt, k2, 4096, (void **)&p2), 0);
+    uint32_t ix2 = vmpk_gate_index(k2);
+    uint32_t bad[] = { ix, ix ^ 1u << 29, ix2 + (1u << 20), ix2 - (1u << 20), ix2 + 1,
+                       ix2 & ~0xfffffu, 0, UINT32_MAX };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        CHECK_EQ(mb_call(vmpk_mailbox_enter_rw, bad[i]), vmpk_enter_rw(bad[i]));
+        CHECK_EQ(mb_call(vmpk_mailbox_enter_r, bad[i]), vmpk_enter_r(bad[i]));
+        CHECK_EQ(mb_call(vmpk_mailbox_leave, bad[i]), vmpk_leave_index(bad[i]));
+        CHECK(mb_call(vmpk_mailbox_enter_rw, bad[i]) < 0);
+        CHECK_EQ(vmpk_probe(p2, VMPK_READ), 0);
+    }
+    CHECK_EQ(vmpk_key_destroy(rt, k2), 0);
+
+    pthread_t th;
+    void *other = NULL;
+    CHECK_EQ(pthread_create(&th, NULL, mailbox_of_thread, NULL), 0);
+    CHECK_EQ(pthread_join(th, &other), 0);
+    CHECK(other != NULL && other != (void *)vmpk_gate_mailbox());
+}
+
 int main(void)
 {
     rt = open_rt(0);
@@ -507,6 +566,7 @@ int main(void)
     RUN(probe_key_after_destroy_and_reuse);
     RUN(forged_handles_change_nothing);
     RUN(gate_indexes_name_one_key);
+    RUN(mailbox_calls_are_the_index_calls);
     CHECK_EQ(vmpk_close(rt), 0);
     return check_done();
 }

@@ -538,6 +538,31 @@ int vmpk_leave_index(uint32_t index)
     return leave_key(key_of_index(index));
 }
 
+static __thread int32_t mailbox[2] __attribute__((tls_model("initial-exec")));
+
+int32_t *vmpk_gate_mailbox(void)
+{
+    return mailbox;
+}
+
+/* The index read once: a second read could see another value. */
+#define MAILBOX_INDEX() ((uint32_t)*(volatile int32_t *)&mailbox[0])
+
+void vmpk_mailbox_enter_r(void)
+{
+    mailbox[1] = enter_key(key_of_index(MAILBOX_INDEX()), VMPK_READ);
+}
+
+void vmpk_mailbox_enter_rw(void)
+{
+    mailbox[1] = enter_key(key_of_index(MAILBOX_INDEX()), VMPK_RW);
+}
+
+void vmpk_mailbox_leave(void)
+{
+    mailbox[1] = leave_key(key_of_index(MAILBOX_INDEX()));
+}
+
 static int pin_locked(struct vmpk_runtime *rt, uint32_t slot)
 {
     int err = be_pin(rt, slot);
