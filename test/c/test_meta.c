@@ -47,7 +47,7 @@ static struct vkey *slot0(void)
 }
 
 enum scene { WRITE_PERM, WRITE_HW_STATE, WRITE_GATE_RECORD, WRITE_REGION_TABLE,
-             WRITE_INLINE_REGION, WRITE_WINDOW, WRITE_NAME };
+             WRITE_INLINE_REGION, WRITE_WINDOW, WRITE_NAME, WRITE_RT_BACKEND };
 
 static void act(enum scene scene)
 {
@@ -80,6 +80,9 @@ static void act(enum scene scene)
     case WRITE_NAME: /* what a report prints, pointed elsewhere */
         slot0()->name = (char *)"\x1b[2J";
         break;
+    case WRITE_RT_BACKEND: /* the runtime's backend: a table of functions */
+        *(const void *volatile *)&rt->be = &rt->c;
+        break;
     }
     _exit(91); /* survived: the test fails */
 }
@@ -110,12 +113,12 @@ static void expect_meta_report(enum scene scene)
     }
 }
 
-/* Without PKU only the runtimes and threads areas are read-only (meta.h). */
+/* Without PKU only a runtime's fixed half is read-only (meta.h). */
 #define NEED_META_PKEY()                                                                   \
     do {                                                                                   \
         vmpk_close(open_rt(0));                                                            \
         if (vmpk__meta.mode != META_PKEY)                                                  \
-            SKIP("the vkey table is write-protected by the meta pkey only (needs PKU)");   \
+            SKIP("only the meta pkey write-protects it (needs PKU)");                     \
     } while (0)
 
 static void write_to_perm_faults(void)
@@ -137,7 +140,15 @@ static void write_to_region_lists_faults(void)
 
 static void write_to_hw_table_faults(void)
 {
+    NEED_META_PKEY();
     expect_meta_report(WRITE_HW_STATE);
+}
+
+/* The runtime's fixed half (its backend, its table's address, its id) is
+ * read-only from open to close on both: a pkey guards it, or mprotect. */
+static void write_to_runtime_backend_faults(void)
+{
+    expect_meta_report(WRITE_RT_BACKEND);
 }
 
 /* With PKU the gate stacks are in meta; without it they stay writable, so
@@ -166,16 +177,19 @@ static void probed_writes_change_nothing(void)
     CHECK(vmpk__meta.mode != META_OFF);
     CHECK_EQ(vmpk_probe(&v->access, VMPK_READ), 1);
     CHECK_EQ(vmpk_probe(&vmpk__self->depth, VMPK_READ), 1);
-    CHECK_EQ(vmpk_probe(&vmpk__pku_hwkey(rt, 0)->state, VMPK_RW), 0);
     CHECK_EQ(vmpk_probe(&rt->be, VMPK_RW), 0);
-    CHECK_EQ(vmpk_probe(&rt->lock, VMPK_RW), 0);
-    /* Without PKU the thread structs stay writable (meta.h), with the
-     * runtime's lock, which the mprotect gates take: the gap, asserted. */
+    CHECK_EQ(vmpk_probe(&rt->slots, VMPK_RW), 0);
+    CHECK_EQ(vmpk_probe(&rt->id, VMPK_RW), 0);
+    /* Without PKU only a runtime's fixed half is read-only (meta.h): the
+     * thread structs, the runtime's changing half (its lock, the hw key
+     * table) and the meta page stay writable. The gaps, asserted. */
     int gaps = vmpk__meta.mode == META_MPROTECT;
     CHECK_EQ(vmpk_probe(&vmpk__self->depth, VMPK_RW), gaps);
     CHECK_EQ(vmpk_probe(&vmpk__self->gates[0], VMPK_RW), gaps);
     CHECK_EQ(vmpk_probe(&vmpk__self->pkru_expect, VMPK_RW), gaps);
-    CHECK_EQ(vmpk_probe(&rt->lock->m, VMPK_RW), gaps);
+    CHECK_EQ(vmpk_probe(&rt->lock, VMPK_RW), gaps);
+    CHECK_EQ(vmpk_probe(&vmpk__pku_hwkey(rt, 0)->state, VMPK_RW), gaps);
+    CHECK_EQ(vmpk_probe(&vmpk__meta.runtimes[0], VMPK_RW), gaps);
     if (vmpk__meta.mode == META_PKEY) { /* the tables too */
         CHECK_EQ(vmpk_probe(&v->access, VMPK_RW), 0);
         CHECK_EQ(vmpk_probe(&v->be, VMPK_RW), 0);
@@ -294,6 +308,7 @@ int main(void)
     RUN(write_to_perm_faults);
     RUN(write_to_hw_table_faults);
     RUN(write_to_gate_record_faults);
+    RUN(write_to_runtime_backend_faults);
     RUN(probed_writes_change_nothing);
     RUN(jump_onto_every_wrpkru_aborts);
     RUN(write_to_region_lists_faults);

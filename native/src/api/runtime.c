@@ -114,6 +114,8 @@ static int open_in(const struct backend *be, const struct vmpk_options *opts,
     int err;
     if ((err = runtime_take(&rt)))
         return err;
+    if ((err = vmpk__meta_runtime_fixed(rt, true, NULL)))
+        return vmpk__os_error(err);
 
     /* Reset everything but the id and the slot reservation, which are kept
      * (committed slot pages stay committed). */
@@ -124,15 +126,15 @@ static int open_in(const struct backend *be, const struct vmpk_options *opts,
     rt->slots = slots;
     rt->slots_committed = committed;
     rt->id = id;
-    rt->lock = vmpk__meta_rt_lock(rt);
-    pthread_mutex_init(&rt->lock->m, NULL);
-    relaxed_store(&rt->lock->owner, 0);
+    pthread_mutex_init(&rt->lock, NULL);
     rt->be = be;
     rt->page = os_page_size();
     rt->window_granules = o.window_size ? (uint32_t)((o.window_size + GRANULE - 1) / GRANULE) : 1;
-    if ((err = be_setup(rt, o.max_hw_keys)))
-        return err;
     vmpk__thread_counters(id, &rt->base);
+    err = be_setup(rt, o.max_hw_keys);
+    vmpk__meta_runtime_fixed(rt, false, &rt->c);
+    if (err)
+        return err;
     atomic_store(&vmpk__runtimes[id], rt);
     *out = rt;
     return 0;
@@ -256,18 +258,14 @@ static int stats_in(const struct vmpk_runtime *rt, struct vmpk_stats *out)
         pins += v->live ? v->pins : 0;
         ranges += vmpk__regions_bytes(v);
     }
-    /* The mprotect backend's gates count in the threads' counters. */
-    uint64_t misses = atomic_load(&rt->c.misses) + t.misses - rt->base.misses;
-    uint64_t gate_syscalls = t.syscalls - rt->base.syscalls;
-    uint64_t gate_mprotects = t.mprotect_calls - rt->base.mprotect_calls;
     *out = (struct vmpk_stats){
-        .gates = hits - base_hits + misses,
+        .gates = hits - base_hits + atomic_load(&rt->c.misses),
         .hits = hits - base_hits,
-        .misses = misses,
+        .misses = atomic_load(&rt->c.misses),
         .evictions = atomic_load(&rt->c.evictions),
         .pkey_mprotect_calls = atomic_load(&rt->c.pkey_mprotect_calls),
-        .mprotect_calls = atomic_load(&rt->c.mprotect_calls) + gate_mprotects,
-        .syscalls = atomic_load(&rt->c.syscalls) + gate_syscalls,
+        .mprotect_calls = atomic_load(&rt->c.mprotect_calls),
+        .syscalls = atomic_load(&rt->c.syscalls),
         .pkru_writes = pkru_writes - base_pkru,
         .meta_pkru_writes = meta_pkru_writes - base_meta,
         .meta_mprotect_calls = atomic_load(&rt->c.meta_mprotect_calls),

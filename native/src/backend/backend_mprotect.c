@@ -42,19 +42,6 @@ static int effective(const struct vkey *v)
     return gates | atomic_load(&v->access);
 }
 
-/* Counts in the runtime's counters, or for a gate in the thread's (`tc`),
- * which stay writable where the runtime's do not (gate_enter). */
-static struct runtime_counters *counting(struct vmpk_runtime *rt, struct thread_counters *tc,
-                                         bool mprotect)
-{
-    if (!tc)
-        return &rt->c;
-    counter_add(&tc->syscalls, 1);
-    if (mprotect)
-        counter_add(&tc->mprotect_calls, 1);
-    return NULL;
-}
-
 /* The mark keep_apart gives a key's pages: neighbouring windows of one
  * granule alternate, so two marked ones side by side stay apart. */
 static int apart_mark(const struct vkey *v)
@@ -66,51 +53,33 @@ static int apart_mark(const struct vkey *v)
  * million keys in one VMA), so each mprotect of them splits it and the
  * next merges it back, about twice the cost of changing a VMA of their
  * own (docs/benchmarks.md, section 10). The first time a gate opens a
- * key's pages, they get one, while the budget lasts; mp_grow extends it to new
- * pages, mp_retire gives it back. Speed only: a failure changes nothing. */
-static void keep_apart(struct vmpk_runtime *rt, struct vkey *v, struct thread_counters *tc)
+ * key's pages, they get one, while the budget lasts; mp_grow extends it
+ * to new pages, mp_retire gives it back. Speed only: a failure changes
+ * nothing else. */
+static void keep_apart(struct vmpk_runtime *rt, struct vkey *v)
 {
     if (atomic_fetch_add(&apart_keys, 1) >= APART_MAX) {
         atomic_fetch_sub(&apart_keys, 1);
         return;
     }
-    if (os_keep_apart(counting(rt, tc, false), window_base(v), (size_t)v->used * rt->page,
-                      apart_mark(v)) == 0)
+    if (os_keep_apart(&rt->c, window_base(v), (size_t)v->used * rt->page, apart_mark(v)) == 0)
         MP_KEY(v)->apart = 1;
     else
         atomic_fetch_sub(&apart_keys, 1);
 }
 
-/* Applies the protection the vkey's state now asks for, if it changed. */
-static int apply(struct vmpk_runtime *rt, struct vkey *v, int before, struct thread_counters *tc)
+/* Applies the protection the vkey's state now asks for, if it changed
+ * (`gate`: because a gate opened or closed). */
+static int apply(struct vmpk_runtime *rt, struct vkey *v, int before, bool gate)
 {
     int after = effective(v);
     if (after == before || !v->used)
         return 0;
-    if (tc && before == VMPK_NONE && !MP_KEY(v)->apart) /* a gate opens them */
-        keep_apart(rt, v, tc);
-    int r = os_mprotect(counting(rt, tc, true), window_base(v), (size_t)v->used * rt->page,
+    if (gate && before == VMPK_NONE && !MP_KEY(v)->apart)
+        keep_apart(rt, v);
+    int r = os_mprotect(&rt->c, window_base(v), (size_t)v->used * rt->page,
                         prot_of_vkey(v, after));
     return r == 0 ? 1 : vmpk__os_error(r);
-}
-
-/* A gate writes its thread's struct, the vkey table and the runtime's lock
- * (and counts into the thread's counters). Without PKU all of them stay
- * writable (META_MPROTECT, meta.h), so the gate opens no metadata there:
- * 2 mprotect calls per gate cycle instead of 6. With PKU it opens meta as
- * every entry point does (two WRPKRUs). */
-static ALWAYS_INLINE struct vmpk_thread *gate_enter(void)
-{
-    if (vmpk__meta.mode != META_MPROTECT)
-        return meta_enter();
-    struct vmpk_thread *t = vmpk__self;
-    return t ? t : vmpk__meta_bootstrap();
-}
-
-static ALWAYS_INLINE void gate_leave(struct vmpk_thread *t, int id)
-{
-    if (vmpk__meta.mode != META_MPROTECT)
-        meta_leave(t, id);
 }
 
 static void count_gate(struct vkey *v, int access, int delta)
@@ -135,26 +104,27 @@ static void mp_teardown(struct vmpk_runtime *rt)
 /* vmpk_begin */
 static int mp_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
 {
-    struct vmpk_thread *t = gate_enter();
+    struct vmpk_thread *t = meta_enter();
     if (!t)
         return VMPK_E_NOMEM;
     uint32_t slot;
     int r = vmpk__gate_prepare(rt, key, access, t, &slot);
     if (r) {
-        gate_leave(t, -1);
+        meta_leave(t, -1);
         return r;
     }
     struct vkey *v = &rt->slots[slot];
-    struct thread_counters *tc = &t->counters[rt->id];
     rt_lock(rt);
     r = VMPK_E_STALE;
-    if (access == VMPK_RW ? MP_KEY(v)->open_write == MAX_OPEN_WRITE
-                          : MP_KEY(v)->open_read == MAX_OPEN_READ) {
+    if (!v->live || atomic_load(&v->gen) != vmpk__gen_of(key)) {
+        /* r stays */
+    } else if (access == VMPK_RW ? MP_KEY(v)->open_write == MAX_OPEN_WRITE
+                                 : MP_KEY(v)->open_read == MAX_OPEN_READ) {
         r = VMPK_E_TOO_MANY;
-    } else if (v->live && atomic_load(&v->gen) == vmpk__gen_of(key)) {
+    } else {
         int before = effective(v);
         count_gate(v, access, +1);
-        r = apply(rt, v, before, tc);
+        r = apply(rt, v, before, true);
         if (r < 0)
             count_gate(v, access, -1);
         else
@@ -162,10 +132,10 @@ static int mp_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
     }
     rt_unlock(rt);
     if (r == 0)
-        counter_add(&tc->hits, 1);
+        counter_add(&t->counters[rt->id].hits, 1);
     else if (r == 1)
-        counter_add(&tc->misses, 1);
-    gate_leave(t, r < 0 ? -1 : rt->id);
+        atomic_fetch_add(&rt->c.misses, 1);
+    meta_leave(t, r < 0 ? -1 : rt->id);
     return r < 0 ? r : 0;
 }
 
@@ -181,7 +151,7 @@ static int mp_end_in(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key ke
     t->depth--;
     /* A failure here would leave the pages more open than asked: there is
      * no safe way on, so stop. */
-    if (apply(rt, v, before, &t->counters[rt->id]) < 0)
+    if (apply(rt, v, before, true) < 0)
         abort();
     rt_unlock(rt);
     return 0;
@@ -190,11 +160,11 @@ static int mp_end_in(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key ke
 /* vmpk_end */
 static int mp_end(struct vmpk_runtime *rt, vmpk_key key)
 {
-    struct vmpk_thread *t = gate_enter();
+    struct vmpk_thread *t = meta_enter();
     if (!t)
         return VMPK_E_GATE_ORDER; /* no struct, so no gate */
     int r = mp_end_in(rt, t, key);
-    gate_leave(t, r ? -1 : rt->id);
+    meta_leave(t, r ? -1 : rt->id);
     return r;
 }
 
@@ -204,7 +174,7 @@ static int mp_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
     int before = effective(v);
     int old = atomic_load(&v->access);
     atomic_store(&v->access, (uint8_t)access);
-    int r = apply(rt, v, before, NULL);
+    int r = apply(rt, v, before, false);
     if (r < 0)
         atomic_store(&v->access, (uint8_t)old);
     return r < 0 ? r : 0;
@@ -235,7 +205,7 @@ static int mp_retire(struct vmpk_runtime *rt, uint32_t slot)
         return VMPK_E_BUSY;
     int before = effective(v);
     atomic_store(&v->access, VMPK_NONE);
-    int r = apply(rt, v, before, NULL);
+    int r = apply(rt, v, before, false);
     if (r >= 0 && MP_KEY(v)->apart) { /* merged back; a failure costs speed only */
         os_keep_apart(&rt->c, window_base(v), (size_t)v->used * rt->page, 0);
         MP_KEY(v)->apart = 0;

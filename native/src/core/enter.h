@@ -1,7 +1,8 @@
 /*
  * Entering and leaving vmpk (invariant 6): every public call that changes
  * vmpk's state opens the meta pages for writing first and closes them before
- * it returns, on every path. On META_PKEY that is one checked WRPKRU in
+ * it returns, on every path (META_MPROTECT leaves open all that calls write,
+ * meta.h: nothing to do there). On META_PKEY that is one checked WRPKRU in
  * (meta open) and one out, which also sets the bits a gate asked for
  * (t->sync_*). The pku backend's gate hit paths fold their bits into these
  * two writes themselves (backend_pku.c, meta_close_pkey). Signal handlers,
@@ -66,12 +67,8 @@ static ALWAYS_INLINE struct vmpk_thread *meta_enter(void)
     struct vmpk_thread *t = vmpk__self;
     if (__builtin_expect(!t, 0) && !(t = vmpk__meta_bootstrap()))
         return NULL;
-    if (__builtin_expect(vmpk__meta.mode == META_PKEY, 1)) {
+    if (__builtin_expect(vmpk__meta.mode == META_PKEY, 1))
         t = pkru_write_enter();
-    } else if (vmpk__meta.mode == META_MPROTECT) {
-        int calls = vmpk__meta_mp_open();
-        t->mp_calls = calls; /* counted on leaving, once the call succeeded */
-    }
     return t;
 }
 
@@ -109,12 +106,6 @@ static ALWAYS_INLINE void meta_leave(struct vmpk_thread *t, int id)
         if (__builtin_expect(atomic_load(&vmpk__revocations) != seen ||
                                  atomic_load_explicit(&t->resync, memory_order_relaxed), 0))
             vmpk__meta_leave_slow(t);
-    } else if (vmpk__meta.mode == META_MPROTECT) {
-        t->sync_v = NULL;
-        struct runtime_counters *c = id >= 0 && vmpk__runtimes[id] ? &vmpk__runtimes[id]->c : NULL;
-        if (c)
-            atomic_fetch_add_explicit(&c->meta_mprotect_calls, t->mp_calls, memory_order_relaxed);
-        vmpk__meta_mp_close(c);
     } else {
         t->sync_v = NULL;
     }

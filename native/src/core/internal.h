@@ -116,10 +116,6 @@ struct thread_counters {
      * unless they were already what the gate needs (`same`: then both only
      * opened or closed meta). */
     _Atomic uint64_t fast_begins, fast_ends, fast_same;
-    /* The mprotect backend's gates count their misses and system calls
-     * here, not in the runtime's counters: without PKU the runtime struct
-     * stays read-only while they run (meta.h, META_MPROTECT). */
-    _Atomic uint64_t misses, syscalls, mprotect_calls;
 };
 
 /* hits, pkru_writes and meta_pkru_writes with the hit path's derived in. */
@@ -150,7 +146,6 @@ struct vmpk_thread {
     int sync_pkey;
     int sync_gate;
     uint32_t sync_counter;    /* runtime id whose pkru_writes counts it */
-    int mp_calls;             /* META_MPROTECT: mprotect calls of the entry */
     struct vmpk_thread *next; /* registry, under the registry lock */
 };
 
@@ -178,26 +173,32 @@ _Static_assert(offsetof(struct runtime_counters, os) == 0 &&
 
 struct backend;
 
-/* A runtime's lock, and its holder where the checks are live. */
-struct rt_mutex {
-    pthread_mutex_t m;
-    _Atomic uintptr_t owner;  /* pthread_self of the holder, else 0 */
-};
-
 /* The size of a backend's own runtime state (backend.h's BACKEND_STATE). */
 #define BACKEND_STATE_BYTES 2560
+/* Where a runtime's changing half begins: past the largest page Linux uses
+ * (64 KiB, arm64), so the fixed half has pages of its own on any kernel. */
+#define RT_FIXED_BYTES 65536u
 
+/* A runtime: first what is fixed from open to close, then, on pages of its
+ * own, what changes while it is open. Without PKU (META_MPROTECT) the fixed
+ * half is read-only from open to close and the changing half writable
+ * (meta.h); with PKU the meta pkey guards both. */
 struct vmpk_runtime {
-    /* &own_lock, or where the runtime struct is read-only while gates take
-     * the lock (META_MPROTECT) a writable twin (vmpk__meta_rt_lock). */
-    struct rt_mutex *lock;
-    struct rt_mutex own_lock;
-    const struct backend *be;
-    uint8_t id;
-    size_t page;
+    union {
+        struct {
+            const struct backend *be;
+            uint8_t id;
+            size_t page;
+            /* vkey table: reserved once, committed as it grows, never moves. */
+            struct vkey *slots;
+            uint32_t window_granules;    /* default window of a new key */
+            struct thread_counters base; /* thread counters at open, for this id */
+        };
+        unsigned char fixed_half[RT_FIXED_BYTES];
+    };
 
-    /* vkey table: reserved once, committed as it grows, never moves. */
-    struct vkey *slots;
+    /* What changes while open. */
+    pthread_mutex_t lock;
     _Atomic uint32_t nslots;  /* slots ever used; read unlocked by the gate path */
     uint32_t slots_committed;
     uint32_t free_slots;      /* free list head, slot + 1 */
@@ -205,15 +206,14 @@ struct vmpk_runtime {
     uint32_t regions;
     uint64_t used_pages;
 
-    uint32_t window_granules; /* default window of a new key */
-
     /* The backend's own state: opaque here; backend_<name>.c lays its own
      * struct over it (backend.h's BACKEND_STATE) and no other file reads
      * it. Zero when setup runs. */
     _Alignas(8) unsigned char be_state[BACKEND_STATE_BYTES];
 
     struct runtime_counters c;
-    struct thread_counters base; /* thread counters at open, for this id */
+    /* Checked builds: the thread that holds `lock` (pthread_self), else 0. */
+    _Atomic uintptr_t lock_owner;
 };
 
 /* handles (vkeys.c) */
@@ -333,26 +333,25 @@ extern __thread int vmpk__signal_depth __attribute__((tls_model("initial-exec"))
 #define REQUIRE_NOT_IN_SIGNAL() REQUIRE(vmpk__signal_depth == 0)
 /* rt->lock is held by the calling thread, or not (rt_lock records the
  * owner where the checks are live). */
-#define REQUIRE_LOCKED(rt) REQUIRE(relaxed_load(&(rt)->lock->owner) == (uintptr_t)pthread_self())
-#define REQUIRE_UNLOCKED(rt) REQUIRE(relaxed_load(&(rt)->lock->owner) != (uintptr_t)pthread_self())
+#define REQUIRE_LOCKED(rt) REQUIRE(relaxed_load(&(rt)->lock_owner) == (uintptr_t)pthread_self())
+#define REQUIRE_UNLOCKED(rt) REQUIRE(relaxed_load(&(rt)->lock_owner) != (uintptr_t)pthread_self())
 
-/* rt->lock: meta open (or, META_MPROTECT, an mprotect gate), never in a
- * signal handler. */
+/* rt->lock, which lives in meta: meta open, never in a signal handler. */
 static inline void rt_lock(struct vmpk_runtime *rt)
 {
     REQUIRE_NOT_IN_SIGNAL();
     REQUIRE_UNLOCKED(rt); /* not recursive */
-    pthread_mutex_lock(&rt->lock->m);
+    pthread_mutex_lock(&rt->lock);
     if (VMPK_CHECKS)
-        relaxed_store(&rt->lock->owner, (uintptr_t)pthread_self());
+        relaxed_store(&rt->lock_owner, (uintptr_t)pthread_self());
 }
 
 static inline void rt_unlock(struct vmpk_runtime *rt)
 {
     REQUIRE_LOCKED(rt);
     if (VMPK_CHECKS)
-        relaxed_store(&rt->lock->owner, 0);
-    pthread_mutex_unlock(&rt->lock->m);
+        relaxed_store(&rt->lock_owner, 0);
+    pthread_mutex_unlock(&rt->lock);
 }
 /* The errno of the calling thread's last VMPK_E_SYSTEM (errors.c). */
 int vmpk__last_errno(void);

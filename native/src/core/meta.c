@@ -1,7 +1,7 @@
 /*
  * The meta pages (see meta.h): the mode, the reservation and its areas, the
- * meta pkey, the thread structs, and the process-wide open/close of
- * META_MPROTECT.
+ * meta pkey, the thread structs, and META_MPROTECT's guard of a runtime's
+ * fixed half.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,6 +17,8 @@
 _Static_assert(sizeof(struct meta_page) == 4096, "the meta page is one page");
 _Static_assert(sizeof(struct vmpk_thread) <= THREAD_STRIDE, "THREAD_STRIDE too small");
 _Static_assert(sizeof(struct vmpk_runtime) <= RT_STRIDE, "RT_STRIDE too small");
+_Static_assert(offsetof(struct vmpk_runtime, lock) == RT_FIXED_BYTES,
+               "the changing half begins on a page of its own");
 
 struct meta_page vmpk__meta = {
     .pool = { .lock = PTHREAD_MUTEX_INITIALIZER },
@@ -60,11 +62,6 @@ uintptr_t vmpk__pkru_restart(uintptr_t ip)
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int init_err;
-/* META_MPROTECT's own lock and count: the meta page is read-only while
- * closed, so they cannot live there. */
-static pthread_mutex_t mp_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint32_t mp_open;
-static struct rt_mutex rt_locks_writable[VMPK_MAX_RUNTIMES];
 
 static size_t round_page(size_t n)
 {
@@ -136,8 +133,6 @@ static void init(void)
     }
     vmpk__meta_pkey = m->pkey;
     vmpk__meta_mode = m->mode;
-    if (m->mode == META_MPROTECT && os_mprotect(NULL, base, rts, PROT_READ))
-        init_err = vmpk__system_error(errno);
 }
 
 int vmpk__meta_init(void)
@@ -158,10 +153,6 @@ int vmpk__meta_commit(struct runtime_counters *c, void *addr, size_t len)
     switch (vmpk__meta.mode) {
     case META_PKEY:
         return os_commit_pkey(c, addr, len, vmpk__meta.pkey);
-    case META_MPROTECT: /* the runtimes area opens and closes at once */
-        if ((uintptr_t)addr < vmpk__meta.threads_lo)
-            return 0;
-        return os_commit(c, addr, len);
     default:
         return os_commit(c, addr, len);
     }
@@ -174,31 +165,14 @@ void vmpk__meta_own(int pkey)
         set_owned(relaxed_load(&vmpk__meta.owned) | 3u << (2 * pkey));
 }
 
-int vmpk__meta_mp_open(void)
+int vmpk__meta_runtime_fixed(struct vmpk_runtime *rt, bool writable, struct runtime_counters *c)
 {
-    struct meta_page *m = &vmpk__meta;
-    pthread_mutex_lock(&mp_lock);
-    size_t len = m->threads_lo - (uintptr_t)m->base;
-    int calls = mp_open++ == 0;
-    if (calls && os_mprotect_meta(NULL, m->base, len, PROT_READ | PROT_WRITE))
-        abort(); /* vmpk could not go on */
-    pthread_mutex_unlock(&mp_lock);
-    return calls;
-}
-
-void vmpk__meta_mp_close(struct runtime_counters *c)
-{
-    struct meta_page *m = &vmpk__meta;
-    pthread_mutex_lock(&mp_lock);
-    size_t len = m->threads_lo - (uintptr_t)m->base;
-    if (--mp_open == 0 && os_mprotect_meta(c, m->base, len, PROT_READ))
-        abort(); /* the metadata would stay writable */
-    pthread_mutex_unlock(&mp_lock);
-}
-
-struct rt_mutex *vmpk__meta_rt_lock(struct vmpk_runtime *rt)
-{
-    return vmpk__meta.mode == META_MPROTECT ? &rt_locks_writable[rt->id] : &rt->own_lock;
+    if (vmpk__meta.mode != META_MPROTECT)
+        return 0;
+    int r = os_mprotect_meta(c, rt, RT_FIXED_BYTES, writable ? PROT_READ | PROT_WRITE : PROT_READ);
+    if (r && !writable)
+        abort(); /* the fixed half would stay writable */
+    return r;
 }
 
 struct vmpk_thread *vmpk__meta_thread_alloc(void)
@@ -237,9 +211,7 @@ bool vmpk__meta_is_open(void)
     switch (vmpk__meta_mode) {
     case META_PKEY:
         return (rdpkru() & vmpk__meta.m_bits) == 0; /* AD alone denies writes too */
-    case META_MPROTECT:
-        return __atomic_load_n(&mp_open, __ATOMIC_RELAXED) > 0;
-    default:
+    default: /* META_MPROTECT: what entry points write stays writable */
         return true;
     }
 }

@@ -18,16 +18,16 @@
  *   META_PKEY      the pages carry the meta pkey, write-disabled (WD) in
  *                  every thread's PKRU outside vmpk's entry points; reads
  *                  stay free. Where PKU works, for both backends.
- *   META_MPROTECT  no PKU: the runtimes area is PROT_READ outside slow
- *                  paths, made writable by a counted, process-wide
- *                  open/close (one mprotect call each way). Everything else
- *                  stays writable: the owner, free, slots and regions areas
- *                  (mprotect's cost grows with the pages it covers, and
- *                  those grow with the number of keys), the threads area
- *                  (the mprotect backend's gates write their thread's gate
- *                  stack and counters there without a syscall) and this
- *                  meta page (in the library's .data). Against stray
- *                  writes, not against a forger (design.md).
+ *   META_MPROTECT  no PKU: each runtime's fixed half (struct vmpk_runtime:
+ *                  its backend, table address, id) is PROT_READ from
+ *                  vmpk_open to vmpk_close, which alone write it. All else
+ *                  stays writable, so no other call makes a syscall for
+ *                  the metadata: the runtime's changing half (lock,
+ *                  counters, table bookkeeping), the owner, free, slots and
+ *                  regions areas, the threads area (gate stacks) and this
+ *                  meta page (in the library's .data). That stops a stray
+ *                  write into the fixed half, not a forger (design.md):
+ *                  with PKU the meta pkey guards it all.
  *   META_OFF       plain read-write pages (VMPK_META=off, for comparison).
  */
 #ifndef VMPK_META_H
@@ -41,7 +41,7 @@ enum meta_mode { META_OFF = 0, META_PKEY = 1, META_MPROTECT = 2 };
 
 #define THREAD_STRIDE 2048u   /* a power of two: the gate check tests alignment */
 #define MAX_THREADS 32768u
-#define RT_STRIDE 4096u
+#define RT_STRIDE (2 * RT_FIXED_BYTES) /* a runtime's fixed and changing halves */
 /* Region table entries per arena granule: a region is at least a page, and
  * pages are at least 4 KiB, so a window never holds more regions. */
 #define REGIONS_PER_GRANULE (GRANULE / 4096u)
@@ -104,10 +104,6 @@ struct meta_page {
     _Atomic unsigned births;
 
     struct meta_arena arena;
-
-    /* META_MPROTECT: how many entry points have the pages open now. */
-    pthread_mutex_t mp_lock;
-    uint32_t mp_open;
 } __attribute__((aligned(4096)));
 
 extern struct meta_page vmpk__meta __attribute__((visibility("hidden")));
@@ -135,8 +131,8 @@ extern _Atomic uint32_t vmpk__meta_owned;
 bool vmpk__meta_is_open(void);
 #define REQUIRE_META_OPEN() REQUIRE(vmpk__meta_is_open())
 /* Closed for the calling thread: where malloc or free may run (a forged
- * heap pointer must not get a write into meta). Only META_PKEY's opening
- * is the thread's own; META_MPROTECT's is process-wide. */
+ * heap pointer must not get a write into meta). Only META_PKEY opens and
+ * closes meta around each call. */
 #define REQUIRE_META_CLOSED() REQUIRE(vmpk__meta_mode != META_PKEY || !vmpk__meta_is_open())
 
 /* Chooses the mode, reserves the areas, allocates the meta pkey. Once. */
@@ -155,14 +151,10 @@ void vmpk__meta_own(int pkey);
 struct vmpk_thread *vmpk__meta_thread_alloc(void);
 void vmpk__meta_thread_free(struct vmpk_thread *t);
 
-/* META_MPROTECT open (returns the mprotect calls it made) and close (counts
- * its call in *c when not NULL). */
-int vmpk__meta_mp_open(void);
-void vmpk__meta_mp_close(struct runtime_counters *c);
-
-/* Where rt's lock lives (struct vmpk_runtime's `lock`): in the runtime
- * struct, or on META_MPROTECT a writable twin by id, since the mprotect
- * backend's gates take it with the runtimes area read-only. */
-struct rt_mutex *vmpk__meta_rt_lock(struct vmpk_runtime *rt);
+/* META_MPROTECT: makes rt's fixed half writable (vmpk_open writes it) or
+ * read-only again, counting the call in *c when not NULL; nothing in the
+ * other modes. A failure to make it writable is returned (-errno), one to
+ * make it read-only again aborts: the metadata would stay writable. */
+int vmpk__meta_runtime_fixed(struct vmpk_runtime *rt, bool writable, struct runtime_counters *c);
 
 #endif /* VMPK_META_H */

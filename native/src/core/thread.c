@@ -30,9 +30,6 @@ static void add_counters(struct thread_counters *to, const struct thread_counter
     counter_add(&to->fast_begins, relaxed_load(&from->fast_begins));
     counter_add(&to->fast_ends, relaxed_load(&from->fast_ends));
     counter_add(&to->fast_same, relaxed_load(&from->fast_same));
-    counter_add(&to->misses, relaxed_load(&from->misses));
-    counter_add(&to->syscalls, relaxed_load(&from->syscalls));
-    counter_add(&to->mprotect_calls, relaxed_load(&from->mprotect_calls));
 }
 
 static void thread_exit(void *arg)
@@ -73,8 +70,6 @@ static void thread_exit(void *arg)
         pkru_write_boot(((rdpkru() | relaxed_load(&vmpk__meta.owned)) & ~vmpk__meta.m_bits) |
                             vmpk__meta.m_wd,
                         0);
-    else if (vmpk__meta.mode == META_MPROTECT)
-        vmpk__meta_mp_close(NULL);
 }
 
 static void make_exit_key(void)
@@ -124,8 +119,6 @@ __attribute__((noinline)) struct vmpk_thread *vmpk__meta_bootstrap(void)
     thread_prepare(); /* may calloc: before meta opens */
     if (mode == META_PKEY)
         pkru_write_boot((rdpkru() | relaxed_load(&vmpk__meta_owned)) & ~m, 1);
-    else if (mode == META_MPROTECT)
-        vmpk__meta_mp_open();
     struct vmpk_thread *t = thread_new();
     if (mode == META_PKEY) {
         if (!t) {
@@ -135,8 +128,6 @@ __attribute__((noinline)) struct vmpk_thread *vmpk__meta_bootstrap(void)
         uint32_t v = rdpkru() | vmpk__meta.m_wd;
         t->pkru_expect = v;
         pkru_write_exact(v);
-    } else if (mode == META_MPROTECT) {
-        vmpk__meta_mp_close(NULL);
     }
     return t;
 }
