@@ -1,10 +1,13 @@
 /*
  * Exact counts of the pku backend's cache: hits, misses, evictions, syscalls
- * and PKRU writes for scripted access patterns (and a batch's metadata
- * switches, and the mprotect backend's gate cycle). Runs where the backend is
+ * and PKRU writes for scripted access patterns. Runs where the backend is
  * pku: in the PKU guest, and on any machine with the stub build (make stub),
- * whose bookkeeping is the same code.
+ * whose bookkeeping is the same code. Also, on every build: the metadata
+ * switches per key, and the mprotect backend's gate cycle and its bounds.
  */
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "check.h"
 #if VMPK_CHECKS
 #include "internal.h" /* vmpk__fail_next: failures on demand */
@@ -326,6 +329,69 @@ static void keys_apart_are_bounded(void)
     CHECK_EQ(vmpk_close(rt), 0);
 }
 
+/* The mprotect backend counts a key's open read-write gates in 15 bits:
+ * 1024 threads each nesting 32 (32,768 in all) get 32,767 of them, and the
+ * one past the limit fails with VMPK_E_TOO_MANY, changing nothing. */
+enum { GATE_THREADS = 1024 };
+static vmpk_key many_key;
+static pthread_barrier_t many_opened, many_counted;
+static _Atomic int many_ok, many_too_many;
+
+static void *many_gates(void *arg)
+{
+    (void)arg;
+    int opened = 0;
+    for (int i = 0; i < VMPK_MAX_GATE_DEPTH; i++) {
+        int r = vmpk_begin(rt, many_key, VMPK_RW);
+        if (r == 0)
+            opened++;
+        else if (r == VMPK_E_TOO_MANY)
+            atomic_fetch_add(&many_too_many, 1);
+    }
+    atomic_fetch_add(&many_ok, opened);
+    pthread_barrier_wait(&many_opened);
+    pthread_barrier_wait(&many_counted);
+    for (int i = 0; i < opened; i++)
+        vmpk_end(rt, many_key);
+    return NULL;
+}
+
+static void write_gates_on_one_key_are_bounded(void)
+{
+    struct vmpk_options o = { .backend = VMPK_BACKEND_MPROTECT };
+    CHECK_EQ(vmpk_open(&o, &rt), 0);
+    char *p;
+    CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_NONE, 0, &many_key), 0);
+    CHECK_EQ(vmpk_alloc(rt, many_key, 4096, (void **)&p), 0);
+    pthread_barrier_init(&many_opened, NULL, GATE_THREADS + 1);
+    pthread_barrier_init(&many_counted, NULL, GATE_THREADS + 1);
+    static pthread_t th[GATE_THREADS];
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    int made = 0;
+    for (; made < GATE_THREADS; made++)
+        if (pthread_create(&th[made], &attr, many_gates, NULL))
+            break;
+    if (made < GATE_THREADS) { /* no room for the threads here: say so */
+        printf("Bail out! only %d threads\n", made);
+        exit(99);
+    }
+    pthread_barrier_wait(&many_opened);
+    CHECK_EQ(many_ok, 0x7fff);
+    CHECK_EQ(many_too_many, 1);
+    CHECK_EQ(vmpk_probe(p, VMPK_RW), 1);
+    pthread_barrier_wait(&many_counted);
+    for (int i = 0; i < made; i++)
+        pthread_join(th[i], NULL);
+    CHECK_EQ(vmpk_probe(p, VMPK_READ), 0); /* every gate closed */
+    CHECK_EQ(vmpk_key_destroy(rt, many_key), 0);
+    CHECK_EQ(vmpk_close(rt), 0);
+    pthread_attr_destroy(&attr);
+    pthread_barrier_destroy(&many_opened);
+    pthread_barrier_destroy(&many_counted);
+}
+
 #if VMPK_CHECKS
 /* Two pages in two regions of a new key with perm `access`, each filled
  * with `fill` under a gate, which leaves the key resident. */
@@ -494,6 +560,7 @@ int main(void)
     RUN(metadata_switches_per_key);
     RUN(mprotect_gate_costs_two_calls);
     RUN(keys_apart_are_bounded);
+    RUN(write_gates_on_one_key_are_bounded);
 #if VMPK_CHECKS /* fail points: compiled out of release, so not run there */
     RUN(failed_eviction_puts_the_victim_back);
     RUN(failed_eviction_leaves_the_pages_closed);
