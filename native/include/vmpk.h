@@ -157,8 +157,9 @@ struct vmpk_stats {
     uint64_t meta_pkru_writes;    /* pku: WRPKRUs that only opened or closed it
                                      (pkru_writes counts those that also set
                                      a key's bits) */
-    uint64_t meta_mprotect_calls; /* no PKU: mprotect calls that opened or
-                                     closed it (not in syscalls) */
+    uint64_t meta_mprotect_calls; /* no PKU: mprotect calls that guard it
+                                     (not in syscalls): one when the runtime
+                                     opens, none after */
 };
 
 /* Hardened mode (options.harden = 1): a seccomp filter on every thread of the
