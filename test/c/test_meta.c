@@ -6,6 +6,9 @@
  *     read-only page without PKU); so does one to what decides which pages
  *     alloc and free touch (a region list, inline or in the region table,
  *     and the window) or what a report prints (the name pointer), pku only;
+ *   - a forged entry in the meta page's runtimes[] faults the same way
+ *     with PKU; without it the write goes through and the next gate calls
+ *     the forger's backend (the attack shown succeeding);
  *   - the same writes tried through vmpk_probe are refused (0) and change
  *     nothing: reads stay free, no binding or permission moved;
  *   - a jump onto any WRPKRU in vmpk's code with EAX = ECX = EDX = 0 (every
