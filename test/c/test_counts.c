@@ -300,6 +300,40 @@ static void mprotect_gate_costs_two_calls(void)
     CHECK_EQ(vmpk_close(rt), 0);
 }
 
+/* Two keys whose windows lie side by side, each fully or partly used and
+ * kept apart: each key's used pages are still a VMA of their own, so its
+ * gates change one VMA in place (design.md, "A VMA of their own"). Windows
+ * of two granules start on even granules alike. */
+static void apart_neighbours_stay_apart(void)
+{
+    enum { WINDOW = 2 << 20 };
+    struct vmpk_options o = { .backend = VMPK_BACKEND_MPROTECT };
+    CHECK_EQ(vmpk_open(&o, &rt), 0);
+    vmpk_key k[2];
+    char *a, *b;
+    CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_NONE, WINDOW, &k[0]), 0);
+    CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_NONE, WINDOW, &k[1]), 0);
+    CHECK_EQ(vmpk_alloc(rt, k[0], WINDOW, (void **)&a), 0);
+    CHECK_EQ(vmpk_alloc(rt, k[1], 4096, (void **)&b), 0);
+    if (b != a + WINDOW) { /* the second window right after the first */
+        CHECK_EQ((uintptr_t)b, (uintptr_t)a + WINDOW);
+        destroy_all(k, 2);
+        CHECK_EQ(vmpk_close(rt), 0);
+        return;
+    }
+    gate(k[0]);
+    gate(k[1]);
+    uintptr_t lo, hi;
+    vma_of(a, &lo, &hi);
+    CHECK_EQ(lo, (uintptr_t)a);
+    CHECK_EQ(hi, (uintptr_t)a + WINDOW);
+    vma_of(b, &lo, &hi);
+    CHECK_EQ(lo, (uintptr_t)b);
+    CHECK_EQ(hi, (uintptr_t)b + 4096);
+    destroy_all(k, 2);
+    CHECK_EQ(vmpk_close(rt), 0);
+}
+
 /* At most 4096 keys keep their pages apart (each may cost two VMAs); the
  * next key's first cycle is its two mprotect calls alone, until a key that
  * had its own VMA is destroyed. */
@@ -560,6 +594,7 @@ int main(void)
     RUN(metadata_switches_per_key);
     RUN(mprotect_gate_costs_two_calls);
     RUN(keys_apart_are_bounded);
+    RUN(apart_neighbours_stay_apart);
     RUN(write_gates_on_one_key_are_bounded);
 #if VMPK_CHECKS /* fail points: compiled out of release, so not run there */
     RUN(failed_eviction_puts_the_victim_back);

@@ -6,6 +6,9 @@
  *     read-only page without PKU); so does one to what decides which pages
  *     alloc and free touch (a region list, inline or in the region table,
  *     and the window) or what a report prints (the name pointer), pku only;
+ *   - a forged entry in the meta page's runtimes[] faults the same way
+ *     with PKU; without it the write goes through and the next gate calls
+ *     the forger's backend (the attack shown succeeding);
  *   - the same writes tried through vmpk_probe are refused (0) and change
  *     nothing: reads stay free, no binding or permission moved;
  *   - a jump onto any WRPKRU in vmpk's code with EAX = ECX = EDX = 0 (every
@@ -23,6 +26,7 @@
 #include "check.h"
 #include "internal.h"
 #include "meta.h"
+#include "backend.h"
 #include "backend_pku.h"
 
 static vmpk_runtime *rt;
@@ -47,7 +51,16 @@ static struct vkey *slot0(void)
 }
 
 enum scene { WRITE_PERM, WRITE_HW_STATE, WRITE_GATE_RECORD, WRITE_REGION_TABLE,
-             WRITE_INLINE_REGION, WRITE_WINDOW, WRITE_NAME, WRITE_RT_BACKEND };
+             WRITE_INLINE_REGION, WRITE_WINDOW, WRITE_NAME, WRITE_RT_BACKEND, WRITE_RT_SLOT };
+
+/* What a forged runtime's backend runs in place of a gate: proof that
+ * vmpk called it. */
+#define FORGED_CALL_RAN 95
+static int forged_begin(struct vmpk_runtime *r, vmpk_key k, int access)
+{
+    (void)r, (void)k, (void)access;
+    _exit(FORGED_CALL_RAN);
+}
 
 static void act(enum scene scene)
 {
@@ -83,6 +96,20 @@ static void act(enum scene scene)
     case WRITE_RT_BACKEND: /* the runtime's backend: a table of functions */
         *(const void *volatile *)&rt->be = &rt->c;
         break;
+    case WRITE_RT_SLOT: { /* the meta page's entry for the runtime */
+        /* A runtime of the forger's making, in its own memory, whose
+         * backend table is a copy of the real one (readable) but for one
+         * function: the read-only fixed half is never written. */
+        static struct backend fake_be;
+        static struct vmpk_runtime fake_rt;
+        fake_be = *rt->be;
+        fake_be.begin = forged_begin;
+        fake_rt.be = &fake_be;
+        fake_rt.id = rt->id;
+        atomic_store(&vmpk__meta.runtimes[rt->id], &fake_rt);
+        vmpk_enter(key, VMPK_RW); /* key.with()'s path: the handle's id picks the entry */
+        break;
+    }
     }
     _exit(91); /* survived: the test fails */
 }
@@ -164,6 +191,28 @@ static void write_to_gate_record_faults(void)
     int sig;
     in_child(act_scene, WRITE_GATE_RECORD, &sig);
     CHECK_EQ(sig, 0);
+}
+
+/* The meta page's runtimes[] names the open runtimes; a gate by handle
+ * (vmpk_enter, and key.with()'s index path) calls the backend of the
+ * runtime found there. With PKU the write to it faults. Without PKU the
+ * meta page stays writable (meta.h), so one pointer-sized write points the
+ * entry at a runtime the forger made, and the next gate calls any function
+ * the forger chose: the read-only fixed half stops a stray write, not this
+ * (docs/security.md). The attack, shown succeeding. */
+static void forged_runtime_entry(void)
+{
+    vmpk_close(open_rt(0));
+    if (vmpk__meta.mode == META_PKEY) {
+        expect_meta_report(WRITE_RT_SLOT);
+        return;
+    }
+    int sig, status;
+    char *out = check_in_child(act_scene, WRITE_RT_SLOT, &sig, &status);
+    if (sig)
+        printf("#   child ended by signal %d: %s\n", sig, out);
+    CHECK_EQ(sig, 0);
+    CHECK_EQ(status, FORGED_CALL_RAN);
 }
 
 /* Writes tried through the probe: refused, nothing changed. Reads of the
@@ -309,6 +358,7 @@ int main(void)
     RUN(write_to_hw_table_faults);
     RUN(write_to_gate_record_faults);
     RUN(write_to_runtime_backend_faults);
+    RUN(forged_runtime_entry);
     RUN(probed_writes_change_nothing);
     RUN(jump_onto_every_wrpkru_aborts);
     RUN(write_to_region_lists_faults);

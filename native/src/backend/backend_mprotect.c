@@ -42,11 +42,15 @@ static int effective(const struct vkey *v)
     return gates | atomic_load(&v->access);
 }
 
-/* The mark keep_apart gives a key's pages: neighbouring windows of one
- * granule alternate, so two marked ones side by side stay apart. */
+/* The mark keep_apart gives a key's pages: windows of one size side by
+ * side alternate (their starts over their size are consecutive numbers),
+ * so two marked ones stay apart. The granule's parity alone did that for
+ * windows of an odd number of granules only: two of 2 MiB both started
+ * even, and a fully used one merged with the next. Windows of different
+ * sizes may still get the same mark: speed only. */
 static int apart_mark(const struct vkey *v)
 {
-    return 1 + (int)(v->granule & 1);
+    return 1 + (int)((v->granule / v->granules) & 1);
 }
 
 /* A key's used pages share the arena's VMA while closed (that keeps a
