@@ -190,16 +190,19 @@ static int mp_grow(struct vmpk_runtime *rt, uint32_t slot, uint32_t from, uint32
     int access = effective(v);
     uint8_t *at = window_base(v) + (size_t)from * rt->page;
     size_t len = (size_t)(to - from) * rt->page;
+    /* Fresh pages are PROT_NONE already. */
+    int r = access == VMPK_NONE ? 0 : os_mprotect(&rt->c, at, len, prot_of_vkey(v, access));
+    if (r) {
+        /* Past v->used no later change reaches them: closed, or some could
+         * stay open after the key's access narrows. Not marked apart yet:
+         * retire takes marks off v->used's pages only. */
+        if (os_mprotect(&rt->c, at, len, PROT_NONE))
+            abort();
+        return vmpk__os_error(r);
+    }
     if (MP_KEY(v)->apart) /* speed only: a failure changes nothing */
         os_keep_apart(&rt->c, at, len, apart_mark(v));
-    if (access == VMPK_NONE) /* fresh pages are PROT_NONE already */
-        return 0;
-    int r = os_mprotect(&rt->c, at, len, prot_of_vkey(v, access));
-    /* Past v->used no later change reaches them: closed, or some could
-     * stay open after the key's access narrows. */
-    if (r && os_mprotect(&rt->c, at, len, PROT_NONE))
-        abort();
-    return vmpk__os_error(r);
+    return 0;
 }
 
 static int mp_retire(struct vmpk_runtime *rt, uint32_t slot)
