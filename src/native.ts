@@ -68,7 +68,7 @@ export interface NativeStats {
   pins: number;
   /** pku: WRPKRUs that only opened or closed vmpk's write-protected metadata (pkruWrites counts those that also set a key's bits). */
   metaPkruWrites: number;
-  /** Without PKU: mprotect calls that guard vmpk's metadata (not in syscalls): one at open, none after. */
+  /** Without PKU: mprotect calls that guard vmpk's metadata (not in syscalls): two at open, none after. */
   metaMprotectCalls: number;
 }
 

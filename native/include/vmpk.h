@@ -158,7 +158,7 @@ struct vmpk_stats {
                                      (pkru_writes counts those that also set
                                      a key's bits) */
     uint64_t meta_mprotect_calls; /* no PKU: mprotect calls that guard it
-                                     (not in syscalls): one when the runtime
+                                     (not in syscalls): two when the runtime
                                      opens, none after */
 };
 

@@ -19,6 +19,7 @@
  * library and sees internal.h).
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,7 +52,8 @@ static struct vkey *slot0(void)
 }
 
 enum scene { WRITE_PERM, WRITE_HW_STATE, WRITE_GATE_RECORD, WRITE_REGION_TABLE,
-             WRITE_INLINE_REGION, WRITE_WINDOW, WRITE_NAME, WRITE_RT_BACKEND, WRITE_RT_SLOT };
+             WRITE_INLINE_REGION, WRITE_WINDOW, WRITE_NAME, WRITE_RT_BACKEND, WRITE_RT_SLOT,
+             WRITE_GATE_RUNTIME };
 
 /* What a forged runtime's backend runs in place of a gate: proof that
  * vmpk called it. */
@@ -60,6 +62,38 @@ static int forged_begin(struct vmpk_runtime *r, vmpk_key k, int access)
 {
     (void)r, (void)k, (void)access;
     _exit(FORGED_CALL_RAN);
+}
+
+static int forged_end_in(struct vmpk_runtime *r, struct vmpk_thread *t, vmpk_key k)
+{
+    (void)r, (void)t, (void)k;
+    _exit(FORGED_CALL_RAN);
+}
+
+/* A runtime of the forger's making, in its own memory, whose backend
+ * table is a copy of the real one (readable) but for `begin` and
+ * `end_in`: the read-only fixed half is never written. */
+static struct vmpk_runtime *forged_runtime(void)
+{
+    static struct backend fake_be;
+    static struct vmpk_runtime fake_rt;
+    fake_be = *rt->be;
+    fake_be.begin = forged_begin;
+    fake_be.end_in = forged_end_in;
+    fake_rt.be = &fake_be;
+    fake_rt.id = rt->id;
+    return &fake_rt;
+}
+
+/* A thread that opens a gate, points its record at a forged runtime and
+ * exits with the gate open: its exit closes the gates it left. */
+static void *exit_with_forged_gate(void *arg)
+{
+    (void)arg;
+    if (vmpk_begin(rt, key, VMPK_READ))
+        _exit(93);
+    vmpk__self->gates[0].rt = forged_runtime();
+    return NULL;
 }
 
 static void act(enum scene scene)
@@ -96,18 +130,14 @@ static void act(enum scene scene)
     case WRITE_RT_BACKEND: /* the runtime's backend: a table of functions */
         *(const void *volatile *)&rt->be = &rt->c;
         break;
-    case WRITE_RT_SLOT: { /* the meta page's entry for the runtime */
-        /* A runtime of the forger's making, in its own memory, whose
-         * backend table is a copy of the real one (readable) but for one
-         * function: the read-only fixed half is never written. */
-        static struct backend fake_be;
-        static struct vmpk_runtime fake_rt;
-        fake_be = *rt->be;
-        fake_be.begin = forged_begin;
-        fake_rt.be = &fake_be;
-        fake_rt.id = rt->id;
-        atomic_store(&vmpk__meta.runtimes[rt->id], &fake_rt);
+    case WRITE_RT_SLOT: /* the entry that finds the runtime */
+        atomic_store(&vmpk__runtimes[rt->id], forged_runtime());
         vmpk_enter(key, VMPK_RW); /* key.with()'s path: the handle's id picks the entry */
+        break;
+    case WRITE_GATE_RUNTIME: { /* a gate record's runtime, followed at thread exit */
+        pthread_t th;
+        if (pthread_create(&th, NULL, exit_with_forged_gate, NULL) || pthread_join(th, NULL))
+            _exit(94);
         break;
     }
     }
@@ -193,26 +223,35 @@ static void write_to_gate_record_faults(void)
     CHECK_EQ(sig, 0);
 }
 
-/* The meta page's runtimes[] names the open runtimes; a gate by handle
- * (vmpk_enter, and key.with()'s index path) calls the backend of the
- * runtime found there. With PKU the write to it faults. Without PKU the
- * meta page stays writable (meta.h), so one pointer-sized write points the
- * entry at a runtime the forger made, and the next gate calls any function
- * the forger chose: the read-only fixed half stops a stray write, not this
- * (docs/security.md). The attack, shown succeeding. */
+/* The runtimes page (struct meta_runtimes) names the open runtimes; a
+ * gate by handle (vmpk_enter, and key.with()'s index path) calls the
+ * backend of the runtime found there. A forged entry would make the next
+ * gate call the forger's function (FORGED_CALL_RAN): the write faults on
+ * both, the meta pkey guarding the page or mprotect keeping it read-only
+ * between vmpk_open and vmpk_close. */
 static void forged_runtime_entry(void)
+{
+    expect_meta_report(WRITE_RT_SLOT);
+}
+
+/* A thread's exit closes the gates it left open through each record's
+ * runtime pointer. With PKU the record cannot be forged; without it the
+ * forged record is written, and the exit refuses a runtime that is not one
+ * of the open ones: the forger's function never runs, the child exits as
+ * the scene ends (91). */
+static void forged_gate_runtime_at_exit(void)
 {
     vmpk_close(open_rt(0));
     if (vmpk__meta.mode == META_PKEY) {
-        expect_meta_report(WRITE_RT_SLOT);
+        expect_meta_report(WRITE_GATE_RUNTIME);
         return;
     }
     int sig, status;
-    char *out = check_in_child(act_scene, WRITE_RT_SLOT, &sig, &status);
+    char *out = check_in_child(act_scene, WRITE_GATE_RUNTIME, &sig, &status);
     if (sig)
         printf("#   child ended by signal %d: %s\n", sig, out);
     CHECK_EQ(sig, 0);
-    CHECK_EQ(status, FORGED_CALL_RAN);
+    CHECK_EQ(status, 91);
 }
 
 /* Writes tried through the probe: refused, nothing changed. Reads of the
@@ -238,13 +277,14 @@ static void probed_writes_change_nothing(void)
     CHECK_EQ(vmpk_probe(&vmpk__self->pkru_expect, VMPK_RW), gaps);
     CHECK_EQ(vmpk_probe(&rt->lock, VMPK_RW), gaps);
     CHECK_EQ(vmpk_probe(&vmpk__pku_hwkey(rt, 0)->state, VMPK_RW), gaps);
-    CHECK_EQ(vmpk_probe(&vmpk__meta.runtimes[0], VMPK_RW), gaps);
+    CHECK_EQ(vmpk_probe(&vmpk__meta.births, VMPK_RW), gaps);
+    CHECK_EQ(vmpk_probe(&vmpk__runtimes[0], VMPK_RW), 0);
     if (vmpk__meta.mode == META_PKEY) { /* the tables too */
         CHECK_EQ(vmpk_probe(&v->access, VMPK_RW), 0);
         CHECK_EQ(vmpk_probe(&v->be, VMPK_RW), 0);
         CHECK_EQ(vmpk_probe(&v->gen, VMPK_RW), 0);
         CHECK_EQ(vmpk_probe(&vmpk__meta.owned, VMPK_RW), 0);
-        CHECK_EQ(vmpk_probe(&vmpk__meta.runtimes[0], VMPK_RW), 0);
+        CHECK_EQ(vmpk_probe(&vmpk__meta.arena.next, VMPK_RW), 0);
         CHECK_EQ(vmpk_probe(vmpk__meta.owner_area, VMPK_RW), 0);
     }
     /* The key's pages are as closed as before, and its state unchanged. */
@@ -359,6 +399,7 @@ int main(void)
     RUN(write_to_gate_record_faults);
     RUN(write_to_runtime_backend_faults);
     RUN(forged_runtime_entry);
+    RUN(forged_gate_runtime_at_exit);
     RUN(probed_writes_change_nothing);
     RUN(jump_onto_every_wrpkru_aborts);
     RUN(write_to_region_lists_faults);

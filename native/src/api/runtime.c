@@ -57,15 +57,15 @@ static int runtime_take(struct vmpk_runtime **out)
         if (atomic_load(&vmpk__runtimes[id]))
             continue;
         struct vmpk_runtime *rt =
-            (struct vmpk_runtime *)(vmpk__meta.runtimes_area + (size_t)id * RT_STRIDE);
-        if (!vmpk__meta.rt_committed[id]) {
+            (struct vmpk_runtime *)(vmpk__meta_rts.area + (size_t)id * RT_STRIDE);
+        if (!vmpk__meta_rts.committed[id]) {
             if (vmpk__meta_commit(NULL, rt, RT_STRIDE)) {
                 err = VMPK_E_NOMEM;
                 break;
             }
             rt->id = id;
             vmpk__slots_init(rt);
-            vmpk__meta.rt_committed[id] = true;
+            vmpk__meta_rts.committed[id] = true;
         }
         next_id = (uint8_t)(id + 1); /* rotate ids, so old handles rarely alias */
         *out = rt;
@@ -101,7 +101,12 @@ int vmpk_open(const struct vmpk_options *opts, vmpk_runtime **out)
     struct vmpk_thread *t = meta_enter();
     if (!t)
         return VMPK_E_NOMEM;
+    if ((err = vmpk__meta_runtimes_open())) {
+        meta_leave(t, -1);
+        return vmpk__os_error(err);
+    }
     err = open_in(be, &o, out);
+    vmpk__meta_runtimes_close(err ? NULL : &(*out)->c);
     meta_leave(t, -1);
     return err;
 }
@@ -176,7 +181,15 @@ int vmpk_close(vmpk_runtime *rt)
             free(names);
             return VMPK_E_NOMEM;
         }
-        err = runtime_id_of(rt) < 0 ? VMPK_E_INVALID : close_in(rt, names, room);
+        int r = 0;
+        if (runtime_id_of(rt) < 0) {
+            err = VMPK_E_INVALID;
+        } else if ((r = vmpk__meta_runtimes_open())) {
+            err = vmpk__os_error(r);
+        } else {
+            err = close_in(rt, names, room);
+            vmpk__meta_runtimes_close(NULL);
+        }
         meta_leave(t, -1);
         REQUIRE_META_CLOSED();
         for (uint32_t i = 0; err == 0 && i < room; i++)

@@ -43,7 +43,7 @@ _Static_assert(THREAD_STRIDE == PKRU_THREAD_ALIGN, "thread structs off the check
  * trusted only once it names one of the runtime structs in meta. */
 static inline int runtime_id_of(const struct vmpk_runtime *rt)
 {
-    uintptr_t off = (uintptr_t)rt - (uintptr_t)vmpk__meta.runtimes_area;
+    uintptr_t off = (uintptr_t)rt - (uintptr_t)vmpk__meta_rts.area;
     if (off >= (uintptr_t)VMPK_MAX_RUNTIMES * RT_STRIDE || off % RT_STRIDE)
         return -1;
     int id = (int)(off / RT_STRIDE);

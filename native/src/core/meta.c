@@ -25,6 +25,8 @@ struct meta_page vmpk__meta = {
     .threads_lock = PTHREAD_MUTEX_INITIALIZER,
     .arena = { .lock = PTHREAD_MUTEX_INITIALIZER },
 };
+struct meta_runtimes vmpk__meta_rts;
+_Static_assert(sizeof(struct meta_runtimes) == 4096, "the runtimes page is one page");
 
 int vmpk__meta_mode;
 int vmpk__meta_pkey;
@@ -62,6 +64,10 @@ uintptr_t vmpk__pkru_restart(uintptr_t ip)
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int init_err;
+/* META_MPROTECT: the calls that have vmpk__meta_rts open. Outside meta:
+ * it must be writable while the page is not. */
+static pthread_mutex_t rts_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t rts_open;
 
 static size_t round_page(size_t n)
 {
@@ -106,7 +112,7 @@ static void init(void)
     }
     m->base = base;
     m->len = len;
-    m->runtimes_area = base;
+    vmpk__meta_rts.area = base;
     m->threads_lo = (uintptr_t)(base + rts);
     m->threads_len = threads;
     m->owner_area = base + rts + threads;
@@ -125,7 +131,8 @@ static void init(void)
             m->m_wd = PKRU_WD << (2 * pkey);
             m->not_m = ~m->m_bits;
             set_owned(m->m_bits);
-            if (os_commit_pkey(NULL, m, sizeof *m, pkey)) {
+            if (os_commit_pkey(NULL, m, sizeof *m, pkey) ||
+                os_commit_pkey(NULL, &vmpk__meta_rts, sizeof vmpk__meta_rts, pkey)) {
                 init_err = vmpk__system_error(errno);
                 return;
             }
@@ -133,6 +140,9 @@ static void init(void)
     }
     vmpk__meta_pkey = m->pkey;
     vmpk__meta_mode = m->mode;
+    if (m->mode == META_MPROTECT &&
+        os_mprotect_meta(NULL, &vmpk__meta_rts, sizeof vmpk__meta_rts, PROT_READ))
+        init_err = vmpk__system_error(errno);
 }
 
 int vmpk__meta_init(void)
@@ -145,6 +155,7 @@ bool vmpk__meta_contains(uintptr_t addr)
 {
     const struct meta_page *m = &vmpk__meta;
     return addr - (uintptr_t)m < sizeof *m ||
+           addr - (uintptr_t)&vmpk__meta_rts < sizeof vmpk__meta_rts ||
            (m->base && addr - (uintptr_t)m->base < m->len);
 }
 
@@ -173,6 +184,31 @@ int vmpk__meta_runtime_fixed(struct vmpk_runtime *rt, bool writable, struct runt
     if (r && !writable)
         abort(); /* the fixed half would stay writable */
     return r;
+}
+
+int vmpk__meta_runtimes_open(void)
+{
+    if (vmpk__meta.mode != META_MPROTECT)
+        return 0;
+    int r = 0;
+    pthread_mutex_lock(&rts_lock);
+    if (rts_open == 0)
+        r = os_mprotect_meta(NULL, &vmpk__meta_rts, sizeof vmpk__meta_rts,
+                             PROT_READ | PROT_WRITE);
+    rts_open += r == 0;
+    pthread_mutex_unlock(&rts_lock);
+    return r;
+}
+
+void vmpk__meta_runtimes_close(struct runtime_counters *c)
+{
+    if (vmpk__meta.mode != META_MPROTECT)
+        return;
+    pthread_mutex_lock(&rts_lock);
+    if (--rts_open == 0 &&
+        os_mprotect_meta(c, &vmpk__meta_rts, sizeof vmpk__meta_rts, PROT_READ))
+        abort(); /* the runtimes page would stay writable */
+    pthread_mutex_unlock(&rts_lock);
 }
 
 struct vmpk_thread *vmpk__meta_thread_alloc(void)

@@ -20,7 +20,9 @@
  *                  stay free. Where PKU works, for both backends.
  *   META_MPROTECT  no PKU: each runtime's fixed half (struct vmpk_runtime:
  *                  its backend, table address, id) is PROT_READ from
- *                  vmpk_open to vmpk_close, which alone write it. All else
+ *                  vmpk_open to vmpk_close, which alone write it, and so is
+ *                  the page that finds the runtimes (struct meta_runtimes)
+ *                  outside those two calls. All else
  *                  stays writable, so no other call makes a syscall for
  *                  the metadata: the runtime's changing half (lock,
  *                  counters, table bookkeeping), the owner, free, slots and
@@ -81,13 +83,9 @@ struct meta_page {
     int pkey;                 /* the meta pkey, META_PKEY only */
     uint8_t *base;            /* the reservation */
     size_t len;
-    uint8_t *runtimes_area, *owner_area, *free_area, *slots_area;
+    uint8_t *owner_area, *free_area, *slots_area;
     size_t slots_stride;      /* bytes of one runtime's vkey table */
     uint8_t *regions_area;    /* REGIONS_PER_GRANULE ranges per arena granule */
-
-    /* Open runtimes by id, read lock-free by the signal handlers. */
-    struct vmpk_runtime *_Atomic runtimes[VMPK_MAX_RUNTIMES];
-    bool rt_committed[VMPK_MAX_RUNTIMES];
 
     struct meta_pool pool;
 
@@ -108,8 +106,19 @@ struct meta_page {
 
 extern struct meta_page vmpk__meta __attribute__((visibility("hidden")));
 
-/* Open runtimes by id, read lock-free by the signal handlers. */
-#define vmpk__runtimes (vmpk__meta.runtimes)
+/* What finds the open runtimes, and so the backend a call runs: a page of
+ * its own that only vmpk_open and vmpk_close write, so that without PKU it
+ * stays read-only between them (META_MPROTECT), as the runtimes' fixed
+ * halves do; with PKU the meta pkey guards it with the rest. */
+struct meta_runtimes {
+    /* Open runtimes by id, read lock-free by the signal handlers. */
+    struct vmpk_runtime *_Atomic runtimes[VMPK_MAX_RUNTIMES];
+    uint8_t *area;            /* the reservation's runtimes area */
+    bool committed[VMPK_MAX_RUNTIMES];
+} __attribute__((aligned(4096)));
+
+extern struct meta_runtimes vmpk__meta_rts __attribute__((visibility("hidden")));
+#define vmpk__runtimes (vmpk__meta_rts.runtimes)
 
 /* t is a struct of the threads area, and the one this thread's TLS slot
  * names: the test every check makes before it trusts t. */
@@ -156,5 +165,11 @@ void vmpk__meta_thread_free(struct vmpk_thread *t);
  * other modes. A failure to make it writable is returned (-errno), one to
  * make it read-only again aborts: the metadata would stay writable. */
 int vmpk__meta_runtime_fixed(struct vmpk_runtime *rt, bool writable, struct runtime_counters *c);
+/* META_MPROTECT: makes vmpk__meta_rts writable for a vmpk_open or
+ * vmpk_close (counted: it stays writable until the last of them closes it,
+ * which counts its call in *c when not NULL); nothing in the other modes.
+ * Open returns 0 or -errno; a failure to close aborts. */
+int vmpk__meta_runtimes_open(void);
+void vmpk__meta_runtimes_close(struct runtime_counters *c);
 
 #endif /* VMPK_META_H */
