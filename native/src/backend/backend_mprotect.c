@@ -62,6 +62,8 @@ static int apart_mark(const struct vkey *v)
  * nothing else. */
 static void keep_apart(struct vmpk_runtime *rt, struct vkey *v)
 {
+    if (MP_KEY(v)->apart || !v->used)
+        return;
     if (atomic_fetch_add(&apart_keys, 1) >= APART_MAX) {
         atomic_fetch_sub(&apart_keys, 1);
         return;
@@ -72,15 +74,12 @@ static void keep_apart(struct vmpk_runtime *rt, struct vkey *v)
         atomic_fetch_sub(&apart_keys, 1);
 }
 
-/* Applies the protection the vkey's state now asks for, if it changed
- * (`gate`: because a gate opened or closed). */
-static int apply(struct vmpk_runtime *rt, struct vkey *v, int before, bool gate)
+/* Applies the protection the vkey's state now asks for, if it changed. */
+static int apply(struct vmpk_runtime *rt, struct vkey *v, int before)
 {
     int after = effective(v);
     if (after == before || !v->used)
         return 0;
-    if (gate && before == VMPK_NONE && !MP_KEY(v)->apart)
-        keep_apart(rt, v);
     int r = os_mprotect(&rt->c, window_base(v), (size_t)v->used * rt->page,
                         prot_of_vkey(v, after));
     return r == 0 ? 1 : vmpk__os_error(r);
@@ -92,6 +91,32 @@ static void count_gate(struct vkey *v, int access, int delta)
         MP_KEY(v)->open_write += delta;
     else
         MP_KEY(v)->open_read += delta;
+}
+
+/* Whether one more gate of `access` fits the key's counts. */
+static bool gate_room(const struct vkey *v, int access)
+{
+    return access == VMPK_RW ? MP_KEY(v)->open_write < MAX_OPEN_WRITE
+                             : MP_KEY(v)->open_read < MAX_OPEN_READ;
+}
+
+/* A gate on a live key, under rt->lock: 0 if its pages stayed as they were
+ * (a hit), 1 if they changed, or a vmpk_error with nothing changed. */
+static int open_gate(struct vmpk_runtime *rt, struct vmpk_thread *t, struct vkey *v,
+                     vmpk_key key, uint32_t slot, int access)
+{
+    if (!gate_room(v, access))
+        return VMPK_E_TOO_MANY;
+    int before = effective(v);
+    if (before == VMPK_NONE) /* the pages are about to open */
+        keep_apart(rt, v);
+    count_gate(v, access, +1);
+    int r = apply(rt, v, before);
+    if (r < 0)
+        count_gate(v, access, -1);
+    else
+        gate_push(t, rt, key, slot, HW_NONE, access);
+    return r;
 }
 
 static int mp_setup(struct vmpk_runtime *rt, int max_hw_keys)
@@ -119,21 +144,9 @@ static int mp_begin(struct vmpk_runtime *rt, vmpk_key key, int access)
     }
     struct vkey *v = &rt->slots[slot];
     rt_lock(rt);
-    r = VMPK_E_STALE;
-    if (!v->live || atomic_load(&v->gen) != vmpk__gen_of(key)) {
-        /* r stays */
-    } else if (access == VMPK_RW ? MP_KEY(v)->open_write == MAX_OPEN_WRITE
-                                 : MP_KEY(v)->open_read == MAX_OPEN_READ) {
-        r = VMPK_E_TOO_MANY;
-    } else {
-        int before = effective(v);
-        count_gate(v, access, +1);
-        r = apply(rt, v, before, true);
-        if (r < 0)
-            count_gate(v, access, -1);
-        else
-            gate_push(t, rt, key, slot, HW_NONE, access);
-    }
+    r = v->live && atomic_load(&v->gen) == vmpk__gen_of(key)
+            ? open_gate(rt, t, v, key, slot, access)
+            : VMPK_E_STALE;
     rt_unlock(rt);
     if (r == 0)
         counter_add(&t->counters[rt->id].hits, 1);
@@ -155,7 +168,7 @@ static int mp_end_in(struct vmpk_runtime *rt, struct vmpk_thread *t, vmpk_key ke
     t->depth--;
     /* A failure here would leave the pages more open than asked: there is
      * no safe way on, so stop. */
-    if (apply(rt, v, before, true) < 0)
+    if (apply(rt, v, before) < 0)
         abort();
     rt_unlock(rt);
     return 0;
@@ -178,7 +191,7 @@ static int mp_protect(struct vmpk_runtime *rt, uint32_t slot, int access)
     int before = effective(v);
     int old = atomic_load(&v->access);
     atomic_store(&v->access, (uint8_t)access);
-    int r = apply(rt, v, before, false);
+    int r = apply(rt, v, before);
     if (r < 0)
         atomic_store(&v->access, (uint8_t)old);
     return r < 0 ? r : 0;
@@ -212,7 +225,7 @@ static int mp_retire(struct vmpk_runtime *rt, uint32_t slot)
         return VMPK_E_BUSY;
     int before = effective(v);
     atomic_store(&v->access, VMPK_NONE);
-    int r = apply(rt, v, before, false);
+    int r = apply(rt, v, before);
     if (r >= 0 && MP_KEY(v)->apart) { /* merged back; a failure costs speed only */
         os_keep_apart(&rt->c, window_base(v), (size_t)v->used * rt->page, 0);
         MP_KEY(v)->apart = 0;
