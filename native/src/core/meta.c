@@ -1,7 +1,7 @@
 /*
  * The meta pages (see meta.h): the mode, the reservation and its areas, the
- * meta pkey, the thread structs, and META_MPROTECT's guard of a runtime's
- * fixed half.
+ * meta pkey, the thread structs, and META_MPROTECT's guard of the runtimes
+ * page and of each runtime's fixed half.
  */
 #define _GNU_SOURCE
 #include <errno.h>

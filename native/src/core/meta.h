@@ -18,17 +18,18 @@
  *   META_PKEY      the pages carry the meta pkey, write-disabled (WD) in
  *                  every thread's PKRU outside vmpk's entry points; reads
  *                  stay free. Where PKU works, for both backends.
- *   META_MPROTECT  no PKU: each runtime's fixed half (struct vmpk_runtime:
- *                  its backend, table address, id) is PROT_READ from
- *                  vmpk_open to vmpk_close, which alone write it, and so is
- *                  the page that finds the runtimes (struct meta_runtimes)
- *                  outside those two calls. All else
- *                  stays writable, so no other call makes a syscall for
- *                  the metadata: the runtime's changing half (lock,
- *                  counters, table bookkeeping), the owner, free, slots and
- *                  regions areas, the threads area (gate stacks) and this
- *                  meta page (in the library's .data). That stops a stray
- *                  write into the fixed half, not a forger (design.md):
+ *   META_MPROTECT  no PKU: what decides which code vmpk calls is
+ *                  PROT_READ: each runtime's fixed half (struct
+ *                  vmpk_runtime: its backend, table address, id) from
+ *                  vmpk_open to vmpk_close, which alone write it, and the
+ *                  page that finds the runtimes (struct meta_runtimes)
+ *                  outside those two calls. All else stays writable, so no
+ *                  other call makes a syscall for the metadata: the
+ *                  runtime's changing half (lock, counters, table
+ *                  bookkeeping), the owner, free, slots and regions areas,
+ *                  the threads area (gate stacks) and this meta page (in
+ *                  the library's .data). That stops stray writes and
+ *                  redirected calls, not a forger of the data (design.md):
  *                  with PKU the meta pkey guards it all.
  *   META_OFF       plain read-write pages (VMPK_META=off, for comparison).
  */
