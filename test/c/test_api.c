@@ -437,6 +437,14 @@ static void forged_handles_change_nothing(void)
     CHECK_EQ(vmpk_key_destroy(rt, k), 0);
 }
 
+/* A new key with a page, and its gate index. */
+static uint32_t indexed_key(const char *name, vmpk_key *k, char **page)
+{
+    CHECK_EQ(vmpk_key_create(rt, name, VMPK_NONE, 0, k), 0);
+    CHECK_EQ(vmpk_alloc(rt, *k, 4096, (void **)page), 0);
+    return vmpk_gate_index(*k);
+}
+
 /* A gate index is the handle in 32 bits, generation whole: it opens its
  * key, and after the key is destroyed and its slot reused, the old index
  * opens neither (VMPK_E_STALE), nor does any neighbouring index. */
@@ -444,9 +452,7 @@ static void gate_indexes_name_one_key(void)
 {
     vmpk_key k, k2;
     char *p, *p2;
-    CHECK_EQ(vmpk_key_create(rt, "ix", VMPK_NONE, 0, &k), 0);
-    CHECK_EQ(vmpk_alloc(rt, k, 4096, (void **)&p), 0);
-    uint32_t ix = vmpk_gate_index(k);
+    uint32_t ix = indexed_key("ix", &k, &p);
     /* runtime id, generation, slot + 1, each exactly */
     CHECK_EQ(ix, (uint32_t)(k >> 45) << 29 | (uint32_t)((k >> 24) & 0x1fffff) << 20 |
                      (uint32_t)(k & 0xffffff));
@@ -461,10 +467,8 @@ static void gate_indexes_name_one_key(void)
     CHECK_EQ(vmpk_leave_index(ix), VMPK_E_GATE_ORDER);
 
     CHECK_EQ(vmpk_key_destroy(rt, k), 0);
-    CHECK_EQ(vmpk_key_create(rt, "ix2", VMPK_NONE, 0, &k2), 0); /* reuses the slot */
+    uint32_t ix2 = indexed_key("ix2", &k2, &p2); /* reuses the slot */
     CHECK_EQ(k2 & 0xffffff, k & 0xffffff);
-    CHECK_EQ(vmpk_alloc(rt, k2, 4096, (void **)&p2), 0);
-    uint32_t ix2 = vmpk_gate_index(k2);
     CHECK(ix2 != 0 && ix2 != ix);
     CHECK_EQ(vmpk_enter_rw(ix), VMPK_E_STALE);
     CHECK_EQ(vmpk_enter_r(ix), VMPK_E_STALE);
@@ -510,9 +514,7 @@ static void mailbox_calls_are_the_index_calls(void)
 {
     vmpk_key k, k2;
     char *p, *p2;
-    CHECK_EQ(vmpk_key_create(rt, "mb", VMPK_NONE, 0, &k), 0);
-    CHECK_EQ(vmpk_alloc(rt, k, 4096, (void **)&p), 0);
-    uint32_t ix = vmpk_gate_index(k);
+    uint32_t ix = indexed_key("mb", &k, &p);
     CHECK_EQ(mb_call(vmpk_mailbox_enter_rw, ix), 0);
     p[0] = 9;
     CHECK_EQ(mb_call(vmpk_mailbox_leave, ix), 0);
@@ -524,9 +526,7 @@ static void mailbox_calls_are_the_index_calls(void)
     CHECK_EQ(mb_call(vmpk_mailbox_leave, ix), VMPK_E_GATE_ORDER);
 
     CHECK_EQ(vmpk_key_destroy(rt, k), 0);
-    CHECK_EQ(vmpk_key_create(rt, "mb2", VMPK_NONE, 0, &k2), 0); /* reuses the slot */
-    CHECK_EQ(vmpk_alloc(rt, k2, 4096, (void **)&p2), 0);
-    uint32_t ix2 = vmpk_gate_index(k2);
+    uint32_t ix2 = indexed_key("mb2", &k2, &p2); /* reuses the slot */
     uint32_t bad[] = { ix, ix ^ 1u << 29, ix2 + (1u << 20), ix2 - (1u << 20), ix2 + 1,
                        ix2 & ~0xfffffu, 0, UINT32_MAX };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

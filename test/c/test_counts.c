@@ -240,6 +240,15 @@ static void metadata_switches_per_key(void)
     CHECK_EQ(vmpk_close(rt), 0);
 }
 
+/* A runtime on the mprotect backend, whatever VMPK_BACKEND says. */
+static vmpk_runtime *open_mprotect(void)
+{
+    struct vmpk_options o = { .backend = VMPK_BACKEND_MPROTECT };
+    vmpk_runtime *r = NULL;
+    CHECK_EQ(vmpk_open(&o, &r), 0);
+    return r;
+}
+
 /* The bounds of the VMA that holds addr (/proc/self/maps), or 0s. */
 static void vma_of(const void *addr, uintptr_t *lo, uintptr_t *hi)
 {
@@ -267,8 +276,7 @@ static void vma_of(const void *addr, uintptr_t *lo, uintptr_t *hi)
  * does: two WRPKRUs each way. */
 static void mprotect_gate_costs_two_calls(void)
 {
-    struct vmpk_options o = { .backend = VMPK_BACKEND_MPROTECT };
-    CHECK_EQ(vmpk_open(&o, &rt), 0);
+    rt = open_mprotect();
     vmpk_key k;
     char *page;
     CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_NONE, 0, &k), 0);
@@ -308,8 +316,7 @@ static void mprotect_gate_costs_two_calls(void)
 static void apart_neighbours_stay_apart(void)
 {
     enum { WINDOW = 2 << 20 };
-    struct vmpk_options o = { .backend = VMPK_BACKEND_MPROTECT };
-    CHECK_EQ(vmpk_open(&o, &rt), 0);
+    rt = open_mprotect();
     vmpk_key k[2];
     char *a, *b;
     CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_NONE, WINDOW, &k[0]), 0);
@@ -341,14 +348,10 @@ static void apart_neighbours_stay_apart(void)
 static void keys_apart_are_bounded(void)
 {
     enum { APART = 4096 };
-    struct vmpk_options o = { .backend = VMPK_BACKEND_MPROTECT };
-    CHECK_EQ(vmpk_open(&o, &rt), 0);
+    rt = open_mprotect();
     static vmpk_key keys[APART + 2];
-    for (int i = 0; i < APART + 2; i++) {
-        void *p;
-        CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_NONE, 0, &keys[i]), 0);
-        CHECK_EQ(vmpk_alloc(rt, keys[i], 4096, &p), 0);
-    }
+    for (int i = 0; i < APART + 2; i++)
+        keys[i] = make_key(1);
     for (int i = 0; i < APART; i++)
         gate(keys[i]);
     struct vmpk_stats before = stats_of(rt);
@@ -393,8 +396,7 @@ static void *many_gates(void *arg)
 
 static void write_gates_on_one_key_are_bounded(void)
 {
-    struct vmpk_options o = { .backend = VMPK_BACKEND_MPROTECT };
-    CHECK_EQ(vmpk_open(&o, &rt), 0);
+    rt = open_mprotect();
     char *p;
     CHECK_EQ(vmpk_key_create(rt, NULL, VMPK_NONE, 0, &many_key), 0);
     CHECK_EQ(vmpk_alloc(rt, many_key, 4096, (void **)&p), 0);
